@@ -1,0 +1,13 @@
+"""skebm: energy-based models as scikit-learn estimators.
+
+The four estimators, one per use of MCMC trajectory length (EBM Life
+Cycle): :class:`EBMGenerator` (shortrun synthesis), :class:`EBMPurifier`
+(midrun purification), :class:`EBMDensity` (longrun densities) and
+:class:`NGEBMClassifier` (the non-generative EBM classifier).
+"""
+
+from .generator import EBMGenerator, compose
+
+__version__ = "0.1.0"
+
+__all__ = ["EBMGenerator", "compose", "__version__"]

@@ -1,0 +1,497 @@
+"""EBMGenerator: shortrun Langevin synthesis."""
+
+import numbers
+
+import numpy as np
+import torch
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_array
+
+from ._base import BaseEBM, seed_everything
+from ._docs import fill_doc
+from .engine import EBMNet, MaxLikelihoodLoss
+from .mcmc import LangevinSampler, NoiseSource, make_chain_init
+from .nn import make_energy
+
+__all__ = ["EBMGenerator", "compose"]
+
+
+def _batches(n, size):
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+@fill_doc
+class EBMGenerator(BaseEBM):
+    """Energy-based generator trained for shortrun Langevin synthesis.
+
+    The energy ``E(x)`` is trained by maximum likelihood with Langevin
+    negatives (chains of ``n_steps`` steps from the ``init`` strategy); new
+    samples are drawn by running the same short chains. This is the
+    shortrun regime of the EBM Life Cycle paper and of IGEBM: good samples,
+    but ``exp(-E)`` is not a calibrated density (use
+    :class:`~skebm.EBMDensity` for that).
+
+    Read more in the :ref:`User Guide <generator>`.
+
+    Parameters
+    ----------
+    {energy}
+    {energy_params}
+    {image_shape}
+    conditional : bool, default=False
+        Learn a class-conditional energy ``E(x, y)`` from ``fit(X, y)``;
+        ``sample(y=...)`` then draws from a chosen class.
+    max_iter : int, default=1000
+        Number of parameter updates, rounded up to whole epochs of
+        ``ceil(n_samples / batch_size)`` updates (batches are drawn with
+        replacement).
+    batch_size : int, default=64
+        Data samples (and chains) per update.
+    lr : float, default=1e-3
+        Learning rate.
+    {optimizer}
+    n_steps : int, default=40
+        Langevin steps per update, and the default for :meth:`sample`.
+    step_size : float, default=1.0
+        Langevin step size epsilon: the drift is ``step_size**2 / 2`` times
+        the energy gradient divided by ``temperature``.
+    noise_scale : float or None, default=0.01
+        Standard deviation of the Langevin noise; ``None`` uses
+        ``step_size`` (exact Langevin dynamics at ``temperature``). The
+        shortrun default follows IGEBM and JEM: a large drift with small
+        noise.
+    temperature : float, default=1.0
+        Temperature ``T`` of the density ``exp(-E(x) / T)``.
+    init : {{"noise", "data", "replay", "persistent"}} or ChainInit, default="replay"
+        Where training chains start (see :mod:`skebm.mcmc`): fresh noise,
+        the data batch, a replay buffer of past negatives with restarts
+        from noise (IGEBM), or a persistent bank with rejuvenation (EBM Life
+        Cycle). :meth:`sample` starts its chains the same way.
+    buffer_size : int, default=10000
+        Size of the replay buffer or persistent bank.
+    reinit_prob : float, default=0.05
+        Probability that a chain drawn from the bank restarts from noise.
+    l2_reg : float, default=0.1
+        Weight of the L2 energy regulariser ``E(x+)^2 + E(x-)^2`` (IGEBM).
+    data_noise : float, default=0.01
+        Standard deviation of Gaussian noise added to the rescaled data in
+        training.
+    {device}
+    {precision}
+    {callbacks}
+    {verbose}
+    {warm_start}
+    {random_state}
+
+    Attributes
+    ----------
+    {fitted}
+    rescaler_ : Rescaler
+        The learned map between the data's value range and the model's.
+    classes_ : ndarray
+        Class labels (only when ``conditional=True``).
+
+    See Also
+    --------
+    skebm.EBMDensity : Longrun EBM with a normalised density.
+    sklearn.neural_network.BernoulliRBM : Energy model with Gibbs sampling.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skebm import EBMGenerator
+    >>> X, _ = load_digits(return_X_y=True)
+    >>> gen = EBMGenerator(image_shape=(1, 8, 8), max_iter=20, random_state=0).fit(X)
+    >>> gen.sample(4).shape
+    (4, 64)
+    """
+
+    def __init__(
+        self,
+        energy="auto",
+        *,
+        energy_params=None,
+        image_shape=None,
+        conditional=False,
+        max_iter=1000,
+        batch_size=64,
+        lr=1e-3,
+        optimizer="adam",
+        n_steps=40,
+        step_size=1.0,
+        noise_scale=0.01,
+        temperature=1.0,
+        init="replay",
+        buffer_size=10000,
+        reinit_prob=0.05,
+        l2_reg=0.1,
+        data_noise=0.01,
+        device="auto",
+        precision="fp32",
+        callbacks=None,
+        verbose=0,
+        warm_start=False,
+        random_state=None,
+    ):
+        self.energy = energy
+        self.energy_params = energy_params
+        self.image_shape = image_shape
+        self.conditional = conditional
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.n_steps = n_steps
+        self.step_size = step_size
+        self.noise_scale = noise_scale
+        self.temperature = temperature
+        self.init = init
+        self.buffer_size = buffer_size
+        self.reinit_prob = reinit_prob
+        self.l2_reg = l2_reg
+        self.data_noise = data_noise
+        self.device = device
+        self.precision = precision
+        self.callbacks = callbacks
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ fit
+    def _noise_source(self):
+        if self.image_shape_ is not None:
+            return NoiseSource("uniform", low=-1.0, high=1.0)
+        return NoiseSource("gaussian", loc=0.0, scale=1.0)
+
+    def _sampler(self):
+        return LangevinSampler(
+            n_steps=self.n_steps,
+            step_size=self.step_size,
+            noise_scale=self.noise_scale,
+            temperature=self.temperature,
+            precision=self.precision,
+        )
+
+    def _make_net(self, n_samples, n_outputs):
+        module = make_energy(
+            self.energy,
+            n_features=self.n_features_in_,
+            image_shape=self.image_shape_,
+            n_outputs=n_outputs,
+            params=self.energy_params,
+        )
+        return EBMNet(
+            module,
+            sampler=self._sampler(),
+            chain_init=make_chain_init(self.init, buffer_size=self.buffer_size, reinit_prob=self.reinit_prob),
+            noise=self._noise_source(),
+            feature_shape=self._feature_shape,
+            criterion=MaxLikelihoodLoss,
+            criterion__l2_reg=self.l2_reg,
+            criterion__temperature=self.temperature,
+            data_noise=self.data_noise,
+            conditional=self.conditional,
+            precision=self.precision,
+            **self._engine_kwargs(n_samples),
+        )
+
+    def fit(self, X, y=None):
+        """Fit the energy to ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            Training data; a DataFrame is accepted.
+        y : array-like of shape (n_samples,), default=None
+            Class labels, used only when ``conditional=True`` (then required).
+
+        Returns
+        -------
+        self : EBMGenerator
+            The fitted generator.
+        """
+        if self.conditional:
+            if y is None:
+                raise ValueError("conditional=True requires class labels: call fit(X, y).")
+            y = check_array(y, ensure_2d=False, dtype=None, ensure_all_finite=True).ravel()
+            if self.warm_start and hasattr(self, "net_"):
+                codes = self._encode_labels(y)
+            else:
+                self._label_encoder = LabelEncoder().fit(y)
+                self.classes_ = self._label_encoder.classes_
+                codes = self._label_encoder.transform(y)
+            if len(codes) != (X.shape[0] if hasattr(X, "shape") else len(X)):
+                raise ValueError("X and y have inconsistent numbers of samples.")
+            self._run_fit(X, codes.astype(np.int64), n_outputs=max(2, len(self.classes_)))
+        else:
+            self._run_fit(X, None, n_outputs=1)
+        return self
+
+    def _encode_labels(self, y):
+        y = np.asarray(y).ravel()
+        unknown = np.setdiff1d(np.unique(y), self.classes_)
+        if len(unknown):
+            raise ValueError(f"y contains labels not seen in fit: {unknown.tolist()}.")
+        return self._label_encoder.transform(y)
+
+    def _label_tensor(self, y, n, rng):
+        if not self.conditional:
+            if y is not None:
+                raise ValueError("y is only accepted by a generator fitted with conditional=True.")
+            return None
+        if y is None:
+            codes = rng.randint(len(self.classes_), size=n)
+        elif np.ndim(y) == 0:
+            codes = np.full(n, self._encode_labels([y])[0])
+        else:
+            codes = self._encode_labels(y)
+            if len(codes) != n:
+                raise ValueError(f"y has {len(codes)} labels for n_samples={n}.")
+        return torch.as_tensor(codes, dtype=torch.long, device=self.net_.device)
+
+    # -------------------------------------------------------------- sample
+    def sample(self, n_samples=1, *, n_steps=None, y=None, init=None, random_state=None, return_chains=False):
+        """Draw samples by shortrun Langevin dynamics.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of samples.
+        n_steps : int, default=None
+            Langevin steps; ``None`` uses the training ``n_steps``.
+        y : label or array-like of shape (n_samples,), default=None
+            Class(es) to sample from (``conditional=True`` only); ``None``
+            draws classes uniformly.
+        init : {"noise", "bank"}, default=None
+            Chain starts: ``"noise"`` for fresh noise, ``"bank"`` for the
+            fitted replay buffer or persistent bank; ``None`` starts as the
+            training chains did.
+        random_state : int, RandomState instance or None, default=None
+            Seed of the chains.
+        return_chains : bool, default=False
+            Also return every intermediate state.
+
+        Returns
+        -------
+        X_new : ndarray or DataFrame
+            Samples in the layout and value range of ``fit``'s ``X``.
+        chains : ndarray of shape (n_steps + 1, n_samples, ...)
+            Only when ``return_chains``: the trajectories.
+        """
+        self._check_fitted()
+        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        if init not in (None, "noise", "bank"):
+            raise ValueError(f"init must be None, 'noise' or 'bank', got {init!r}.")
+        n_steps = self.n_steps if n_steps is None else n_steps
+        rng = check_random_state(random_state)
+        with seed_everything(rng, self.net_.device):
+            y_t = self._label_tensor(y, n_samples, rng)
+            strategy = self.net_.chain_init_
+            x0 = strategy._fresh(n_samples) if init == "noise" else strategy.starts(n_samples, y_t)
+            out = self.net_.run_chains(x0, y_t, n_steps=n_steps, return_chains=return_chains)
+        if return_chains:
+            x, chains = out
+            return self._from_model(x), self._from_model(chains)
+        return self._from_model(out)
+
+    # -------------------------------------------------------------- scores
+    def _energies(self, Z, y=None, batch_size=1024):
+        out = []
+        with torch.no_grad():
+            for sl in _batches(len(Z), batch_size):
+                out.append(self.net_.energy(Z[sl], None if y is None else y[sl]).cpu())
+        return torch.cat(out).double().numpy()
+
+    def score_samples(self, X):
+        """Unnormalised log-density ``-E(x) / T`` of each sample.
+
+        The value is a log-density only up to the unknown constant
+        ``log Z``; compare samples under one model, not models with each
+        other. For a normalised density use :class:`~skebm.EBMDensity`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+        """
+        self._check_fitted()
+        X = self._validate_X(X, reset=False)
+        return -self._energies(self._tensor(X)) / self.temperature
+
+    def score(self, X, y=None):
+        """Sample quality against ``X``: minus the squared MMD.
+
+        Draws ``min(len(X), 500)`` samples (seeded by ``random_state``) and
+        returns ``-MMD^2`` between them and ``X`` in the model's rescaled
+        space (RBF kernel, median bandwidth). Higher is better, so
+        :class:`~sklearn.model_selection.GridSearchCV` can select sampler
+        settings with it.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+        y : ignored
+
+        Returns
+        -------
+        score : float
+        """
+        from .metrics import mmd
+
+        self._check_fitted()
+        X = self._validate_X(X, reset=False)
+        n = min(len(X), 500)
+        rng = check_random_state(self.random_state)
+        with seed_everything(rng, self.net_.device):
+            y_t = self._label_tensor(None, n, rng)
+            samples = self.net_.run_chains(self.net_.chain_init_.starts(n, y_t), y_t)
+        samples = samples.reshape(n, -1).cpu().numpy().astype(np.float64)
+        data = self._to_model(X).reshape(len(X), -1).astype(np.float64)
+        return -float(mmd(samples, data))
+
+    # ------------------------------------------------------------- inpaint
+    def inpaint(self, X, mask, *, n_steps=None, random_state=None):
+        """Fill the masked entries of ``X`` by Langevin dynamics.
+
+        Only the entries where ``mask`` is True move; they start from noise
+        and follow the energy's gradient with the rest of the sample held
+        fixed (IGEBM inpainting). Also denoises: mask the corrupted region.
+
+        Parameters
+        ----------
+        X : array-like, same layout as in ``fit``
+            Samples to complete.
+        mask : array-like of bool, shape of ``X`` or broadcastable to it
+            True where values are missing (to be generated).
+        n_steps : int, default=None
+            Langevin steps; ``None`` uses the training ``n_steps``.
+        random_state : int, RandomState instance or None, default=None
+
+        Returns
+        -------
+        X_filled : ndarray or DataFrame, layout of ``X``
+        """
+        self._check_fitted()
+        X_valid = self._validate_X(X, reset=False)
+        mask = np.asarray(mask, dtype=bool)
+        try:
+            mask = np.broadcast_to(mask.reshape(-1, *mask.shape[-1:]) if mask.ndim == 2 else mask, np.shape(X))
+        except ValueError as exc:
+            raise ValueError(f"mask of shape {mask.shape} does not broadcast to X of shape {np.shape(X)}.") from exc
+        mask_t = torch.as_tensor(mask.reshape(len(X_valid), *self._feature_shape).astype(np.float32), device=self.net_.device)
+        n_steps = self.n_steps if n_steps is None else n_steps
+        with seed_everything(random_state, self.net_.device):
+            z = self._tensor(X_valid)
+            noise = self.net_.chain_init_._fresh(len(z))
+            x0 = torch.where(mask_t.bool(), noise, z)
+            out = self.net_.run_chains(x0, None, n_steps=n_steps, mask=mask_t)
+        return self._from_model(out)
+
+    # ----------------------------------------------------------- internals
+    def _affine(self):
+        """Tensors (center, scale) of the rescaling, in network shape."""
+        dev = self.net_.device
+        shape = self._feature_shape
+        center = torch.as_tensor(self.rescaler_.center_, dtype=torch.float32, device=dev).view(*shape)
+        scale = torch.as_tensor(self.rescaler_.scale_, dtype=torch.float32, device=dev).view(*shape)
+        return center, scale
+
+
+class ComposedGenerator:
+    """Sum of the energies of several fitted generators (IGEBM composition).
+
+    Built by :func:`compose`. Chains run on
+    ``sum_i w_i E_i(x | y_i) / T_i`` in the value space of the first
+    generator; every generator must share the number of features.
+
+    Parameters
+    ----------
+    terms : list of (EBMGenerator, label or None, float)
+        Fitted generators, an optional class label of each (conditional
+        generators), and weights.
+    """
+
+    def __init__(self, terms):
+        self.terms = terms
+
+    def energy(self, z):
+        """Composed energy of a batch ``z`` in the first generator's space."""
+        first = self.terms[0][0]
+        c0, s0 = first._affine()
+        x_user = z * s0 + c0
+        total = 0.0
+        for gen, label, weight in self.terms:
+            c, s = gen._affine()
+            zi = ((x_user - c) / s).view(-1, *gen._feature_shape)
+            y = None
+            if label is not None:
+                y = torch.full((len(z),), int(gen._encode_labels([label])[0]), device=z.device, dtype=torch.long)
+            total = total + weight * gen.net_.energy_fn(y)(zi) / gen.temperature
+        return total
+
+    def sample(self, n_samples=1, *, n_steps=None, random_state=None, return_chains=False):
+        """Draw samples from the composed energy (see :meth:`EBMGenerator.sample`)."""
+        first = self.terms[0][0]
+        n_steps = first.n_steps if n_steps is None else n_steps
+        with seed_everything(random_state, first.net_.device):
+            x0 = first.net_.chain_init_._fresh(n_samples)
+            out = first.net_.sampler(
+                self.energy, x0, n_steps=n_steps, temperature=1.0, precision=first.precision, return_chains=return_chains
+            )
+        if return_chains:
+            return first._from_model(out[0]), first._from_model(out[1])
+        return first._from_model(out)
+
+
+def compose(*generators, weights=None):
+    """Compose fitted generators into one energy ``sum_i w_i E_i``.
+
+    Sampling the sum draws samples that satisfy every model at once (the
+    IGEBM "concept conjunction"); with conditional generators each term can
+    fix its own class.
+
+    Parameters
+    ----------
+    *generators : EBMGenerator or (EBMGenerator, label)
+        Fitted generators with the same number of features; pass a
+        ``(generator, label)`` pair to condition a conditional generator.
+    weights : sequence of float, default=None
+        Weight of each energy; ``None`` gives 1 to each.
+
+    Returns
+    -------
+    composed : ComposedGenerator
+        An object with ``sample(n_samples, n_steps=None, random_state=None)``.
+
+    Examples
+    --------
+    >>> from skebm import EBMGenerator, compose
+    >>> from skebm.datasets import make_toy_2d
+    >>> a = EBMGenerator(max_iter=5, random_state=0).fit(make_toy_2d("moons", 200, random_state=0))
+    >>> compose(a, a).sample(3, random_state=0).shape
+    (3, 2)
+    """
+    if not generators:
+        raise ValueError("compose needs at least one fitted generator.")
+    terms = []
+    weights = [1.0] * len(generators) if weights is None else list(weights)
+    if len(weights) != len(generators):
+        raise ValueError(f"Got {len(weights)} weights for {len(generators)} generators.")
+    for item, weight in zip(generators, weights):
+        gen, label = item if isinstance(item, tuple) else (item, None)
+        if not isinstance(gen, EBMGenerator):
+            raise TypeError(f"compose takes fitted EBMGenerator objects, got {type(gen).__name__}.")
+        gen._check_fitted()
+        if label is not None and not gen.conditional:
+            raise ValueError("A label can only condition a generator fitted with conditional=True.")
+        terms.append((gen, label, float(weight)))
+    n_features = {t[0].n_features_in_ for t in terms}
+    if len(n_features) > 1:
+        raise ValueError(f"Composed generators must share the number of features, got {sorted(n_features)}.")
+    return ComposedGenerator(terms)

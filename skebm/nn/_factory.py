@@ -1,0 +1,76 @@
+"""Build an energy network from the estimators' ``energy`` parameter."""
+
+import copy
+import inspect
+
+from torch import nn
+
+from ._nets import ConvEnergy, MLPEnergy, ResNetEnergy
+
+__all__ = ["ENERGIES", "make_energy", "resolve_energy_name"]
+
+ENERGIES = {"mlp": MLPEnergy, "conv": ConvEnergy, "resnet": ResNetEnergy}
+
+
+def resolve_energy_name(energy, image_shape):
+    """Name of the built-in network that ``energy`` designates.
+
+    ``"auto"`` picks an MLP for flat data, a small conv net for images
+    smaller than 32x32 and the residual network from 32x32 on.
+    """
+    if energy != "auto":
+        return energy
+    if image_shape is None:
+        return "mlp"
+    _, h, w = image_shape
+    return "conv" if h * w < 32 * 32 else "resnet"
+
+
+def make_energy(energy, *, n_features, image_shape=None, n_outputs=1, params=None):
+    """Instantiate the energy network.
+
+    Parameters
+    ----------
+    energy : str, nn.Module subclass or nn.Module instance
+        ``"auto"``, a name in :data:`ENERGIES`, a module class (called with
+        the shape arguments it accepts among ``n_features``, ``image_shape``
+        and ``n_outputs``, plus ``params``) or a module instance (deep-copied
+        so the caller's module is never trained in place).
+    n_features : int
+        Number of flat input features.
+    image_shape : tuple of int, default=None
+        ``(C, H, W)`` for images.
+    n_outputs : int, default=1
+        1 for an energy, k for k logits.
+    params : dict, default=None
+        Extra constructor keywords.
+
+    Returns
+    -------
+    module : nn.Module
+    """
+    params = dict(params or {})
+    if isinstance(energy, nn.Module):
+        return copy.deepcopy(energy)
+    if isinstance(energy, type) and issubclass(energy, nn.Module):
+        cls = energy
+    elif isinstance(energy, str):
+        name = resolve_energy_name(energy, image_shape)
+        if name not in ENERGIES:
+            raise ValueError(
+                f"energy must be 'auto', one of {sorted(ENERGIES)}, or a torch.nn.Module "
+                f"class or instance, got {energy!r}."
+            )
+        if name in ("conv", "resnet") and image_shape is None:
+            raise ValueError(f"energy={name!r} needs image_shape=(C, H, W).")
+        cls = ENERGIES[name]
+    else:
+        raise TypeError(
+            f"energy must be a string, a torch.nn.Module class or a torch.nn.Module instance, "
+            f"got {type(energy).__name__}."
+        )
+    accepted = inspect.signature(cls).parameters
+    shape_args = {"n_features": n_features, "image_shape": image_shape, "n_outputs": n_outputs}
+    kwargs = {k: v for k, v in shape_args.items() if k in accepted}
+    kwargs.update(params)
+    return cls(**kwargs)

@@ -1,0 +1,199 @@
+"""Energy networks.
+
+Every network maps a batch shaped ``(n, *feature_shape)`` to either one
+energy per sample, shape ``(n,)`` (``n_outputs=1``), or to ``n_outputs``
+logits, shape ``(n, n_outputs)``, read as a class-conditional energy
+``E(x, y) = -f(x)[y]`` with marginal ``E(x) = -logsumexp_y f(x)[y]`` (JEM).
+:func:`output_to_energy` applies that convention; a user's own module only
+has to follow it.
+"""
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm as _sn
+
+__all__ = ["MLPEnergy", "ConvEnergy", "ResNetEnergy", "output_to_energy"]
+
+_ACTIVATIONS = {
+    "silu": nn.SiLU,
+    "relu": nn.ReLU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.2),
+    "elu": nn.ELU,
+    "softplus": nn.Softplus,
+    "tanh": nn.Tanh,
+}
+
+
+def _activation(name):
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {name!r}.")
+    return _ACTIVATIONS[name]()
+
+
+def _maybe_sn(layer, spectral_norm):
+    return _sn(layer) if spectral_norm else layer
+
+
+def output_to_energy(out, y=None):
+    """Turn a network output into energies.
+
+    Parameters
+    ----------
+    out : torch.Tensor
+        ``(n,)`` or ``(n, 1)`` energies, or ``(n, k)`` logits.
+    y : torch.Tensor of int, default=None
+        Class indices for the conditional energy ``-f(x)[y]``; ``None``
+        gives the marginal ``-logsumexp f(x)`` for logits.
+
+    Returns
+    -------
+    energy : torch.Tensor of shape (n,)
+    """
+    if out.ndim == 1:
+        return out
+    if out.ndim != 2:
+        raise ValueError(f"An energy network must return (n,) or (n, k) outputs, got {tuple(out.shape)}.")
+    if out.shape[1] == 1:
+        return out[:, 0]
+    if y is None:
+        return -torch.logsumexp(out, dim=1)
+    return -out.gather(1, y.view(-1, 1).long())[:, 0]
+
+
+def _head(features, n_outputs):
+    return features[:, 0] if n_outputs == 1 else features
+
+
+class MLPEnergy(nn.Module):
+    """Fully connected energy network for flat features.
+
+    Parameters
+    ----------
+    n_features : int
+        Input dimension.
+    n_outputs : int, default=1
+        1 for an energy, k for k logits.
+    hidden_units : tuple of int, default=(128, 128, 128)
+        Widths of the hidden layers.
+    activation : str, default="silu"
+        Smooth activations give smooth Langevin gradients.
+    spectral_norm : bool, default=False
+        Spectral normalisation of every linear layer.
+    """
+
+    def __init__(self, n_features, n_outputs=1, hidden_units=(128, 128, 128), activation="silu", spectral_norm=False):
+        super().__init__()
+        self.n_outputs = n_outputs
+        layers, width = [], n_features
+        for units in hidden_units:
+            layers += [_maybe_sn(nn.Linear(width, units), spectral_norm), _activation(activation)]
+            width = units
+        layers.append(_maybe_sn(nn.Linear(width, n_outputs), spectral_norm))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return _head(self.net(x.flatten(1)), self.n_outputs)
+
+
+class ConvEnergy(nn.Module):
+    """Small convolutional energy for small images (8x8 to 32x32).
+
+    Stride-2 3x3 convolutions halve the resolution down to about 4x4; the
+    features are summed over space and mapped to the output.
+
+    Parameters
+    ----------
+    image_shape : tuple of int
+        ``(C, H, W)``.
+    n_outputs : int, default=1
+        1 for an energy, k for k logits.
+    channels : tuple of int, default=(32, 64, 128)
+        Channels of the successive convolutions; the first keeps the
+        resolution, the others halve it while it exceeds 4.
+    activation : str, default="silu"
+    spectral_norm : bool, default=False
+    """
+
+    def __init__(self, image_shape, n_outputs=1, channels=(32, 64, 128), activation="silu", spectral_norm=False):
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        self.n_outputs = n_outputs
+        c_in, h, _ = self.image_shape
+        layers = []
+        for i, c_out in enumerate(channels):
+            stride = 2 if i > 0 and h > 4 else 1
+            h = (h + stride - 1) // stride
+            layers += [_maybe_sn(nn.Conv2d(c_in, c_out, 3, stride, 1), spectral_norm), _activation(activation)]
+            c_in = c_out
+        self.features = nn.Sequential(*layers)
+        self.out = _maybe_sn(nn.Linear(c_in, n_outputs), spectral_norm)
+
+    def forward(self, x):
+        h = self.features(x.view(-1, *self.image_shape))
+        return _head(self.out(h.sum(dim=(2, 3))), self.n_outputs)
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, c_in, c_out, downsample, first, activation, spectral_norm):
+        super().__init__()
+        self.first = first
+        self.downsample = downsample
+        self.act = _activation(activation)
+        self.conv1 = _maybe_sn(nn.Conv2d(c_in, c_out, 3, 1, 1), spectral_norm)
+        self.conv2 = _maybe_sn(nn.Conv2d(c_out, c_out, 3, 1, 1), spectral_norm)
+        self.shortcut = None
+        if c_in != c_out or downsample:
+            self.shortcut = _maybe_sn(nn.Conv2d(c_in, c_out, 1, 1, 0), spectral_norm)
+
+    def forward(self, x):
+        h = x if self.first else self.act(x)
+        h = self.conv2(self.act(self.conv1(h)))
+        skip = x
+        if self.downsample:
+            h = nn.functional.avg_pool2d(h, 2)
+        if self.shortcut is not None:
+            # SNGAN order: the first block pools before its 1x1 conv.
+            if self.first:
+                skip = self.shortcut(nn.functional.avg_pool2d(skip, 2) if self.downsample else skip)
+            else:
+                skip = self.shortcut(skip)
+                if self.downsample:
+                    skip = nn.functional.avg_pool2d(skip, 2)
+        return h + skip
+
+
+class ResNetEnergy(nn.Module):
+    """SNGAN-discriminator-style residual energy for 32x32 images and up.
+
+    Two downsampling residual blocks followed by plain ones, a final
+    activation, a sum over space and a linear output, as in the SNGAN
+    discriminator used by the EBM Life Cycle and IGEBM code.
+
+    Parameters
+    ----------
+    image_shape : tuple of int
+        ``(C, H, W)``.
+    n_outputs : int, default=1
+    width : int, default=128
+        Channels of every block.
+    n_blocks : int, default=4
+        Number of residual blocks; the first two downsample.
+    activation : str, default="leaky_relu"
+    spectral_norm : bool, default=False
+    """
+
+    def __init__(self, image_shape, n_outputs=1, width=128, n_blocks=4, activation="leaky_relu", spectral_norm=False):
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        self.n_outputs = n_outputs
+        blocks, c_in = [], self.image_shape[0]
+        for i in range(n_blocks):
+            blocks.append(_ResBlock(c_in, width, downsample=i < 2, first=i == 0, activation=activation, spectral_norm=spectral_norm))
+            c_in = width
+        self.blocks = nn.Sequential(*blocks)
+        self.act = _activation(activation)
+        self.out = _maybe_sn(nn.Linear(width, n_outputs), spectral_norm)
+
+    def forward(self, x):
+        h = self.act(self.blocks(x.view(-1, *self.image_shape)))
+        return _head(self.out(h.sum(dim=(2, 3))), self.n_outputs)

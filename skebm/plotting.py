@@ -1,0 +1,625 @@
+"""Plotting helpers for energy-based models (matplotlib).
+
+Every function draws on a given :class:`matplotlib.axes.Axes` (``ax``) or, if
+none is given, on a new figure, and returns the Axes.  Nothing calls
+``plt.show()``; showing or saving the figure is left to the caller.
+
+Matplotlib is imported lazily, so importing :mod:`skebm.plotting` does not
+require it.
+"""
+
+import numbers
+
+import numpy as np
+
+from skebm.metrics import _calibration_bins, expected_calibration_error, ood_auroc
+
+__all__ = [
+    "plot_sample_grid",
+    "plot_energy_landscape",
+    "plot_reliability_diagram",
+    "plot_ood_histograms",
+    "plot_traces",
+    "plot_training_curves",
+]
+
+
+def _get_ax(ax):
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots()
+    return ax
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _to_numpy(x):
+    """Convert array-likes (including CPU torch tensors) to ndarray."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+# ---------------------------------------------------------------------------
+# Image grids
+# ---------------------------------------------------------------------------
+def _images_to_nchw(images, image_shape):
+    images = _to_numpy(images)
+    if images.dtype == object or not np.issubdtype(images.dtype, np.number):
+        raise ValueError("images must be a numeric array.")
+    images = images.astype(np.float64)
+    if image_shape is not None:
+        image_shape = tuple(int(s) for s in image_shape)
+        if len(image_shape) == 2:
+            image_shape = (1,) + image_shape
+        if len(image_shape) != 3:
+            raise ValueError(
+                f"image_shape must be (C, H, W) or (H, W), got {image_shape}."
+            )
+        size = int(np.prod(image_shape))
+        if images.ndim < 2 or int(np.prod(images.shape[1:])) != size:
+            raise ValueError(
+                f"images of shape {images.shape} cannot be reshaped to "
+                f"(n,) + {image_shape}."
+            )
+        images = images.reshape((images.shape[0],) + image_shape)
+    elif images.ndim == 3:
+        images = images[:, None]
+    elif images.ndim != 4:
+        raise ValueError(
+            "images must have shape (n, C, H, W) or (n, H, W), or be flat "
+            f"(n, C*H*W) together with image_shape; got shape {images.shape}."
+        )
+    n, c = images.shape[:2]
+    if n == 0:
+        raise ValueError("images must contain at least one image.")
+    if c not in (1, 3):
+        raise ValueError(f"images must have 1 or 3 channels, got {c}.")
+    if not np.all(np.isfinite(images)):
+        raise ValueError("images must contain only finite values.")
+    return images
+
+
+def _make_mosaic(images, n_cols, padding):
+    """Tile (n, C, H, W) images into one (rows, cols, C) mosaic, min/max scaled."""
+    n, c, h, w = images.shape
+    lo, hi = images.min(), images.max()
+    scaled = (images - lo) / (hi - lo) if hi > lo else np.zeros_like(images)
+    n_rows = int(np.ceil(n / n_cols))
+    mosaic = np.ones(
+        (n_rows * (h + padding) + padding, n_cols * (w + padding) + padding, c)
+    )
+    for k in range(n):
+        r, col = divmod(k, n_cols)
+        top = padding + r * (h + padding)
+        left = padding + col * (w + padding)
+        mosaic[top : top + h, left : left + w] = np.transpose(scaled[k], (1, 2, 0))
+    return mosaic
+
+
+def plot_sample_grid(
+    images,
+    *,
+    image_shape=None,
+    n_cols=None,
+    ax=None,
+    cmap="gray",
+    title=None,
+    padding=1,
+):
+    """Show a batch of images as a single grid.
+
+    All images are scaled together with the grid's global minimum and maximum
+    to [0, 1] (so relative brightness between images is preserved), tiled
+    row by row with ``padding`` white pixels between them, and drawn with one
+    ``imshow`` call.
+
+    Parameters
+    ----------
+    images : array-like of shape (n, C, H, W), (n, H, W) or (n, C*H*W)
+        Images in channels-first layout with ``C = 1`` (grayscale) or
+        ``C = 3`` (RGB).  Flat images need ``image_shape``.  CPU torch tensors
+        are accepted.
+    image_shape : tuple of int, default=None
+        ``(C, H, W)`` (or ``(H, W)`` for grayscale) of a single image, used to
+        reshape flat images, e.g. the ``image_shape`` of
+        :func:`skebm.datasets.load_digits_images`.
+    n_cols : int, default=None
+        Number of columns; defaults to ``ceil(sqrt(n))``.
+    ax : matplotlib Axes, default=None
+        Axes to draw on; a new figure is created if None.
+    cmap : str or Colormap, default="gray"
+        Colormap for grayscale images (ignored for RGB).
+    title : str, default=None
+        Axes title.
+    padding : int, default=1
+        Width in pixels of the white border between images.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        The Axes holding the grid (``ax.images[-1]`` is the mosaic).
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from skebm.plotting import plot_sample_grid
+    >>> ax = plot_sample_grid(np.random.rand(10, 64), image_shape=(1, 8, 8))
+    >>> ax.images[-1].get_array().shape  # 4 x 3 grid of 8x8 images
+    (28, 37)
+    """
+    images = _images_to_nchw(images, image_shape)
+    n = images.shape[0]
+    if n_cols is None:
+        n_cols = int(np.ceil(np.sqrt(n)))
+    if not _is_int(n_cols) or n_cols < 1:
+        raise ValueError(f"n_cols must be a positive integer, got {n_cols!r}.")
+    if not _is_int(padding) or padding < 0:
+        raise ValueError(f"padding must be a non-negative integer, got {padding!r}.")
+    n_cols = min(int(n_cols), n)
+    mosaic = _make_mosaic(images, n_cols, int(padding))
+
+    ax = _get_ax(ax)
+    if mosaic.shape[2] == 1:
+        ax.imshow(
+            mosaic[:, :, 0], cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest"
+        )
+    else:
+        ax.imshow(mosaic, interpolation="nearest")
+    ax.set_axis_off()
+    if title is not None:
+        ax.set_title(title)
+    return ax
+
+
+# ---------------------------------------------------------------------------
+# 2-D energy landscapes
+# ---------------------------------------------------------------------------
+def _check_lim(lim, name):
+    try:
+        lo, hi = (float(v) for v in lim)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair (low, high), got {lim!r}.") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ValueError(f"{name} must satisfy low < high, got {lim!r}.")
+    return lo, hi
+
+
+def _check_points_2d(points, name):
+    points = _to_numpy(points).astype(np.float64)
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError(f"{name} must have shape (n, 2), got {points.shape}.")
+    return points
+
+
+def plot_energy_landscape(
+    energy_fn,
+    *,
+    xlim=(-3, 3),
+    ylim=(-3, 3),
+    resolution=200,
+    log_density=False,
+    density=True,
+    data=None,
+    samples=None,
+    ax=None,
+    cmap="viridis",
+    colorbar=False,
+):
+    """Show a 2-D energy function (or the density it defines) on a grid.
+
+    ``energy_fn`` is evaluated once on all ``resolution x resolution`` grid
+    points.  With ``density=True`` the image shows the Boltzmann density
+    ``exp(-E)`` normalised to integrate to one over the plotted window
+    (Riemann sum over the grid); with ``density=False`` it shows the energy
+    ``E`` itself.
+
+    Parameters
+    ----------
+    energy_fn : callable
+        Maps an ndarray of shape ``(m, 2)`` (float64) to an array-like of
+        shape ``(m,)`` or ``(m, 1)`` of energies ``E(x)``, or of
+        log-densities ``log p(x)`` when ``log_density=True`` (then
+        ``E = -log p``).  For an estimator, pass e.g. its ``score_samples``
+        method with ``log_density=True``.  ``+inf`` energies (zero density)
+        are allowed, NaN is not.
+    xlim, ylim : tuple of float, default=(-3, 3)
+        Plotted window.
+    resolution : int, default=200
+        Number of grid points per axis (at least 2).
+    log_density : bool, default=False
+        Whether ``energy_fn`` returns log-densities instead of energies.
+    density : bool, default=True
+        Show the normalised density ``exp(-E)`` (True) or the energy (False).
+    data : array-like of shape (n, 2), default=None
+        Training points to overlay as a scatter plot.
+    samples : array-like of shape (n, 2), default=None
+        Model samples (e.g. MCMC chains) to overlay as a scatter plot.
+    ax : matplotlib Axes, default=None
+        Axes to draw on; a new figure is created if None.
+    cmap : str or Colormap, default="viridis"
+        Colormap of the image.
+    colorbar : bool, default=False
+        Whether to add a colorbar.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        The Axes; ``ax.images[-1]`` is the landscape, with array of shape
+        ``(resolution, resolution)`` (rows along y, origin at the bottom).
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from skebm.plotting import plot_energy_landscape
+    >>> ax = plot_energy_landscape(lambda X: 0.5 * np.sum(X**2, axis=1),
+    ...                            resolution=50)
+    >>> ax.images[-1].get_array().shape
+    (50, 50)
+    """
+    if not callable(energy_fn):
+        raise ValueError("energy_fn must be callable.")
+    xlim = _check_lim(xlim, "xlim")
+    ylim = _check_lim(ylim, "ylim")
+    if not _is_int(resolution) or resolution < 2:
+        raise ValueError(f"resolution must be an integer >= 2, got {resolution!r}.")
+    data = None if data is None else _check_points_2d(data, "data")
+    samples = None if samples is None else _check_points_2d(samples, "samples")
+
+    xs = np.linspace(xlim[0], xlim[1], resolution)
+    ys = np.linspace(ylim[0], ylim[1], resolution)
+    gx, gy = np.meshgrid(xs, ys)
+    grid = np.column_stack([gx.ravel(), gy.ravel()])
+    values = _to_numpy(energy_fn(grid)).astype(np.float64)
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    if values.shape != (grid.shape[0],):
+        raise ValueError(
+            f"energy_fn must return an array of shape ({grid.shape[0]},) for "
+            f"an input of shape {grid.shape}, got shape {values.shape}."
+        )
+    if np.any(np.isnan(values)):
+        raise ValueError("energy_fn returned NaN values.")
+    energy = -values if log_density else values
+    if np.all(np.isinf(energy) & (energy > 0)):
+        raise ValueError("energy_fn returned +inf (zero density) everywhere.")
+    if np.any(np.isinf(energy) & (energy < 0)):
+        raise ValueError("energy_fn returned -inf energies (infinite density).")
+
+    if density:
+        cell = (xs[1] - xs[0]) * (ys[1] - ys[0])
+        z = np.exp(-(energy - np.min(energy)))
+        z /= z.sum() * cell
+        label = "density exp(-E) (normalised)"
+    else:
+        z = energy
+        label = "energy E"
+    z = z.reshape(resolution, resolution)
+
+    ax = _get_ax(ax)
+    dx, dy = (xs[1] - xs[0]) / 2, (ys[1] - ys[0]) / 2
+    im = ax.imshow(
+        z,
+        origin="lower",
+        extent=(xlim[0] - dx, xlim[1] + dx, ylim[0] - dy, ylim[1] + dy),
+        aspect="auto",
+        cmap=cmap,
+        interpolation="nearest",
+    )
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, label=label)
+    if data is not None:
+        ax.scatter(data[:, 0], data[:, 1], s=3, c="white", alpha=0.5, label="data")
+    if samples is not None:
+        ax.scatter(
+            samples[:, 0], samples[:, 1], s=3, c="red", alpha=0.5, label="samples"
+        )
+    if data is not None or samples is not None:
+        ax.legend(loc="upper right", markerscale=3)
+    ax.set_xlim(xlim)
+    ax.set_ylim(ylim)
+    return ax
+
+
+# ---------------------------------------------------------------------------
+# Calibration and OOD
+# ---------------------------------------------------------------------------
+def plot_reliability_diagram(
+    y_true, y_prob, *, n_bins=15, labels=None, ax=None, label=None
+):
+    """Reliability diagram of top-label confidence.
+
+    One bar per non-empty confidence bin, of height equal to the accuracy in
+    that bin, plus the diagonal of perfect calibration.  The binning and the
+    ECE shown in the legend are those of
+    :func:`skebm.metrics.expected_calibration_error`.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True labels.
+    y_prob : array-like of shape (n_samples, n_classes) or (n_samples,)
+        Predicted probabilities (columns ordered as ``labels``), or
+        positive-class probabilities of a binary problem.
+    n_bins : int, default=15
+        Number of equal-width confidence bins over [0, 1].
+    labels : array-like of shape (n_classes,), default=None
+        Class labels of the columns of ``y_prob``; defaults to
+        ``np.unique(y_true)``.
+    ax : matplotlib Axes, default=None
+        Axes to draw on; a new figure is created if None.
+    label : str, default=None
+        Name of the model, prefixed to the legend entry of the bars.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        The Axes; ``ax.patches`` holds one bar per non-empty bin.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from skebm.plotting import plot_reliability_diagram
+    >>> ax = plot_reliability_diagram([0, 1, 1], [0.25, 0.9, 0.35], n_bins=5)
+    >>> len(ax.patches)
+    2
+    """
+    bins = _calibration_bins(y_true, y_prob, n_bins=n_bins, labels=labels)
+    ece = expected_calibration_error(y_true, y_prob, n_bins=n_bins, labels=labels)
+    nonempty = bins.counts > 0
+    width = bins.edges[1:] - bins.edges[:-1]
+    text = f"ECE = {ece:.3f}" if label is None else f"{label} (ECE = {ece:.3f})"
+
+    ax = _get_ax(ax)
+    bars = ax.bar(
+        bins.edges[:-1][nonempty],
+        bins.accuracy[nonempty],
+        width=width[nonempty],
+        align="edge",
+        edgecolor="black",
+        alpha=0.7,
+        label=text,
+    )
+    (diagonal,) = ax.plot(
+        [0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration"
+    )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.legend(handles=[bars, diagonal], loc="upper left")
+    return ax
+
+
+def plot_ood_histograms(
+    scores_in,
+    scores_out,
+    *,
+    bins=50,
+    ax=None,
+    labels=("in-distribution", "out-of-distribution"),
+    show_auroc=True,
+):
+    """Overlaid histograms of scores of in- and out-of-distribution samples.
+
+    Both histograms share the same bin edges (over the pooled range) and are
+    normalised to unit area, so sets of different sizes are comparable.
+
+    Parameters
+    ----------
+    scores_in : array-like of shape (n_in,)
+        Scores of in-distribution samples (higher = more in-distribution,
+        e.g. ``-energy``).
+    scores_out : array-like of shape (n_out,)
+        Scores of out-of-distribution samples.
+    bins : int, default=50
+        Number of shared bins.
+    ax : matplotlib Axes, default=None
+        Axes to draw on; a new figure is created if None.
+    labels : tuple of two str, default=("in-distribution", "out-of-distribution")
+        Legend entries of the two histograms.
+    show_auroc : bool, default=True
+        Show the AUROC (:func:`skebm.metrics.ood_auroc`) as the legend title.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        The Axes holding the two histograms.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from skebm.plotting import plot_ood_histograms
+    >>> ax = plot_ood_histograms([1.0, 2.0, 3.0], [-1.0, 0.0], bins=10)
+    >>> ax.get_legend().get_title().get_text()
+    'AUROC = 1.000'
+    """
+    auroc = ood_auroc(scores_in, scores_out)  # also validates the scores
+    s_in = np.asarray(scores_in, dtype=np.float64).ravel()
+    s_out = np.asarray(scores_out, dtype=np.float64).ravel()
+    if not _is_int(bins) or bins < 1:
+        raise ValueError(f"bins must be a positive integer, got {bins!r}.")
+    if isinstance(labels, str) or len(labels) != 2:
+        raise ValueError(f"labels must be a pair of strings, got {labels!r}.")
+    edges = np.histogram_bin_edges(np.concatenate([s_in, s_out]), bins=int(bins))
+
+    ax = _get_ax(ax)
+    ax.hist(s_in, bins=edges, density=True, alpha=0.5, label=labels[0])
+    ax.hist(s_out, bins=edges, density=True, alpha=0.5, label=labels[1])
+    ax.set_xlabel("score")
+    ax.set_ylabel("density")
+    ax.legend(title=f"AUROC = {auroc:.3f}" if show_auroc else None)
+    return ax
+
+
+# ---------------------------------------------------------------------------
+# Traces and training curves
+# ---------------------------------------------------------------------------
+def _history_to_series(history):
+    """Return an ordered dict name -> (x, y) of 1-D float arrays."""
+    if hasattr(history, "history_") and not isinstance(history, dict):
+        history = history.history_
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas is a dependency
+        pd = None
+    if isinstance(history, (list, tuple)) and all(isinstance(r, dict) for r in history):
+        if pd is None:  # pragma: no cover
+            raise ValueError("A list of records needs pandas.")
+        history = pd.DataFrame.from_records(history)
+    if pd is not None and isinstance(history, pd.Series):
+        history = history.to_frame()
+    if pd is not None and isinstance(history, pd.DataFrame):
+        index = np.asarray(history.index)
+        if not np.issubdtype(index.dtype, np.number):
+            index = np.arange(len(history))
+        series = {}
+        for name in history.columns:
+            col = history[name]
+            types = pd.api.types
+            if types.is_numeric_dtype(col) and not types.is_bool_dtype(col):
+                series[name] = (index.astype(np.float64), col.to_numpy(np.float64))
+        return series
+    if isinstance(history, dict):
+        series = {}
+        for name, values in history.items():
+            y = _to_numpy(values)
+            if y.ndim != 1 or not np.issubdtype(y.dtype, np.number):
+                raise ValueError(
+                    f"history[{name!r}] must be a 1-D numeric sequence, got an "
+                    f"array of shape {y.shape} and dtype {y.dtype}."
+                )
+            series[name] = (np.arange(len(y), dtype=np.float64), y.astype(np.float64))
+        return series
+    raise ValueError(
+        "history must be a dict of name -> 1-D sequence, a pandas DataFrame, a "
+        "list of dicts (one per iteration) or an object with a `history_` "
+        f"attribute, got {type(history).__name__}."
+    )
+
+
+def plot_traces(
+    history, keys=None, *, ax=None, logy=False, xlabel="iteration", title=None
+):
+    """Plot named 1-D series against the iteration number.
+
+    Typical uses are the training loss, or the mean energy of data versus
+    that of the MCMC chains, recorded during fitting.
+
+    Parameters
+    ----------
+    history : dict, DataFrame, list of dict or object with ``history_``
+        The series to plot:
+
+        * a dict mapping names to 1-D sequences (possibly of different
+          lengths), plotted against ``0, 1, 2, ...``;
+        * a :class:`pandas.DataFrame` whose numeric columns are plotted
+          against its index (if numeric, else against ``0, 1, ...``);
+        * a list of dicts, one record per iteration (converted to a
+          DataFrame; missing entries become gaps);
+        * any object (e.g. a fitted estimator) with a ``history_`` attribute
+          holding one of the above.
+    keys : str or sequence of str, default=None
+        Names of the series to plot, in order; all numeric series if None.
+    ax : matplotlib Axes, default=None
+        Axes to draw on; a new figure is created if None.
+    logy : bool, default=False
+        Use a logarithmic y axis.
+    xlabel : str, default="iteration"
+        Label of the x axis.
+    title : str, default=None
+        Axes title.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        The Axes, with one line per plotted series, labelled by its name.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from skebm.plotting import plot_traces
+    >>> hist = {"loss": [1.0, 0.5, 0.2], "energy_data": [0.1, -0.3, -0.5]}
+    >>> ax = plot_traces(hist)
+    >>> [line.get_label() for line in ax.get_lines()]
+    ['loss', 'energy_data']
+    """
+    series = _history_to_series(history)
+    if keys is None:
+        keys = list(series)
+    elif isinstance(keys, str):
+        keys = [keys]
+    else:
+        keys = list(keys)
+    missing = [k for k in keys if k not in series]
+    if missing:
+        raise ValueError(
+            f"Unknown or non-numeric series {missing}; available: {list(series)}."
+        )
+    if not keys:
+        raise ValueError("There are no numeric series to plot.")
+
+    ax = _get_ax(ax)
+    for key in keys:
+        x, y = series[key]
+        ax.plot(x, y, label=str(key))
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    if title is not None:
+        ax.set_title(title)
+    ax.legend()
+    return ax
+
+
+def plot_training_curves(
+    history,
+    keys=None,
+    *,
+    ax=None,
+    logy=False,
+    xlabel="iteration",
+    title="training curves",
+):
+    """Plot training curves; the same as :func:`plot_traces` with a title.
+
+    Parameters
+    ----------
+    history : dict, DataFrame, list of dict or object with ``history_``
+        See :func:`plot_traces`; typically a fitted estimator.
+    keys : str or sequence of str, default=None
+        Names of the series to plot; all numeric series if None.
+    ax : matplotlib Axes, default=None
+        Axes to draw on; a new figure is created if None.
+    logy : bool, default=False
+        Use a logarithmic y axis.
+    xlabel : str, default="iteration"
+        Label of the x axis.
+    title : str, default="training curves"
+        Axes title.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        The Axes with one line per series.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from skebm.plotting import plot_training_curves
+    >>> ax = plot_training_curves({"loss": [3.0, 2.0, 1.5]}, logy=True)
+    >>> ax.get_yscale()
+    'log'
+    """
+    return plot_traces(history, keys, ax=ax, logy=logy, xlabel=xlabel, title=title)
