@@ -16,7 +16,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch.utils.data import RandomSampler
 
-from .engine import ProgressBar
+from .engine import EBMNet, MaxLikelihoodLoss, ProgressBar
+from .mcmc import LangevinSampler, NoiseSource, make_chain_init
+from .nn import make_energy
 
 __all__ = ["BaseEBM", "Rescaler", "resolve_device", "seed_everything"]
 
@@ -251,6 +253,75 @@ class BaseEBM(BaseEstimator):
                 self.net_.fit(Z, y)
         self.n_iter_ = sum(len(epoch["batches"]) for epoch in self.net_.history)
         return Z
+
+    # ------------------------------------------- the ML-with-negatives engine
+    def _noise_source(self):
+        """Fresh chain starts: U[-1, 1] for images, N(0, I) for standardised features."""
+        if self.image_shape_ is not None:
+            return NoiseSource("uniform", low=-1.0, high=1.0)
+        return NoiseSource("gaussian", loc=0.0, scale=1.0)
+
+    def _langevin_sampler(self, **overrides):
+        """The training sampler from the estimator's Langevin parameters."""
+        settings = dict(
+            n_steps=self.n_steps,
+            step_size=self.step_size,
+            noise_scale=self.noise_scale,
+            temperature=self.temperature,
+            precision=self.precision,
+        )
+        settings.update(overrides)
+        return LangevinSampler(**settings)
+
+    def _make_energy(self, n_outputs):
+        return make_energy(
+            self.energy,
+            n_features=self.n_features_in_,
+            image_shape=self.image_shape_,
+            n_outputs=n_outputs,
+            params=self.energy_params,
+        )
+
+    def _make_ml_net(self, n_samples, n_outputs, *, chain_init=None, sampler=None, net_cls=EBMNet, **extra):
+        """Build the maximum-likelihood engine (:class:`~skebm.engine.EBMNet`).
+
+        Used by the estimators trained with MCMC negatives. ``chain_init``
+        defaults to the ``init``/``buffer_size``/``reinit_prob`` parameters,
+        ``sampler`` to :meth:`_langevin_sampler`; ``extra`` goes to the net.
+        """
+        if chain_init is None:
+            chain_init = make_chain_init(self.init, buffer_size=self.buffer_size, reinit_prob=self.reinit_prob)
+        extra.setdefault("criterion", MaxLikelihoodLoss)
+        extra.setdefault("criterion__l2_reg", getattr(self, "l2_reg", 0.0))
+        extra.setdefault("criterion__temperature", self.temperature)
+        extra.setdefault("data_noise", getattr(self, "data_noise", 0.0))
+        return net_cls(
+            self._make_energy(n_outputs),
+            sampler=self._langevin_sampler() if sampler is None else sampler,
+            chain_init=chain_init,
+            noise=self._noise_source(),
+            feature_shape=self._feature_shape,
+            precision=self.precision,
+            **extra,
+            **self._engine_kwargs(n_samples),
+        )
+
+    def _energies(self, Z, y=None, batch_size=1024):
+        """Energies (float64 numpy) of a model-range tensor, in batches, no grad."""
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(Z), batch_size):
+                sl = slice(start, start + batch_size)
+                out.append(self.net_.energy(Z[sl], None if y is None else y[sl]).cpu())
+        return torch.cat(out).double().numpy()
+
+    def _affine(self):
+        """Tensors ``(center, scale)`` of the rescaling, in network shape."""
+        dev = self.net_.device
+        shape = self._feature_shape
+        center = torch.as_tensor(self.rescaler_.center_, dtype=torch.float32, device=dev).view(*shape)
+        scale = torch.as_tensor(self.rescaler_.scale_, dtype=torch.float32, device=dev).view(*shape)
+        return center, scale
 
     def _check_fitted(self):
         check_is_fitted(self, "net_")

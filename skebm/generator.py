@@ -10,16 +10,8 @@ from sklearn.utils.validation import check_array
 
 from ._base import BaseEBM, seed_everything
 from ._docs import fill_doc
-from .engine import EBMNet, MaxLikelihoodLoss
-from .mcmc import LangevinSampler, NoiseSource, make_chain_init
-from .nn import make_energy
 
 __all__ = ["EBMGenerator", "compose"]
-
-
-def _batches(n, size):
-    for start in range(0, n, size):
-        yield slice(start, min(n, start + size))
 
 
 @fill_doc
@@ -160,42 +152,8 @@ class EBMGenerator(BaseEBM):
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
-    def _noise_source(self):
-        if self.image_shape_ is not None:
-            return NoiseSource("uniform", low=-1.0, high=1.0)
-        return NoiseSource("gaussian", loc=0.0, scale=1.0)
-
-    def _sampler(self):
-        return LangevinSampler(
-            n_steps=self.n_steps,
-            step_size=self.step_size,
-            noise_scale=self.noise_scale,
-            temperature=self.temperature,
-            precision=self.precision,
-        )
-
     def _make_net(self, n_samples, n_outputs):
-        module = make_energy(
-            self.energy,
-            n_features=self.n_features_in_,
-            image_shape=self.image_shape_,
-            n_outputs=n_outputs,
-            params=self.energy_params,
-        )
-        return EBMNet(
-            module,
-            sampler=self._sampler(),
-            chain_init=make_chain_init(self.init, buffer_size=self.buffer_size, reinit_prob=self.reinit_prob),
-            noise=self._noise_source(),
-            feature_shape=self._feature_shape,
-            criterion=MaxLikelihoodLoss,
-            criterion__l2_reg=self.l2_reg,
-            criterion__temperature=self.temperature,
-            data_noise=self.data_noise,
-            conditional=self.conditional,
-            precision=self.precision,
-            **self._engine_kwargs(n_samples),
-        )
+        return self._make_ml_net(n_samples, n_outputs, conditional=self.conditional)
 
     def fit(self, X, y=None):
         """Fit the energy to ``X``.
@@ -298,13 +256,6 @@ class EBMGenerator(BaseEBM):
         return self._from_model(out)
 
     # -------------------------------------------------------------- scores
-    def _energies(self, Z, y=None, batch_size=1024):
-        out = []
-        with torch.no_grad():
-            for sl in _batches(len(Z), batch_size):
-                out.append(self.net_.energy(Z[sl], None if y is None else y[sl]).cpu())
-        return torch.cat(out).double().numpy()
-
     def score_samples(self, X):
         """Unnormalised log-density ``-E(x) / T`` of each sample.
 
@@ -392,15 +343,6 @@ class EBMGenerator(BaseEBM):
             x0 = torch.where(mask_t.bool(), noise, z)
             out = self.net_.run_chains(x0, None, n_steps=n_steps, mask=mask_t)
         return self._from_model(out)
-
-    # ----------------------------------------------------------- internals
-    def _affine(self):
-        """Tensors (center, scale) of the rescaling, in network shape."""
-        dev = self.net_.device
-        shape = self._feature_shape
-        center = torch.as_tensor(self.rescaler_.center_, dtype=torch.float32, device=dev).view(*shape)
-        scale = torch.as_tensor(self.rescaler_.scale_, dtype=torch.float32, device=dev).view(*shape)
-        return center, scale
 
 
 class ComposedGenerator:
