@@ -6,8 +6,9 @@ Cycle): :class:`EBMGenerator` (shortrun synthesis), :class:`EBMPurifier`
 :class:`NGEBMClassifier` (the non-generative EBM classifier).
 """
 
+from ._persistence import load, save
 from .generator import EBMGenerator, compose
 
 __version__ = "0.1.0"
 
-__all__ = ["EBMGenerator", "compose", "__version__"]
+__all__ = ["EBMGenerator", "compose", "save", "load", "__version__"]

@@ -237,6 +237,7 @@ class BaseEBM(BaseEstimator):
         """
         self._check_common_params()
         warm = self.warm_start and hasattr(self, "net_")
+        self._n_outputs = n_outputs
         X = self._validate_X(X, reset=not warm)
         if not warm:
             self._fit_rescaler(X)
