@@ -28,6 +28,7 @@ _ALLOWED = {
     "skebm.mcmc._init.ReplayInit",
     "skebm.mcmc._init.PersistentInit",
     "skebm.mcmc._init.LongrunInit",
+    "skebm.mcmc._init.GaussianMixtureSource",
     "skebm.mcmc._langevin.LangevinSampler",
     "sklearn.preprocessing._label.LabelEncoder",
 }

@@ -35,7 +35,7 @@ class EBMGenerator(BaseEBM):
     conditional : bool, default=False
         Learn a class-conditional energy ``E(x, y)`` from ``fit(X, y)``;
         ``sample(y=...)`` then draws from a chosen class.
-    max_iter : int, default=1000
+    max_iter : int, default=1200
         Number of parameter updates, rounded up to whole epochs of
         ``ceil(n_samples / batch_size)`` updates (batches are drawn with
         replacement).
@@ -44,7 +44,7 @@ class EBMGenerator(BaseEBM):
     lr : float, default=1e-3
         Learning rate.
     {optimizer}
-    n_steps : int, default=40
+    n_steps : int, default=20
         Langevin steps per update, and the default for :meth:`sample`.
     step_size : float, default=1.0
         Langevin step size epsilon: the drift is ``step_size**2 / 2`` times
@@ -56,7 +56,7 @@ class EBMGenerator(BaseEBM):
         noise.
     temperature : float, default=1.0
         Temperature ``T`` of the density ``exp(-E(x) / T)``.
-    init : {{"noise", "data", "replay", "persistent"}} or ChainInit, default="replay"
+    init : {"noise", "data", "replay", "persistent"} or ChainInit, default="replay"
         Where training chains start (see :mod:`skebm.mcmc`): fresh noise,
         the data batch, a replay buffer of past negatives with restarts
         from noise (IGEBM), or a persistent bank with rejuvenation (EBM Life
@@ -107,11 +107,11 @@ class EBMGenerator(BaseEBM):
         energy_params=None,
         image_shape=None,
         conditional=False,
-        max_iter=1000,
+        max_iter=1200,
         batch_size=64,
         lr=1e-3,
         optimizer="adam",
-        n_steps=40,
+        n_steps=20,
         step_size=1.0,
         noise_scale=0.01,
         temperature=1.0,
@@ -266,10 +266,12 @@ class EBMGenerator(BaseEBM):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            Samples in the layout of ``fit``'s ``X``.
 
         Returns
         -------
         scores : ndarray of shape (n_samples,)
+            ``-E(x) / T`` of each sample; higher is more typical.
         """
         self._check_fitted()
         X = self._validate_X(X, reset=False)
@@ -287,11 +289,14 @@ class EBMGenerator(BaseEBM):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
-        y : ignored
+            Reference samples, e.g. held-out data.
+        y : None
+            Ignored; present for API consistency.
 
         Returns
         -------
         score : float
+            ``-MMD^2`` between samples and ``X``; 0 is the best.
         """
         from .metrics import mmd
 
@@ -323,10 +328,12 @@ class EBMGenerator(BaseEBM):
         n_steps : int, default=None
             Langevin steps; ``None`` uses the training ``n_steps``.
         random_state : int, RandomState instance or None, default=None
+            Seed of the noise starts and of the chains.
 
         Returns
         -------
-        X_filled : ndarray or DataFrame, layout of ``X``
+        X_filled : ndarray or DataFrame
+            ``X`` with the masked entries generated, in the layout of ``X``.
         """
         self._check_fitted()
         X_valid = self._validate_X(X, reset=False)

@@ -21,6 +21,8 @@ __all__ = [
     "plot_ood_histograms",
     "plot_traces",
     "plot_training_curves",
+    "plot_robustness",
+    "plot_diagnostics",
 ]
 
 
@@ -623,3 +625,147 @@ def plot_training_curves(
     'log'
     """
     return plot_traces(history, keys, ax=ax, logy=logy, xlabel=xlabel, title=title)
+
+
+def plot_robustness(results, *, ax=None, title="accuracy under attack"):
+    """Plot accuracy against the attack radius, one line per defence.
+
+    Parameters
+    ----------
+    results : DataFrame
+        Output of :func:`skebm.attacks.evaluate_robustness`: index
+        ``epsilon`` (0 is the natural accuracy), one column per defence
+        (e.g. ``"undefended"``, ``"purified"``), accuracies in [0, 1].
+    ax : matplotlib Axes, default=None
+        Axes to draw on; a new figure is created if None.
+    title : str, default="accuracy under attack"
+        Axes title; the attack settings in ``results.attrs`` (norm, steps,
+        replicates) are appended when present.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        The Axes with one line per column.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import pandas as pd
+    >>> from skebm.plotting import plot_robustness
+    >>> table = pd.DataFrame({"undefended": [0.97, 0.4], "purified": [0.95, 0.8]},
+    ...                      index=pd.Index([0.0, 0.1], name="epsilon"))
+    >>> len(plot_robustness(table).get_lines())
+    2
+    """
+    if not hasattr(results, "columns") or not hasattr(results, "index"):
+        raise TypeError("results must be a DataFrame such as evaluate_robustness returns.")
+    if len(results.columns) == 0 or len(results.index) == 0:
+        raise ValueError("results is empty.")
+    ax = _get_ax(ax)
+    eps = np.asarray(results.index, dtype=float)
+    for name in results.columns:
+        ax.plot(eps, np.asarray(results[name], dtype=float), marker="o", label=str(name))
+    ax.set_xlabel("attack radius epsilon (0: natural accuracy)")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    attrs = getattr(results, "attrs", {}) or {}
+    details = []
+    if "norm" in attrs:
+        details.append(f"L-{attrs['norm']}")
+    if "n_steps" in attrs:
+        details.append(f"{attrs['n_steps']} steps")
+    if "n_replicates" in attrs and "purified" in results.columns:
+        details.append(f"EOT x{attrs['n_replicates']}")
+    if title:
+        ax.set_title(title + (f" ({', '.join(details)})" if details else ""))
+    ax.legend()
+    return ax
+
+
+# ---------------------------------------------------------------------------
+# Steady-state diagnostics of longrun chains
+# ---------------------------------------------------------------------------
+def plot_diagnostics(diagnostics, *, axes=None):
+    """Convergence diagnostics of a longrun EBM in three panels.
+
+    1. Training: mean energy of the data batch and of the negatives per
+       update; a steady state keeps them together.
+    2. Further chain steps after fitting: the chains' mean energy per step
+       against the data's (dashed); no drift means no saturation.
+    3. Mean Langevin gradient norm per step and, on a second axis, the MALA
+       acceptance rate.
+
+    Parameters
+    ----------
+    diagnostics : dict or estimator
+        The ``diagnostics_`` dict of a fitted :class:`~skebm.EBMDensity`
+        (or the estimator itself), with the keys ``"train_energy_data"``,
+        ``"train_energy_chains"``, ``"chain_energy"``, ``"data_energy"``,
+        ``"chain_grad_norm"`` and optionally ``"chain_acceptance"``.
+    axes : sequence of 3 matplotlib Axes, default=None
+        Axes to draw on; a new 1x3 figure is created if None.
+
+    Returns
+    -------
+    axes : ndarray of 3 matplotlib Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from skebm.plotting import plot_diagnostics
+    >>> diag = {"train_energy_data": [0.5, 0.2], "train_energy_chains": [0.9, 0.3],
+    ...         "chain_energy": [0.3, 0.25, 0.28], "data_energy": 0.2,
+    ...         "chain_grad_norm": [1.0, 1.1], "chain_acceptance": [0.7, 0.6]}
+    >>> axes = plot_diagnostics(diag)
+    >>> len(axes)
+    3
+    """
+    if hasattr(diagnostics, "diagnostics_") and not isinstance(diagnostics, dict):
+        diagnostics = diagnostics.diagnostics_
+    if not isinstance(diagnostics, dict):
+        raise ValueError(
+            "diagnostics must be a dict (e.g. EBMDensity.diagnostics_) or a fitted estimator with diagnostics_, "
+            f"got {type(diagnostics).__name__}."
+        )
+    required = ("train_energy_data", "train_energy_chains", "chain_energy", "data_energy", "chain_grad_norm")
+    missing = [k for k in required if k not in diagnostics]
+    if missing:
+        raise ValueError(f"diagnostics is missing the keys {missing}.")
+    if axes is None:
+        import matplotlib.pyplot as plt
+
+        _, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+    axes = np.asarray(axes, dtype=object).ravel()
+    if len(axes) != 3:
+        raise ValueError(f"axes must hold 3 Axes, got {len(axes)}.")
+
+    ax = axes[0]
+    ax.plot(_to_numpy(diagnostics["train_energy_data"]), label="data")
+    ax.plot(_to_numpy(diagnostics["train_energy_chains"]), label="chains")
+    ax.set_xlabel("update")
+    ax.set_ylabel("mean energy")
+    ax.set_title("training")
+    ax.legend()
+
+    ax = axes[1]
+    ax.plot(_to_numpy(diagnostics["chain_energy"]), label="chains")
+    ax.axhline(float(diagnostics["data_energy"]), color="k", linestyle="--", label="data")
+    ax.set_xlabel("further Langevin step")
+    ax.set_ylabel("mean energy")
+    ax.set_title("steady state")
+    ax.legend()
+
+    ax = axes[2]
+    ax.plot(_to_numpy(diagnostics["chain_grad_norm"]), color="C2", label="gradient norm")
+    ax.set_xlabel("further Langevin step")
+    ax.set_ylabel("mean gradient norm")
+    acceptance = diagnostics.get("chain_acceptance")
+    if acceptance is not None and len(acceptance):
+        twin = ax.twinx()
+        twin.plot(_to_numpy(acceptance), color="C3", alpha=0.7, label="MALA acceptance")
+        twin.set_ylim(0, 1)
+        twin.set_ylabel("acceptance rate")
+    ax.set_title("Langevin dynamics")
+    return axes

@@ -23,10 +23,14 @@ class DivergenceGuard(Callback):
     ----------
     max_abs_energy : float, default=1e6
         Largest tolerated absolute mean energy.
+    hint : str, default=None
+        Advice appended to the error message; ``None`` gives the advice for
+        maximum-likelihood training with MCMC negatives.
     """
 
-    def __init__(self, max_abs_energy=1e6):
+    def __init__(self, max_abs_energy=1e6, hint=None):
         self.max_abs_energy = max_abs_energy
+        self.hint = hint
 
     def on_batch_end(self, net, batch=None, training=False, **kwargs):
         if not training:
@@ -40,7 +44,7 @@ class DivergenceGuard(Callback):
             n_iter = sum(len(epoch["batches"]) for epoch in net.history)
             raise TrainingDivergedError(
                 f"Training diverged at update {n_iter}: {bad or big} (loss {loss}). "
-                "Lower lr or step_size, raise l2_reg, or use fewer Langevin steps."
+                + (self.hint or "Lower lr or step_size, raise l2_reg, or use fewer Langevin steps.")
             )
 
 

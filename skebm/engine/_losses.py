@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-__all__ = ["MaxLikelihoodLoss"]
+__all__ = ["MaxLikelihoodLoss", "NGEBMLoss"]
 
 
 class MaxLikelihoodLoss(nn.Module):
@@ -38,3 +38,151 @@ class MaxLikelihoodLoss(nn.Module):
             loss = loss + self.l2_reg * (e_pos.pow(2).mean() + e_neg.pow(2).mean())
         return loss
 
+
+class NGEBMLoss(nn.Module):
+    r"""Loss of the non-generative EBM classifier (NG-EBM), optionally JEM.
+
+    With logits :math:`f(x)` and the per-sample log-partition
+    :math:`\ell_i = \operatorname{logsumexp}_y f(x_i)[y]` (the energy is
+    :math:`E(x_i) = -\ell_i`),
+
+    .. math::
+
+        L = \mathrm{CE}(f(x), y)
+            + \beta \, \frac{1}{n} \sum_i \left(\bar\ell - \ell_i\right)^2
+            + \gamma \, \frac{1}{n} \sum_i \left\| \nabla_x \ell_i \right\|_2
+            + w \, \frac{\bar E(x^+) - \bar E(x^-)}{T}
+
+    as in Piland et al. (2023) and their code: the energy-variance term
+    (:math:`\beta`) pulls the energies of all training points to a common
+    value, the approximate-mass term (:math:`\gamma`, Grathwohl et al.) makes
+    the density flat around them. The gradient is taken with
+    ``create_graph=True`` so that the loss back-propagates through it (double
+    backprop). The last term is JEM's maximum-likelihood term for
+    :math:`p(x)` with MCMC negatives :math:`x^-` (:class:`MaxLikelihoodLoss`,
+    used only when ``generative_weight > 0``). With
+    :math:`\beta = \gamma = w = 0` the loss is plain cross-entropy.
+
+    Parameters
+    ----------
+    energy_variance : float, default=0.0
+        Weight :math:`\beta` of the energy-variance term.
+    approximate_mass : float, default=0.0
+        Weight :math:`\gamma` of the approximate-mass term.
+    generative_weight : float, default=0.0
+        Weight :math:`w` of the JEM :math:`p(x)` term.
+    l2_reg : float, default=0.0
+        L2 energy regulariser of the :math:`p(x)` term (see
+        :class:`MaxLikelihoodLoss`).
+    temperature : float, default=1.0
+        Temperature :math:`T` of the :math:`p(x)` term.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skebm.engine import NGEBMLoss
+    >>> net = torch.nn.Linear(3, 2)
+    >>> x = torch.randn(8, 3, requires_grad=True)
+    >>> loss = NGEBMLoss(energy_variance=0.1, approximate_mass=0.1)
+    >>> sorted(loss.terms(net(x), torch.zeros(8, dtype=torch.long), x=x))
+    ['approximate_mass', 'cross_entropy', 'energy_variance']
+    """
+
+    def __init__(self, energy_variance=0.0, approximate_mass=0.0, generative_weight=0.0, l2_reg=0.0, temperature=1.0):
+        super().__init__()
+        self.energy_variance = energy_variance
+        self.approximate_mass = approximate_mass
+        self.generative_weight = generative_weight
+        self.l2_reg = l2_reg
+        self.temperature = temperature
+        self.max_likelihood = MaxLikelihoodLoss(l2_reg=l2_reg, temperature=temperature)
+
+    @staticmethod
+    def approximate_mass_term(log_partition, x):
+        r"""Per-sample :math:`\|\nabla_x \ell_i\|_2`, differentiable (double backprop).
+
+        Parameters
+        ----------
+        log_partition : torch.Tensor of shape (n,)
+            :math:`\ell_i = \operatorname{logsumexp} f(x_i)`, computed from ``x``.
+        x : torch.Tensor of shape (n, ...)
+            The inputs, with ``requires_grad=True``.
+
+        Returns
+        -------
+        norms : torch.Tensor of shape (n,)
+            Euclidean norm of each sample's gradient, part of the graph.
+        """
+        if not x.requires_grad:
+            raise ValueError("The approximate-mass term needs the inputs x with requires_grad=True.")
+        (grad,) = torch.autograd.grad(log_partition.sum(), x, create_graph=True)
+        return grad.flatten(1).norm(p=2, dim=1)
+
+    def terms(self, logits, target, x=None, energy_neg=None):
+        """The unweighted terms of the loss, as a dict of scalar tensors.
+
+        Parameters
+        ----------
+        logits : torch.Tensor of shape (n, k)
+            Logits of the (noisy) training inputs ``x``.
+        target : torch.Tensor of shape (n,)
+            Class indices.
+        x : torch.Tensor, default=None
+            The inputs the logits were computed from (``requires_grad=True``);
+            needed when ``approximate_mass > 0``.
+        energy_neg : torch.Tensor of shape (m,), default=None
+            Energies of MCMC negatives; needed when ``generative_weight > 0``.
+
+        Returns
+        -------
+        terms : dict
+            ``"cross_entropy"`` always, ``"energy_variance"``,
+            ``"approximate_mass"`` and ``"max_likelihood"`` when their weight
+            is nonzero, each unweighted.
+        """
+        logits = logits.float()
+        out = {"cross_entropy": nn.functional.cross_entropy(logits, target.long())}
+        log_partition = torch.logsumexp(logits, dim=1)
+        if self.energy_variance:
+            out["energy_variance"] = (log_partition.mean() - log_partition).pow(2).mean()
+        if self.approximate_mass:
+            if x is None:
+                raise ValueError("approximate_mass > 0 needs the inputs x.")
+            out["approximate_mass"] = self.approximate_mass_term(log_partition, x).mean()
+        if self.generative_weight:
+            if energy_neg is None:
+                raise ValueError("generative_weight > 0 needs the energies of MCMC negatives.")
+            out["max_likelihood"] = self.max_likelihood((-log_partition, energy_neg))
+        return out
+
+    def forward(self, logits, target, x=None, energy_neg=None):
+        """The weighted sum of :meth:`terms` (same arguments).
+
+        Returns
+        -------
+        loss : torch.Tensor
+            Scalar loss.
+        """
+        terms = self.terms(logits, target, x=x, energy_neg=energy_neg)
+        return self.combine(terms)
+
+    def combine(self, terms):
+        """Weighted sum of a dict returned by :meth:`terms`.
+
+        Parameters
+        ----------
+        terms : dict of str to torch.Tensor
+            Output of :meth:`terms`.
+
+        Returns
+        -------
+        loss : torch.Tensor
+            Scalar loss.
+        """
+        weights = {
+            "cross_entropy": 1.0,
+            "energy_variance": self.energy_variance,
+            "approximate_mass": self.approximate_mass,
+            "max_likelihood": self.generative_weight,
+        }
+        return sum(weights[name] * value for name, value in terms.items())

@@ -16,7 +16,7 @@ __all__ = ["EBMNet"]
 
 
 class EBMNet(NeuralNet):
-    """skorch ``NeuralNet`` that trains an energy with MCMC negatives.
+    """A skorch ``NeuralNet`` that trains an energy with MCMC negatives.
 
     One training step (:meth:`train_step_single`) asks the chain
     initialisation strategy for chain starts, runs the Langevin sampler on
@@ -24,7 +24,9 @@ class EBMNet(NeuralNet):
     back-propagates the maximum-likelihood loss
     ``mean E(x+) - mean E(x-)`` (see :class:`MaxLikelihoodLoss`). Extend it by
     overriding :meth:`train_step_single` or :meth:`get_loss`, as with any
-    skorch net.
+    skorch net. An energy module that defines ``penalty(x_pos, x_neg)``
+    (a scalar tensor) has it added to the loss: a regulariser of its own
+    internals, e.g. of a network output before a bound.
 
     Parameters
     ----------
@@ -40,6 +42,7 @@ class EBMNet(NeuralNet):
     feature_shape : tuple of int
         Shape of one sample as the network sees it.
     criterion : type, default=MaxLikelihoodLoss
+        The loss module, called on ``(e_pos, e_neg)``.
     data_noise : float, default=0.0
         Standard deviation of Gaussian noise added to data samples.
     conditional : bool, default=False
@@ -111,6 +114,23 @@ class EBMNet(NeuralNet):
         overrides.setdefault("precision", self.precision)
         return self.sampler(self.energy_fn(y), x0, **overrides)
 
+    def draw_negatives(self, x_pos, y=None):
+        """One round of MCMC negatives for the data batch ``x_pos``.
+
+        Asks the chain-initialisation strategy for starts, runs the sampler
+        on the current energy (conditioned on ``y``), writes the chains back
+        to the bank and returns the end states that serve as negatives.
+        Engines that add negatives to another loss reuse it.
+        """
+        x0, token = self.chain_init_.draw(x_pos)
+        x_neg = self.run_chains(x0, y)
+        self.chain_init_.update(token, x_neg, y)
+        if getattr(self.sampler, "metropolis", False):
+            self.history.record_batch("acceptance", self.sampler.acceptance_rate_)
+        if getattr(self.sampler, "proposal", None) is not None:
+            self.history.record_batch("jump_acceptance", self.sampler.jump_acceptance_)
+        return self.chain_init_.negatives(token, x_neg)
+
     def train_step_single(self, batch, **fit_params):
         """Draw negatives, compute the loss, back-propagate."""
         self._set_training(True)
@@ -119,11 +139,12 @@ class EBMNet(NeuralNet):
         y = to_tensor(y, device=self.device).long() if (self.conditional and y is not None) else None
         if self.data_noise:
             x_pos = x_pos + self.data_noise * torch.randn_like(x_pos)
-        x0, token = self.chain_init_.draw(x_pos)
-        x_neg = self.run_chains(x0, y)
-        self.chain_init_.update(token, x_neg, y)
+        x_neg = self.draw_negatives(x_pos, y)
         e_pos, e_neg = self.energy(x_pos, y), self.energy(x_neg, y)
         loss = self.get_loss((e_pos, e_neg), y, X=x_pos, training=True)
+        penalty = getattr(self.module_, "penalty", None)
+        if callable(penalty):
+            loss = loss + penalty(x_pos, x_neg)
         loss.backward()
         self.history.record_batch("energy_data", e_pos.mean().item())
         self.history.record_batch("energy_samples", e_neg.mean().item())

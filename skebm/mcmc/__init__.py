@@ -1,28 +1,39 @@
-"""MCMC: the Langevin sampler and the chain-initialisation strategies."""
+"""MCMC: the Langevin sampler, chain-initialisation strategies, normalising constants."""
 
+from ._ais import ais_log_partition, grid_log_partition, sigmoid_schedule
+from ._diagnostics import chain_diagnostics
 from ._init import (
     CHAIN_INITS,
     ChainInit,
     DataInit,
+    GaussianMixtureSource,
+    LongrunInit,
     NoiseInit,
     NoiseSource,
     PersistentInit,
     ReplayInit,
     make_chain_init,
 )
-from ._langevin import LangevinSampler, autocast_context, expected_stationary_std, langevin
+from ._langevin import LangevinSampler, autocast_context, expected_stationary_std, independence_mh, langevin
 
 __all__ = [
     "CHAIN_INITS",
     "ChainInit",
     "DataInit",
+    "GaussianMixtureSource",
     "LangevinSampler",
+    "LongrunInit",
     "NoiseInit",
     "NoiseSource",
     "PersistentInit",
     "ReplayInit",
+    "ais_log_partition",
     "autocast_context",
+    "chain_diagnostics",
     "expected_stationary_std",
+    "grid_log_partition",
+    "independence_mh",
     "langevin",
     "make_chain_init",
+    "sigmoid_schedule",
 ]

@@ -10,7 +10,7 @@ import math
 
 import torch
 
-__all__ = ["LangevinSampler", "langevin", "autocast_context"]
+__all__ = ["LangevinSampler", "langevin", "independence_mh", "autocast_context"]
 
 
 def autocast_context(device, precision):
@@ -49,10 +49,11 @@ def langevin(
     clamp=None,
     mask=None,
     precision="fp32",
+    metropolis=False,
     return_chains=False,
     return_trace=False,
 ):
-    r"""Run unadjusted Langevin dynamics on ``energy_fn`` from ``x0``.
+    r"""Run Langevin dynamics on ``energy_fn`` from ``x0``.
 
     One step is
 
@@ -65,6 +66,21 @@ def langevin(
     :math:`\epsilon` for exact Langevin dynamics), temperature :math:`T` and
     an optional Gaussian prior of scale :math:`\tau`. Gradients are taken with
     respect to ``x`` only; the parameters of the energy receive none.
+
+    By default the dynamics are unadjusted (ULA): their stationary law is
+    :math:`\exp(-E/T - \|x\|^2 / 2\tau^2)` only up to a discretisation bias
+    that grows with :math:`\epsilon`. With ``metropolis=True`` each step is
+    a Metropolis-adjusted Langevin (MALA) proposal, accepted with probability
+
+    .. math::
+
+        \min\left(1, \frac{\pi(x') q(x \mid x')}{\pi(x) q(x' \mid x)}\right),
+        \quad \pi = \exp\left(-\frac{E}{T} - \frac{\|x\|^2}{2\tau^2}\right),
+
+    where :math:`q(\cdot \mid x)` is the Gaussian proposal of the step above
+    (drift clipped as requested, noise :math:`\sigma`), so the chain leaves
+    :math:`\pi` exactly invariant whatever the step size. A MALA step costs
+    the same single energy and gradient evaluation as an unadjusted one.
 
     Parameters
     ----------
@@ -93,11 +109,15 @@ def langevin(
     precision : {"fp32", "bf16"}, default="fp32"
         ``"bf16"`` evaluates the energy under bfloat16 autocast; the chain
         state stays float32.
+    metropolis : bool, default=False
+        Metropolis-adjust every step (MALA). Incompatible with ``clamp``
+        (a clamped proposal has no tractable density).
     return_chains : bool, default=False
         Also return every state, shape ``(n_steps + 1, n_chains, ...)``.
     return_trace : bool, default=False
         Also return a dict with the per-step mean energy and mean gradient
-        norm (steady-state diagnostics).
+        norm (steady-state diagnostics), plus the per-step acceptance rate
+        under ``"acceptance"`` when ``metropolis=True``.
 
     Returns
     -------
@@ -106,15 +126,18 @@ def langevin(
     chains : torch.Tensor
         Only if ``return_chains``.
     trace : dict
-        Only if ``return_trace``: ``{"energy": [...], "grad_norm": [...]}``.
+        Only if ``return_trace``: ``{"energy": [...], "grad_norm": [...]}``
+        (and ``"acceptance"`` with ``metropolis=True``). Energies and
+        gradient norms are those of ``energy_fn`` itself at the state before
+        each step.
     """
-    if n_steps < 0:
-        raise ValueError(f"n_steps must be >= 0, got {n_steps}.")
-    if step_size <= 0:
-        raise ValueError(f"step_size must be > 0, got {step_size}.")
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}.")
-    sigma = step_size if noise_scale is None else noise_scale
+    sigma = _check_settings(n_steps, step_size, noise_scale, temperature, metropolis, clamp)
+    if metropolis:
+        out, _ = _mala(
+            energy_fn, x0, n_steps, step_size, sigma, temperature, tau, grad_clip, mask, precision,
+            return_chains, return_trace,
+        )
+        return out
     drift_coef = step_size**2 / 2.0
     energy_coef = drift_coef / temperature
     prior_coef = None if tau is None else drift_coef / tau**2
@@ -155,6 +178,177 @@ def langevin(
     return out[0] if len(out) == 1 else tuple(out)
 
 
+def _check_settings(n_steps, step_size, noise_scale, temperature, metropolis=False, clamp=None):
+    """Validate Langevin settings; return the noise standard deviation."""
+    if n_steps < 0:
+        raise ValueError(f"n_steps must be >= 0, got {n_steps}.")
+    if step_size <= 0:
+        raise ValueError(f"step_size must be > 0, got {step_size}.")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}.")
+    sigma = step_size if noise_scale is None else noise_scale
+    if metropolis:
+        if clamp is not None:
+            raise ValueError("metropolis=True cannot be combined with clamp.")
+        if sigma <= 0:
+            raise ValueError("metropolis=True needs a positive noise_scale.")
+    return sigma
+
+
+def _potential(energy_fn, x, ctx, temperature, tau):
+    """Energy, its gradient, and the potential ``E/T + |x|^2/(2 tau^2)`` with its gradient."""
+    x = x.detach().requires_grad_(True)
+    with ctx:
+        energy = energy_fn(x)
+    (grad,) = torch.autograd.grad(energy.sum(), x)
+    x = x.detach()
+    energy = energy.detach().float()
+    grad = grad.float()
+    u, u_grad = energy / temperature, grad / temperature
+    if tau is not None:
+        u = u + x.pow(2).flatten(1).sum(1) / (2.0 * tau**2)
+        u_grad = u_grad + x / tau**2
+    return energy, grad, u, u_grad
+
+
+def _mala(energy_fn, x0, n_steps, step_size, sigma, temperature, tau, grad_clip, mask, precision,
+          return_chains, return_trace):
+    """Metropolis-adjusted Langevin; see :func:`langevin` (``metropolis=True``)."""
+    drift_coef = step_size**2 / 2.0
+    ctx = autocast_context(x0.device, precision)
+    x = x0.detach().to(torch.float32).clone()
+    if mask is not None:
+        mask = mask.to(device=x.device, dtype=x.dtype)
+    chains = [x.clone()] if return_chains else None
+    trace = {"energy": [], "grad_norm": [], "acceptance": []} if return_trace else None
+    n_accepted = torch.zeros((), device=x.device)
+
+    def proposal_mean(x, u_grad):
+        drift = u_grad * drift_coef
+        if grad_clip is not None:
+            drift = drift.clamp(-grad_clip, grad_clip)
+        if mask is not None:
+            drift = drift * mask
+        return x - drift
+
+    def log_q(to, mean):  # log proposal density, up to a constant
+        diff = to - mean
+        if mask is not None:
+            diff = diff * mask
+        return -diff.pow(2).flatten(1).sum(1) / (2.0 * sigma**2)
+
+    with torch.enable_grad():
+        if n_steps:
+            energy, grad, u, u_grad = _potential(energy_fn, x, ctx, temperature, tau)
+        for _ in range(n_steps):
+            mean = proposal_mean(x, u_grad)
+            noise = torch.randn_like(x).mul_(sigma)
+            if mask is not None:
+                noise.mul_(mask)
+            y = mean + noise
+            energy_y, grad_y, u_y, u_grad_y = _potential(energy_fn, y, ctx, temperature, tau)
+            log_alpha = u - u_y + log_q(x, proposal_mean(y, u_grad_y)) - log_q(y, mean)
+            # NaN or inf proposals compare False: rejected
+            accept = torch.log(torch.rand_like(log_alpha)) < log_alpha
+            if return_trace:
+                trace["energy"].append(float(energy.mean()))
+                trace["grad_norm"].append(float(grad.flatten(1).norm(dim=1).mean()))
+                trace["acceptance"].append(float(accept.float().mean()))
+            n_accepted += accept.sum()
+            a = accept.view(-1, *([1] * (x.ndim - 1)))
+            x = torch.where(a, y, x)
+            grad = torch.where(a, grad_y, grad)
+            u_grad = torch.where(a, u_grad_y, u_grad)
+            energy = torch.where(accept, energy_y, energy)
+            u = torch.where(accept, u_y, u)
+            if return_chains:
+                chains.append(x.clone())
+    out = [x]
+    if return_chains:
+        out.append(torch.stack(chains))
+    if return_trace:
+        out.append(trace)
+    rate = float(n_accepted) / (n_steps * len(x)) if n_steps and len(x) else float("nan")
+    return (out[0] if len(out) == 1 else tuple(out)), rate
+
+
+def independence_mh(energy_fn, x, proposal, *, n_steps=1, temperature=1.0, tau=None, return_acceptance=False):
+    r"""Independence Metropolis-Hastings moves with proposals from a base density.
+
+    Each step proposes ``y ~ proposal`` for every chain, independently of
+    its state, and accepts it with probability
+
+    .. math::
+
+        \min\left(1, \frac{\pi(y)\, q(x)}{\pi(x)\, q(y)}\right), \quad
+        \pi = \exp\left(-\frac{E}{T} - \frac{\|x\|^2}{2 \tau^2}\right),
+
+    so ``pi`` stays invariant. Where ``q`` is close to ``pi`` (a base density
+    that the energy only tilts) these moves jump between modes that local
+    Langevin steps never cross; mixed with Langevin steps they keep the
+    chains' share of each mode right. Costs one energy evaluation (no
+    gradient) per step.
+
+    Parameters
+    ----------
+    energy_fn : callable
+        Maps a batch to ``(n,)`` energies.
+    x : torch.Tensor
+        Current states, shape ``(n, ...)``. Not modified.
+    proposal : object
+        ``proposal.sample(n, device)`` returns ``n`` draws (any shape with
+        ``x``'s number of entries per sample) and ``proposal.log_prob(x)``
+        their log-density, e.g. a :class:`GaussianMixtureSource`.
+    n_steps : int, default=1
+        Number of independence moves.
+    temperature : float, default=1.0
+        Temperature ``T`` dividing the energy.
+    tau : float, default=None
+        Scale of the optional Gaussian prior.
+    return_acceptance : bool, default=False
+        Also return the mean acceptance rate.
+
+    Returns
+    -------
+    x : torch.Tensor
+        New states.
+    acceptance : float
+        Only if ``return_acceptance``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skebm.mcmc import GaussianMixtureSource, independence_mh
+    >>> base = GaussianMixtureSource([0.5, 0.5], [[-3.0], [3.0]], [[[1.0]], [[1.0]]])
+    >>> energy = lambda x: 0.5 * ((x - 3.0) ** 2).sum(1)  # all mass near +3
+    >>> x = independence_mh(energy, torch.full((2000, 1), -3.0), base, n_steps=5)
+    >>> bool((x > 0).float().mean() > 0.9)
+    True
+    """
+
+    def log_target(z):
+        u = energy_fn(z).float() / temperature
+        if tau is not None:
+            u = u + z.flatten(1).pow(2).sum(1) / (2.0 * tau**2)
+        return -u - proposal.log_prob(z).float()
+
+    x = x.detach().to(torch.float32).clone()
+    n = len(x)
+    accepted = 0.0
+    with torch.no_grad():
+        current = log_target(x)
+        for _ in range(n_steps):
+            y = proposal.sample(n, x.device).reshape(x.shape).to(x.dtype)
+            proposed = log_target(y)
+            accept = torch.log(torch.rand(n, device=x.device)) < proposed - current
+            x = torch.where(accept.view(-1, *([1] * (x.ndim - 1))), y, x)
+            current = torch.where(accept, proposed, current)
+            accepted += float(accept.float().mean())
+    if return_acceptance:
+        return x, accepted / max(n_steps, 1)
+    return x
+
+
 class LangevinSampler:
     """Langevin settings bundled as a reusable, picklable sampler.
 
@@ -179,6 +373,22 @@ class LangevinSampler:
         Clamp of the state after every step.
     precision : {"fp32", "bf16"}, default="fp32"
         Autocast precision of the energy evaluation.
+    metropolis : bool, default=False
+        Metropolis-adjusted steps (MALA), see :func:`langevin`.
+    proposal : object, default=None
+        A base density (``sample``/``log_prob``, e.g. a
+        :class:`GaussianMixtureSource`): each call (without ``mask``)
+        starts with one independence Metropolis-Hastings move from it
+        (:func:`independence_mh`), which lets chains jump between modes.
+
+    Attributes
+    ----------
+    acceptance_rate_ : float
+        Mean acceptance rate of the last call with ``metropolis=True``
+        (over all chains and steps).
+    jump_acceptance_ : float
+        Acceptance rate of the independence move of the last call (only
+        with a ``proposal``).
 
     Examples
     --------
@@ -200,6 +410,8 @@ class LangevinSampler:
         grad_clip=None,
         clamp=None,
         precision="fp32",
+        metropolis=False,
+        proposal=None,
     ):
         self.n_steps = n_steps
         self.step_size = step_size
@@ -209,17 +421,32 @@ class LangevinSampler:
         self.grad_clip = grad_clip
         self.clamp = clamp
         self.precision = precision
+        self.metropolis = metropolis
+        self.proposal = proposal
 
     def settings(self):
         """Return the stored settings as a dict."""
-        return dict(vars(self))
+        return {k: v for k, v in vars(self).items() if not k.endswith("_")}
 
     def __call__(self, energy_fn, x0, **overrides):
         kwargs = self.settings()
         kwargs.update({k: v for k, v in overrides.items() if v is not None or k == "mask"})
         n_steps = kwargs.pop("n_steps")
         step_size = kwargs.pop("step_size")
-        return langevin(energy_fn, x0, n_steps, step_size, **kwargs)
+        proposal = kwargs.pop("proposal", None)
+        if proposal is not None and n_steps > 0 and kwargs.get("mask") is None:
+            x0, self.jump_acceptance_ = independence_mh(
+                energy_fn, x0, proposal, temperature=kwargs["temperature"], tau=kwargs["tau"], return_acceptance=True
+            )
+        if not kwargs.get("metropolis"):
+            return langevin(energy_fn, x0, n_steps, step_size, **kwargs)
+        sigma = _check_settings(n_steps, step_size, kwargs["noise_scale"], kwargs["temperature"], True, kwargs["clamp"])
+        out, self.acceptance_rate_ = _mala(
+            energy_fn, x0, n_steps, step_size, sigma, kwargs["temperature"], kwargs["tau"], kwargs["grad_clip"],
+            kwargs.get("mask"), kwargs["precision"], kwargs.get("return_chains", False),
+            kwargs.get("return_trace", False),
+        )
+        return out
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.settings().items())

@@ -1,0 +1,152 @@
+"""The skorch engine of the non-generative EBM classifier (NG-EBM, JEM)."""
+
+import torch
+from skorch.dataset import unpack_data
+from skorch.utils import to_tensor
+
+from ..mcmc import autocast_context
+from ._callbacks import DivergenceGuard
+from ._losses import NGEBMLoss
+from ._ml import EBMNet
+
+__all__ = ["NGEBMNet"]
+
+
+class NGEBMNet(EBMNet):
+    """skorch net that trains logits with the NG-EBM loss (optionally JEM).
+
+    One training step (:meth:`train_step_single`) adds Gaussian noise of
+    standard deviation ``data_noise`` to the batch, computes the logits with
+    the inputs tracked by autograd (so the approximate-mass term can take
+    its gradient with respect to them), and back-propagates
+    :class:`NGEBMLoss`. When the criterion's ``generative_weight`` is
+    positive (JEM mode) the step also draws MCMC negatives from the marginal
+    energy ``-logsumexp f(x)`` with the shared Langevin sampler and the
+    chain-initialisation strategy (a replay buffer in JEM), as
+    :class:`EBMNet` does. Without it no chain is ever run.
+
+    The terms of the loss are recorded in the batch history
+    (``cross_entropy``, ``energy_variance``, ``approximate_mass``,
+    ``max_likelihood``) together with the mean energy of the data
+    (``energy_data``) and, in JEM mode, of the negatives
+    (``energy_samples``); the :class:`DivergenceGuard` callback turns a
+    non-finite loss or exploding energies into a
+    :class:`TrainingDivergedError`.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Network returning ``(n, k)`` logits.
+    criterion : type, default=NGEBMLoss
+        Set its weights with ``criterion__energy_variance`` etc.
+    **kwargs
+        The arguments of :class:`EBMNet` (``sampler``, ``chain_init``,
+        ``noise``, ``feature_shape``, ``data_noise``, ``precision``) and of
+        :class:`skorch.NeuralNet`.
+
+    Attributes
+    ----------
+    chain_init_ : ChainInit
+        The chain-initialisation strategy with its bank (JEM mode).
+    """
+
+    def __init__(self, module, *, criterion=NGEBMLoss, **kwargs):
+        super().__init__(module, criterion=criterion, **kwargs)
+
+    def get_default_callbacks(self):
+        callbacks = [item for item in super().get_default_callbacks() if item[0] != "divergence_guard"]
+        hint = (
+            "JEM mode (generative_weight > 0) is known to diverge: lower lr, step_size or generative_weight, "
+            "or train without the p(x) term (generative_weight=0, NG-EBM). Otherwise lower lr."
+        )
+        return [*callbacks, ("divergence_guard", DivergenceGuard(hint=hint))]
+
+    @property
+    def generative(self):
+        """Whether the p(x) term (JEM mode) is on."""
+        return bool(getattr(self.criterion_, "generative_weight", 0.0))
+
+    def logits(self, x):
+        """Logits of ``x`` under autocast, as float32 (gradients flow).
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (n, *feature_shape)
+            Inputs in the model's (rescaled) space.
+
+        Returns
+        -------
+        logits : torch.Tensor of shape (n, n_classes)
+            The network's logits.
+        """
+        with autocast_context(self.device, self.precision):
+            out = self.module_(x)
+        if out.ndim != 2:
+            raise ValueError(f"A classifier network must return (n, n_classes) logits, got shape {tuple(out.shape)}.")
+        return out.float()
+
+    def train_step_single(self, batch, **fit_params):
+        """Noisy inputs, logits, (JEM: negatives), loss, back-propagation.
+
+        Parameters
+        ----------
+        batch : tuple
+            ``(X, y)`` batch from the skorch iterator.
+        **fit_params : dict
+            Ignored.
+
+        Returns
+        -------
+        step : dict
+            ``{"loss": loss, "y_pred": logits}``, as skorch expects.
+        """
+        self._set_training(True)
+        x, y = unpack_data(batch)
+        x = to_tensor(x, device=self.device).float()
+        y = to_tensor(y, device=self.device).long()
+        if self.data_noise:
+            x = x + self.data_noise * torch.randn_like(x)
+        if self.criterion_.approximate_mass:
+            x.requires_grad_(True)
+        logits = self.logits(x)
+        energy_neg = None
+        if self.generative:
+            energy_neg = self.energy(self.draw_negatives(x.detach()))
+        loss = self.get_loss((logits, energy_neg), y, X=x, training=True)
+        loss.backward()
+        return {"loss": loss, "y_pred": logits.detach()}
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        """The NG-EBM loss in training; the cross-entropy otherwise.
+
+        Parameters
+        ----------
+        y_pred : tuple or torch.Tensor
+            ``(logits, energy_neg)`` in training (``energy_neg`` is ``None``
+            outside JEM mode), or plain logits.
+        y_true : torch.Tensor of shape (n,)
+            Class indices.
+        X : torch.Tensor, default=None
+            The (noisy) inputs the logits were computed from, tracked by
+            autograd in training.
+        training : bool, default=False
+            Whether the loss is for a training step; the terms are then
+            recorded in the batch history.
+
+        Returns
+        -------
+        loss : torch.Tensor
+            Scalar loss.
+        """
+        logits, energy_neg = y_pred if isinstance(y_pred, tuple) else (y_pred, None)
+        y_true = to_tensor(y_true, device=logits.device).long()
+        if not training:
+            return torch.nn.functional.cross_entropy(logits.float(), y_true)
+        terms = self.criterion_.terms(logits, y_true, x=X, energy_neg=energy_neg)
+        loss = self.criterion_.combine(terms)
+        for name, value in terms.items():
+            self.history.record_batch(name, value.item())
+        self.history.record_batch("energy_data", -torch.logsumexp(logits.detach(), dim=1).mean().item())
+        if energy_neg is not None:
+            self.history.record_batch("energy_samples", energy_neg.detach().mean().item())
+        return loss

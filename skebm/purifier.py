@@ -1,0 +1,584 @@
+"""EBMPurifier: midrun Langevin purification, and the defended classifier."""
+
+import math
+import numbers
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, TransformerMixin, clone
+from sklearn.utils.validation import check_is_fitted
+
+from ._base import BaseEBM, seed_everything
+from ._docs import fill_doc
+from .mcmc import make_chain_init
+
+__all__ = ["EBMPurifier", "PurifiedClassifier"]
+
+#: Most chains purified in one batch (inputs times replicates).
+_MAX_CHAINS = 4096
+
+
+def _check_positive_int(value, name, allow_none=False):
+    if allow_none and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+
+@fill_doc
+class EBMPurifier(TransformerMixin, BaseEBM):
+    """Energy-based purifier: midrun Langevin dynamics from each input.
+
+    ``fit`` learns an energy ``E(x)`` by maximum likelihood with Langevin
+    negatives started at perturbed data (or drawn from a persistent bank
+    rejuvenated from the data), the midrun setting of the EBM Life Cycle
+    defence. ``transform`` then runs ``n_purify_steps`` Langevin steps from
+    each input: the dynamics pull an off-manifold input (an adversarial
+    perturbation, noise) back towards the data while the injected noise
+    washes out the fine structure an attack relies on. Put it in front of
+    any classifier with :func:`~sklearn.pipeline.make_pipeline`, or use
+    :class:`PurifiedClassifier` to average the classifier over several
+    purified replicates, as the defence of the literature does.
+
+    Read more in the :ref:`User Guide <purifier>`.
+
+    Parameters
+    ----------
+    {energy}
+    {energy_params}
+    {image_shape}
+    max_iter : int, default=1000
+        Number of parameter updates, rounded up to whole epochs of
+        ``ceil(n_samples / batch_size)`` updates (batches are drawn with
+        replacement).
+    batch_size : int, default=64
+        Data samples (and chains) per update.
+    lr : float, default=1e-4
+        Learning rate (Life Cycle: 1e-4).
+    {optimizer}
+    n_steps : int, default=30
+        Langevin steps per training update (Life Cycle: 100 on CIFAR-10).
+    step_size : float, default=1.0
+        Langevin step size epsilon, in the model's rescaled space (images
+        in ``[-1, 1]``, flat features standardised); the drift is
+        ``step_size**2 / 2`` times the energy gradient divided by
+        ``temperature``. With ``noise_scale=0.01`` this is the update
+        ``x <- x - grad E / 2 + 0.01 xi`` of the Life Cycle code (which
+        writes it as exact Langevin at temperature ``eps**2 / 2``).
+    noise_scale : float or None, default=0.01
+        Standard deviation of the Langevin noise; ``None`` uses
+        ``step_size`` (exact Langevin dynamics at ``temperature``).
+    temperature : float, default=1.0
+        Temperature ``T`` of the density ``exp(-E(x) / T)``.
+    init : {{"data", "persistent"}} or ChainInit, default="data"
+        Where training chains start. ``"data"``: at the data batch plus
+        Gaussian noise of standard deviation ``init_noise`` (a
+        data-initialised bank; the model learns to bring perturbed
+        inputs back within ``n_steps`` steps). ``"persistent"``: a
+        persistent bank of ``buffer_size`` chains, started from noise, whose
+        drawn chains restart from the data batch with probability
+        ``reinit_prob`` (the EBM Life Cycle defence; it needs long training).
+        Any name of :mod:`skebm.mcmc` or a ChainInit instance is accepted.
+    init_noise : float, default=0.3
+        Standard deviation of the noise added to data-initialised chain
+        starts (``init="data"`` only), in the rescaled space (images in
+        ``[-1, 1]``).
+    buffer_size : int, default=10000
+        Number of chains in the persistent bank (Life Cycle: 25,000).
+    reinit_prob : float, default=0.05
+        Probability that a chain drawn from the bank restarts from the data
+        (Life Cycle: 0.05).
+    l2_reg : float, default=0.0
+        Weight of the L2 energy regulariser ``E(x+)^2 + E(x-)^2``.
+    data_noise : float, default=0.01
+        Standard deviation of Gaussian noise added to the rescaled data in
+        training (Life Cycle: 0.02).
+    n_purify_steps : int, default=100
+        Langevin steps run from each input by :meth:`transform` (Life
+        Cycle: 1,500 on CIFAR-10). Longer purification removes larger
+        perturbations but drifts further from the input; choose it on
+        held-out data.
+    purify_step_size : float, default=None
+        Step size of purification; ``None`` uses ``step_size``. The noise
+        scale keeps the training ratio ``noise_scale / step_size``.
+    n_replicates : int, default=1
+        Independent purifications of each input. :meth:`transform` returns
+        their mean; :meth:`purify` returns them all;
+        :class:`PurifiedClassifier` averages the classifier over them.
+    {device}
+    {precision}
+    {callbacks}
+    {verbose}
+    {warm_start}
+    {random_state}
+
+    Attributes
+    ----------
+    {fitted}
+    rescaler_ : Rescaler
+        The learned map between the data's value range and the model's.
+
+    See Also
+    --------
+    PurifiedClassifier : Classifier averaged over purified replicates.
+    skebm.attacks.evaluate_robustness : BPDA + EOT evaluation of the defence.
+    skebm.EBMGenerator : Shortrun synthesis with the same engine.
+
+    Notes
+    -----
+    Purification is stochastic. :meth:`transform` seeds its noise from
+    ``random_state``, so repeated calls give the same output, but the noise
+    a row receives depends on its position in the batch: purifying a row
+    alone or inside a batch gives two equally valid draws, not the same
+    values. (This is why scikit-learn's sample-order and subset invariance
+    checks are expected to fail.) :meth:`purify_tensor` draws from torch's
+    global generator instead, for attacks that need fresh noise at every
+    call.
+
+    References
+    ----------
+    .. [1] Hill, Mitchell, Zhu, "Stochastic Security: Adversarial Defense
+       Using Long-Run Dynamics of Energy-Based Models", ICLR 2021.
+    .. [2] Hill, Mitchell, Chen, Du, Shah, Zhu, "EBM Life Cycle: MCMC
+       Strategies for Synthesis, Defense, and Density Modeling",
+       arXiv:2205.12243, 2022.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skebm import EBMPurifier
+    >>> X, _ = load_digits(return_X_y=True)
+    >>> purifier = EBMPurifier(image_shape=(1, 8, 8), max_iter=10, n_steps=5,
+    ...                        n_purify_steps=10, random_state=0).fit(X)
+    >>> purifier.transform(X[:3]).shape
+    (3, 64)
+    """
+
+    def __init__(
+        self,
+        energy="auto",
+        *,
+        energy_params=None,
+        image_shape=None,
+        max_iter=1000,
+        batch_size=64,
+        lr=1e-3,
+        optimizer="adam",
+        n_steps=30,
+        step_size=1.0,
+        noise_scale=0.01,
+        temperature=1.0,
+        init="data",
+        init_noise=0.3,
+        buffer_size=10000,
+        reinit_prob=0.05,
+        l2_reg=0.0,
+        data_noise=0.01,
+        n_purify_steps=100,
+        purify_step_size=None,
+        n_replicates=1,
+        device="auto",
+        precision="fp32",
+        callbacks=None,
+        verbose=0,
+        warm_start=False,
+        random_state=None,
+    ):
+        self.energy = energy
+        self.energy_params = energy_params
+        self.image_shape = image_shape
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.n_steps = n_steps
+        self.step_size = step_size
+        self.noise_scale = noise_scale
+        self.temperature = temperature
+        self.init = init
+        self.init_noise = init_noise
+        self.buffer_size = buffer_size
+        self.reinit_prob = reinit_prob
+        self.l2_reg = l2_reg
+        self.data_noise = data_noise
+        self.n_purify_steps = n_purify_steps
+        self.purify_step_size = purify_step_size
+        self.n_replicates = n_replicates
+        self.device = device
+        self.precision = precision
+        self.callbacks = callbacks
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ fit
+    def _check_purify_params(self):
+        _check_positive_int(self.n_purify_steps, "n_purify_steps")
+        _check_positive_int(self.n_replicates, "n_replicates")
+        if not isinstance(self.init_noise, numbers.Real) or isinstance(self.init_noise, bool) or self.init_noise < 0:
+            raise ValueError(f"init_noise must be a non-negative number, got {self.init_noise!r}.")
+        if self.purify_step_size is not None and (
+            not isinstance(self.purify_step_size, numbers.Real) or not self.purify_step_size > 0
+        ):
+            raise ValueError(f"purify_step_size must be None or a positive number, got {self.purify_step_size!r}.")
+
+    def _make_net(self, n_samples, n_outputs):
+        extra = {}
+        if isinstance(self.init, str) and self.init == "persistent":
+            extra = {"rejuvenate": "data"}
+        elif isinstance(self.init, str) and self.init == "data":
+            extra = {"noise_std": self.init_noise}
+        chain_init = make_chain_init(self.init, buffer_size=self.buffer_size, reinit_prob=self.reinit_prob, **extra)
+        return self._make_ml_net(n_samples, n_outputs, chain_init=chain_init)
+
+    def fit(self, X, y=None):
+        """Learn the energy of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            Clean training data; a DataFrame is accepted.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : EBMPurifier
+            The fitted purifier.
+        """
+        self._check_purify_params()
+        self._run_fit(X, None, n_outputs=1)
+        return self
+
+    # ------------------------------------------------------------ purify
+    def _purify_settings(self):
+        step = self.step_size if self.purify_step_size is None else self.purify_step_size
+        noise = None if self.noise_scale is None else self.noise_scale * step / self.step_size
+        return {"n_steps": self.n_purify_steps, "step_size": step, "noise_scale": noise}
+
+    def _purify_model(self, z, n_replicates, n_steps, bar=None):
+        """Purify model-range ``z`` (n, *shape) -> (n_replicates, n, *shape), no seeding."""
+        settings = self._purify_settings()
+        if n_steps is not None:
+            settings["n_steps"] = n_steps
+        total = settings.pop("n_steps")
+        n = len(z)
+        per_chunk = max(1, _MAX_CHAINS // n_replicates)
+        out = torch.empty((n_replicates, *z.shape), dtype=torch.float32, device=z.device)
+        # a bar updates every `seg` steps; splitting a Markov chain leaves it unchanged
+        seg = total if bar is None else max(1, math.ceil(total / 20))
+        for start in range(0, n, per_chunk):
+            chunk = z[start : start + per_chunk].float()
+            x = chunk.unsqueeze(0).expand(n_replicates, *chunk.shape).reshape(-1, *chunk.shape[1:])
+            done = 0
+            while done < total:
+                k = min(seg, total - done)
+                x = self.net_.run_chains(x, None, n_steps=k, **settings)
+                done += k
+                if bar is not None:
+                    bar.update(k * len(chunk))
+            out[:, start : start + len(chunk)] = x.view(n_replicates, *chunk.shape)
+        return out
+
+    def _progress(self, n):
+        if not self.verbose:
+            return None
+        from tqdm.auto import tqdm
+
+        steps = self.n_purify_steps
+        return tqdm(total=n * steps, desc="purify (image-steps)", unit_scale=True, leave=True)
+
+    def purify(self, X, *, n_replicates=None, n_steps=None, random_state=None):
+        """Purify each input ``n_replicates`` times, independently.
+
+        Parameters
+        ----------
+        X : array-like, same layout as in ``fit``
+            Inputs to purify.
+        n_replicates : int, default=None
+            Number of replicates; ``None`` uses the ``n_replicates``
+            parameter.
+        n_steps : int, default=None
+            Langevin steps; ``None`` uses ``n_purify_steps``.
+        random_state : int, RandomState instance or None, default=None
+            Seed of the Langevin noise; ``None`` uses the estimator's
+            ``random_state`` (so repeated calls agree).
+
+        Returns
+        -------
+        X_purified : ndarray of shape (n_replicates, n_samples, ...)
+            The replicates, each in the layout and value range of ``fit``'s
+            ``X`` (a DataFrame input gives a 3-D array).
+        """
+        self._check_fitted()
+        n_replicates = self.n_replicates if n_replicates is None else n_replicates
+        _check_positive_int(n_replicates, "n_replicates")
+        _check_positive_int(n_steps, "n_steps", allow_none=True)
+        X = self._validate_X(X, reset=False)
+        random_state = self.random_state if random_state is None else random_state
+        bar = self._progress(len(X) * n_replicates)
+        try:
+            with torch.no_grad(), seed_everything(random_state, self.net_.device):
+                out = self._purify_model(self._tensor(X), n_replicates, n_steps, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        return self._from_model(out)
+
+    def transform(self, X):
+        """Purify ``X``: ``n_purify_steps`` Langevin steps from each input.
+
+        With ``n_replicates > 1`` the mean of the replicates is returned.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            Inputs, in the layout and value range of ``fit``'s ``X``.
+
+        Returns
+        -------
+        X_purified : ndarray or DataFrame
+            Purified copy of ``X``, same layout and value range.
+        """
+        out = self.purify(X)
+        if self._input_kind == "frame":
+            import pandas as pd
+
+            return pd.DataFrame(out.mean(axis=0), columns=self.feature_names_in_)
+        return out.mean(axis=0).astype(out.dtype, copy=False)
+
+    def purify_tensor(self, X, *, n_steps=None):
+        """Purify a torch tensor in the user's value range (for attacks).
+
+        The noise comes from torch's global generator (seed it, or run
+        inside :func:`torch.random.fork_rng`), so every call draws afresh,
+        as expectation-over-transformation attacks need. No gradient flows
+        through the result.
+
+        Parameters
+        ----------
+        X : torch.Tensor of shape (n, n_features) or (n, C, H, W)
+            Inputs in the value range of ``fit``'s ``X``, on any device.
+        n_steps : int, default=None
+            Langevin steps; ``None`` uses ``n_purify_steps``.
+
+        Returns
+        -------
+        X_purified : torch.Tensor
+            Same shape, dtype and device as ``X``, detached.
+        """
+        self._check_fitted()
+        if not isinstance(X, torch.Tensor):
+            raise TypeError(f"purify_tensor takes a torch.Tensor, got {type(X).__name__}.")
+        if X[0].numel() != self.n_features_in_:
+            raise ValueError(f"X has {X[0].numel()} features per sample, but the purifier was fitted on {self.n_features_in_}.")
+        center, scale = self._affine()
+        flat = X.detach().reshape(len(X), -1).to(device=center.device, dtype=torch.float32)
+        z = ((flat - center.flatten()) / scale.flatten()).view(-1, *self._feature_shape)
+        with torch.no_grad():
+            out = self._purify_model(z, 1, n_steps)[0].reshape(len(X), -1) * scale.flatten() + center.flatten()
+        if self.rescaler_.kind == "image":
+            out = out.clamp(self.rescaler_.low_, self.rescaler_.high_)
+        return out.reshape(X.shape).to(device=X.device, dtype=X.dtype)
+
+    def score_samples(self, X):
+        """Unnormalised log-density ``-E(x) / T`` of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+            Higher for inputs the model finds more typical (up to the
+            unknown ``log Z``).
+        """
+        self._check_fitted()
+        X = self._validate_X(X, reset=False)
+        return -self._energies(self._tensor(X)) / self.temperature
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+class PurifiedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+    """Classifier defended by purification: averaged over purified replicates.
+
+    Each input is purified ``n_replicates`` times independently by the
+    purifier, the classifier is applied to every replicate, and its outputs
+    are averaged: probabilities for scikit-learn classifiers, logits for
+    torch classifiers (a :class:`torch.nn.Module`, a skorch net, or an
+    object implementing ``torch_logits``, see
+    :func:`skebm.attacks.as_torch_classifier`), the defended prediction of
+    Hill et al. (2021). All replicates of a batch run as one batch of
+    chains.
+
+    ``fit`` fits clones of both: the purifier on ``X`` (unsupervised) and
+    the classifier on the clean ``X, y``. To use components fitted
+    already, wrap them in :class:`sklearn.frozen.FrozenEstimator`.
+
+    Read more in the :ref:`User Guide <purifier>`.
+
+    Parameters
+    ----------
+    purifier : EBMPurifier or transformer with ``purify``
+        The purifier. Anything with
+        ``purify(X, n_replicates=..., random_state=...)`` returning
+        ``(n_replicates, n_samples, ...)`` works.
+    classifier : classifier
+        Any scikit-learn classifier with ``predict_proba``, or a torch
+        classifier (see above).
+    n_replicates : int, default=None
+        Purified replicates per input; ``None`` uses the purifier's
+        ``n_replicates``.
+    average : {"auto", "proba", "logits"}, default="auto"
+        What is averaged over replicates: ``"auto"`` averages logits for
+        torch classifiers and probabilities otherwise; ``"logits"`` with a
+        non-torch classifier averages ``log(predict_proba)``.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the purification noise at prediction time; ``None`` uses
+        the purifier's own ``random_state``.
+
+    Attributes
+    ----------
+    purifier_ : estimator
+        The fitted purifier.
+    classifier_ : estimator
+        The fitted classifier.
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+
+    See Also
+    --------
+    EBMPurifier : The purifier.
+    skebm.attacks.evaluate_robustness : Attack it honestly (BPDA + EOT).
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skebm import EBMPurifier, PurifiedClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> purifier = EBMPurifier(image_shape=(1, 8, 8), max_iter=10, n_steps=5,
+    ...                        n_purify_steps=5, random_state=0)
+    >>> clf = PurifiedClassifier(purifier, LogisticRegression(max_iter=500), n_replicates=4)
+    >>> clf.fit(X[:500], y[:500]).predict_proba(X[:2]).shape
+    (2, 10)
+    """
+
+    def __init__(self, purifier, classifier, *, n_replicates=None, average="auto", random_state=None):
+        self.purifier = purifier
+        self.classifier = classifier
+        self.n_replicates = n_replicates
+        self.average = average
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        """Fit the purifier on ``X`` and the classifier on ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            Clean training data.
+        y : array-like of shape (n_samples,)
+            Class labels.
+
+        Returns
+        -------
+        self : PurifiedClassifier
+        """
+        _check_positive_int(self.n_replicates, "n_replicates", allow_none=True)
+        if self.average not in ("auto", "proba", "logits"):
+            raise ValueError(f"average must be 'auto', 'proba' or 'logits', got {self.average!r}.")
+        if not hasattr(self.purifier, "purify"):
+            raise TypeError(f"purifier must have a purify method (e.g. EBMPurifier), got {type(self.purifier).__name__}.")
+        self.purifier_ = clone(self.purifier).fit(X, None)
+        self.classifier_ = clone(self.classifier).fit(X, y)
+        self.classes_ = np.asarray(self.classifier_.classes_)
+        self.n_features_in_ = self.purifier_.n_features_in_
+        if hasattr(self.purifier_, "feature_names_in_"):
+            self.feature_names_in_ = self.purifier_.feature_names_in_
+        return self
+
+    def _torch_view(self):
+        from .attacks import as_torch_classifier
+
+        try:
+            return as_torch_classifier(self.classifier_)
+        except TypeError:
+            return None
+
+    def _replicate_outputs(self, X):
+        """Average of the classifier's outputs over purified replicates (and its kind)."""
+        check_is_fitted(self, "classifier_")
+        n_rep = self.n_replicates if self.n_replicates is not None else getattr(self.purifier_, "n_replicates", 1)
+        reps = self.purifier_.purify(X, n_replicates=n_rep, random_state=self.random_state)
+        reps = np.asarray(reps)
+        n = reps.shape[1]
+        flat = reps.reshape(n_rep * n, *reps.shape[2:])
+        view = self._torch_view() if self.average in ("auto", "logits") else None
+        if view is not None:
+            return view.predict_logits(flat).reshape(n_rep, n, -1).mean(axis=0), "logits"
+        proba = self.classifier_.predict_proba(flat).reshape(n_rep, n, -1)
+        if self.average == "logits":
+            return np.log(np.clip(proba, 1e-12, None)).mean(axis=0), "logits"
+        return proba.mean(axis=0), "proba"
+
+    def predict_proba(self, X):
+        """Class probabilities of the defended classifier.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Mean probabilities over replicates, or the softmax of the mean
+            logits.
+        """
+        out, kind = self._replicate_outputs(X)
+        if kind == "logits":
+            out = out - out.max(axis=1, keepdims=True)
+            out = np.exp(out)
+            out /= out.sum(axis=1, keepdims=True)
+        return out
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+        """
+        return np.log(np.clip(self.predict_proba(X), 1e-300, None))
+
+    def predict(self, X):
+        """Predicted class of each input (the arg-max of the averaged output).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        out, _ = self._replicate_outputs(X)
+        return self.classes_[np.argmax(out, axis=1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = False
+        return tags

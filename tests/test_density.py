@@ -1,0 +1,266 @@
+"""EBMDensity: a normalised density, AIS, steady state, scikit-learn compatibility."""
+
+import math
+import os
+import pickle
+import tempfile
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import skebm
+from skebm import EBMDensity
+from skebm.datasets import make_toy_2d
+from skebm.mcmc import GaussianMixtureSource, ais_log_partition, grid_log_partition
+from skebm.metrics import mmd
+
+SMALL_NET = {"hidden_units": (32, 32), "fourier_features": 16}
+FAST = dict(
+    max_iter=4,
+    batch_size=16,
+    n_steps=2,
+    buffer_size=32,
+    burnin_size=16,
+    burnin_updates=2,
+    n_ais_chains=16,
+    n_ais_temperatures=10,
+    n_sample_steps=2,
+    grid_resolution=33,
+    energy_params={"hidden_units": (8,), "fourier_features": 4},
+)
+
+
+def fast(**kwargs):
+    return EBMDensity(**{**FAST, "random_state": 0, **kwargs})
+
+
+@parametrize_with_checks([fast()])
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def moons():
+    return make_toy_2d("moons", 1200, random_state=0), make_toy_2d("moons", 1000, random_state=1)
+
+
+@pytest.fixture(scope="module")
+def fitted(moons):
+    X, _ = moons
+    # moons in user units far from standardised: exercises the Jacobian of the rescaling
+    X = X * np.array([3.0, 0.5]) + np.array([10.0, -4.0])
+    est = EBMDensity(
+        max_iter=200, batch_size=128, buffer_size=1024, burnin_size=256, energy_params=SMALL_NET, random_state=0
+    )
+    return est.fit(X), X
+
+
+def _user_grid_integral(est, X, resolution=301):
+    lo, hi = X.min(0), X.max(0)
+    pad = 0.6 * (hi - lo)
+    xs = np.linspace(lo[0] - pad[0], hi[0] + pad[0], resolution)
+    ys = np.linspace(lo[1] - pad[1], hi[1] + pad[1], resolution)
+    gx, gy = np.meshgrid(xs, ys)
+    dens = np.exp(est.score_samples(np.c_[gx.ravel(), gy.ravel()])).reshape(gx.shape)
+    return np.trapezoid(np.trapezoid(dens, xs, axis=1), ys)
+
+
+# ------------------------------------------------------------ normalisation
+def test_density_integrates_to_one_on_a_grid(fitted):
+    est, X = fitted
+    assert est.log_partition_method_ == "grid"
+    assert abs(_user_grid_integral(est, X) - 1.0) < 0.02
+
+
+def test_density_integrates_to_one_in_1d():
+    rng = np.random.RandomState(0)
+    X = np.r_[rng.normal(-3, 0.5, 300), rng.normal(40, 5.0, 300)][:, None]
+    est = EBMDensity(max_iter=30, batch_size=64, energy_params=SMALL_NET, random_state=0).fit(X)
+    xs = np.linspace(-10, 70, 20001)
+    total = np.trapezoid(np.exp(est.score_samples(xs[:, None])), xs)
+    assert abs(total - 1.0) < 0.02
+
+
+def test_ais_agrees_with_grid_on_a_fitted_model(fitted):
+    est, X = fitted
+    ais = clone(est).set_params(log_partition="ais", n_ais_chains=256, n_ais_temperatures=200)
+    # same seed, same training: only the log Z method differs
+    ais.fit(X)
+    assert ais.log_partition_method_ == "ais" and ais.log_partition_se_ > 0
+    assert abs(ais.log_partition_ - est.log_partition_) < 4 * ais.log_partition_se_ + 0.02
+
+
+def test_ais_gaussian_10d_within_reported_error():
+    d = 10
+    mu = torch.linspace(-1, 1, d)
+    sd = torch.linspace(0.5, 2.0, d)
+    energy = lambda x: 0.5 * (((x - mu) / sd) ** 2).sum(1) + 3.0  # noqa: E731
+    true = 0.5 * d * math.log(2 * math.pi) + float(torch.log(sd).sum()) - 3.0
+    base = GaussianMixtureSource([1.0], torch.zeros(1, d), 4.0 * torch.eye(d)[None])
+    log_z, se = ais_log_partition(energy, base, n_chains=256, n_temperatures=150)
+    assert 0 < se < 0.2
+    assert abs(log_z - true) < 4 * se
+
+
+def test_ais_mixture_within_reported_error():
+    # unequal two-component mixture of total mass 3, annealed from a broad Gaussian
+    centers = torch.tensor([[-2.0, 0.0], [2.0, 0.0]])
+    var = 0.25
+
+    def energy(x):
+        d2 = ((x[:, None, :] - centers[None]) ** 2).sum(-1)
+        log_comp = torch.log(torch.tensor([0.3, 0.7])) - d2 / (2 * var) - math.log(2 * math.pi * var)
+        return -(math.log(3.0) + torch.logsumexp(log_comp, 1))
+
+    base = GaussianMixtureSource([1.0], [[0.0, 0.0]], [[[4.0, 0.0], [0.0, 4.0]]])
+    log_z, se = ais_log_partition(energy, base, n_chains=384, n_temperatures=200)
+    assert se < 0.1
+    assert abs(log_z - math.log(3.0)) < 4 * se
+    assert abs(log_z - grid_log_partition(energy, [-6, -5], [6, 5])) < 4 * se
+
+
+# ------------------------------------------------------ a density of the data
+def test_heldout_likelihood_beats_shortrun_model(moons):
+    from skebm import EBMGenerator
+
+    X, X_test = moons
+    est = EBMDensity(max_iter=100, batch_size=128, energy_params=SMALL_NET, random_state=0).fit(X)
+    gen = EBMGenerator(max_iter=300, n_steps=20, step_size=0.3, noise_scale=0.05, random_state=0).fit(X)
+    # normalise the shortrun energy exactly on a grid (standardised units, then the Jacobian)
+    energy = lambda z: gen.net_.module_(z)  # noqa: E731
+    log_z = grid_log_partition(energy, [-6, -6], [6, 6])
+    scale = np.log(gen.rescaler_.scale_).sum()
+    shortrun = np.mean(gen.score_samples(X_test)) - log_z - scale
+    ours = est.score(X_test)
+    assert ours > shortrun + 0.2
+    assert ours > -1.6  # a 2-D Gaussian fit scores about -2.7, KernelDensity about -1.45
+
+
+def test_samples_stay_on_the_data_after_10000_steps(fitted, moons):
+    est, X = fitted
+    X_test = moons[1] * np.array([3.0, 0.5]) + np.array([10.0, -4.0])
+    scale = X.std(0)
+    short = est.sample(400, random_state=0) / scale
+    long = est.sample(400, random_state=0, n_steps=10000) / scale
+    data = X_test[:400] / scale
+    # reference: a sample that drifted by a small fraction of the data's spread
+    drifted = mmd(data + np.array([0.3, 0.0]), X_test[400:800] / scale)
+    assert mmd(long, X_test[400:800] / scale) < drifted / 3
+    assert mmd(short, X_test[400:800] / scale) < drifted / 3
+    assert np.all(np.isfinite(long))
+
+
+def test_diagnostics_and_plot(fitted):
+    import matplotlib.pyplot as plt
+
+    from skebm.plotting import plot_diagnostics
+
+    est, _ = fitted
+    diag = est.diagnostics_
+    assert len(diag["train_energy_data"]) == est.n_iter_ == len(diag["train_acceptance"])
+    assert len(diag["chain_grad_norm"]) == 100 and len(diag["chain_acceptance"]) == 100
+    assert 0.3 < np.mean(diag["chain_acceptance"]) < 0.95  # adapted to the 0.6 target
+    assert abs(diag["energy_gap"]) < 1.0
+    axes = plot_diagnostics(est)
+    assert len(axes) == 3 and len(axes[0].get_lines()) == 2
+    plt.close("all")
+    with pytest.raises(ValueError, match="missing"):
+        plot_diagnostics({"chain_energy": [1.0]})
+
+
+# ------------------------------------------------------------ scikit-learn
+def test_grid_search_selects_by_likelihood(moons):
+    X, _ = moons
+    # a tilt trained on no data at all (lr tiny) vs a Gaussian base: the mixture base must win
+    search = GridSearchCV(
+        EBMDensity(max_iter=10, batch_size=64, n_ais_chains=32, energy_params=SMALL_NET, random_state=0),
+        {"base": ["gaussian", "gmm"]},
+        cv=2,
+    ).fit(X[:600])
+    assert search.best_params_ == {"base": "gmm"}
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+
+
+def test_pipeline_pickle_save_and_layouts(fitted):
+    est, X = fitted
+    pipe = make_pipeline(StandardScaler(), clone(est).set_params(max_iter=5)).fit(X)
+    assert np.isfinite(pipe.score(X[:50]))
+    again = pickle.loads(pickle.dumps(est))
+    np.testing.assert_allclose(again.score_samples(X[:20]), est.score_samples(X[:20]))
+    path = os.path.join(tempfile.mkdtemp(), "density.skebm")
+    skebm.save(est, path)
+    loaded = skebm.load(path)
+    np.testing.assert_allclose(loaded.score_samples(X[:20]), est.score_samples(X[:20]), rtol=1e-5)
+    assert loaded.sample(3, random_state=0).shape == (3, 2)
+    df = pd.DataFrame(X[:300], columns=["a", "b"])
+    fit_df = clone(est).set_params(max_iter=5).fit(df)
+    out = fit_df.sample(5, random_state=0)
+    assert isinstance(out, pd.DataFrame) and list(out.columns) == ["a", "b"]
+    assert fit_df.score(df) == pytest.approx(np.mean(fit_df.score_samples(df)))
+
+
+def test_high_dimensional_fit_uses_ais():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(300, 5)) @ rng.normal(size=(5, 5)) + 3.0
+    est = EBMDensity(max_iter=20, batch_size=64, n_ais_temperatures=100, n_ais_chains=128, random_state=0).fit(X)
+    assert est.log_partition_method_ == "ais" and 0 < est.log_partition_se_ < 0.1
+    # the data are Gaussian: compare with the exact Gaussian log-likelihood of a fit
+    from scipy.stats import multivariate_normal
+
+    gauss = multivariate_normal(X.mean(0), np.cov(X, rowvar=False)).logpdf(X).mean()
+    assert abs(est.score(X) - gauss) < 0.2
+
+
+def test_warm_start_continues_training(moons):
+    X, _ = moons
+    est = fast(warm_start=True, max_iter=3).fit(X[:100])
+    bank = est.net_.chain_init_
+    est.fit(X[:100])
+    assert est.net_.chain_init_ is bank and est.n_iter_ == 2 * 7  # 7 updates per 100-sample epoch, rounded
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"base": "kde"}, "base"),
+        ({"base_components": 0}, "base_components"),
+        ({"tau": -1.0}, "tau"),
+        ({"base": None}, "tau"),
+        ({"target_acceptance": 1.5}, "target_acceptance"),
+        ({"log_partition": "exact"}, "log_partition"),
+        ({"grid_resolution": 100}, "grid_resolution"),
+        ({"n_ais_chains": 1}, "n_ais_chains"),
+        ({"data_noise": -0.1}, "data_noise"),
+        ({"metropolis": "yes"}, "metropolis"),
+    ],
+)
+def test_bad_parameters(params, match):
+    with pytest.raises(ValueError, match=match):
+        fast(**params).fit(np.random.RandomState(0).randn(40, 2))
+
+
+def test_not_fitted_and_bad_input():
+    with pytest.raises(NotFittedError):
+        fast().score_samples(np.zeros((2, 2)))
+    est = fast().fit(np.random.RandomState(0).randn(40, 2))
+    with pytest.raises(ValueError, match="features"):
+        est.score_samples(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="n_samples"):
+        est.sample(0)
+    with pytest.raises(ValueError, match="grid"):
+        fast(log_partition="grid").fit(np.random.RandomState(0).randn(40, 3))
+
+
+def test_base_none_with_tau_prior():
+    X = np.random.RandomState(0).randn(200, 2)
+    est = fast(base=None, tau=2.0, max_iter=10).fit(X)
+    assert est.base_ is None
+    assert abs(_user_grid_integral(est, X, 201) - 1.0) < 0.02
