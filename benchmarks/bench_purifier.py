@@ -100,11 +100,11 @@ def main():
     torch.set_num_threads(min(2, torch.get_num_threads()))
 
     quick = args.quick
-    n_test = args.n_test or (50 if quick else 100)
+    n_test = args.n_test or (50 if quick else 200)
     max_iter = args.max_iter or (300 if quick else 1000)
     n_purify = args.n_purify_steps or 100
-    n_rep = args.n_replicates or 8
-    n_eot = args.eot_replicates or 4
+    n_rep = args.n_replicates or 16
+    n_eot = args.eot_replicates or (4 if quick else 8)
     attack_steps = args.attack_steps or (10 if quick else 40)
     epsilons = (0.05, 0.1, 0.2, 0.3)
 
@@ -134,7 +134,8 @@ def main():
     purifier.purify(X_test, n_replicates=1)
     t_purify = (time.perf_counter() - t0) / len(X_test)
 
-    defended = PurifiedClassifier(FrozenEstimator(purifier), FrozenEstimator(cnn), n_replicates=n_rep).fit(X_train, y_train)
+    defended = PurifiedClassifier(FrozenEstimator(purifier), FrozenEstimator(cnn), n_replicates=n_rep)
+    defended.fit(X_train, y_train)
     t0 = time.perf_counter()
     table = evaluate_robustness(
         defended,
@@ -156,10 +157,13 @@ def main():
         t0 = time.perf_counter()
         adv_net = adversarial_training(X_train, y_train, 0.2, 10 if quick else 40, args.seed)
         t_adv = time.perf_counter() - t0
-        adv = evaluate_robustness(adv_net, X_att, y_att, epsilons=epsilons, n_steps=attack_steps, bounds=(0, 1), random_state=args.seed)
+        adv = evaluate_robustness(
+            adv_net, X_att, y_att, epsilons=epsilons, n_steps=attack_steps, bounds=(0, 1), random_state=args.seed
+        )
         table["adversarial training (eps 0.2)"] = adv["undefended"]
         with torch.no_grad():
-            full_nat["adversarial training"] = float(np.mean(adv_net(torch.as_tensor(X_test)).argmax(1).numpy() == y_test))
+            adv_pred = adv_net(torch.as_tensor(X_test)).argmax(1).numpy()
+        full_nat["adversarial training"] = float(np.mean(adv_pred == y_test))
 
     print(f"## EBMPurifier on digits ({'quick' if quick else 'full'} run)\n")
     print(

@@ -21,8 +21,11 @@ accuracy: a stronger or better adapted attack can only lower it. BPDA +
 EOT with "broken once, broken for good" is the attack the purification
 literature (Athalye et al. 2018; Hill et al. 2021) uses, but its strength
 depends on the number of attack steps, the step size and the number of
-replicates: few replicates give noisy gradients (a weaker attack) and a
-noisy verdict (a stochastic defence can be lucky). BPDA assumes the
+replicates: few EOT replicates give noisy gradients (a weaker attack),
+and the defended verdict is itself random (with few replicates a correct
+input can fail one of the ~40 checks by chance, which counts against the
+defence; ``eot_replicates`` below the defence's ``n_replicates`` confirms
+each candidate break with the defence's own verdict). BPDA assumes the
 purifier is close to the identity; when purification moves inputs far,
 the identity backward pass is a poor gradient and other adaptive attacks
 (attacking the Langevin trajectory itself, transfer attacks, black-box
@@ -113,14 +116,11 @@ class TorchClassifier:
                     return y.astype(np.int64)
                 raise ValueError("This classifier has no classes_: y must hold class indices 0 .. n_classes - 1.")
             return y.astype(np.int64)
-        index = np.searchsorted(self.classes_, y) if np.all(self.classes_[:-1] <= self.classes_[1:]) else None
-        if index is None or np.any(index >= len(self.classes_)) or np.any(self.classes_[np.minimum(index, len(self.classes_) - 1)] != y):
-            lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
-            try:
-                index = np.array([lookup[v] for v in y.tolist()], dtype=np.int64)
-            except KeyError as exc:
-                raise ValueError(f"y contains a label the classifier does not know: {exc.args[0]!r}.") from None
-        return index.astype(np.int64)
+        lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
+        try:
+            return np.array([lookup[v] for v in y.tolist()], dtype=np.int64)
+        except KeyError as exc:
+            raise ValueError(f"y contains a label the classifier does not know: {exc.args[0]!r}.") from None
 
 
 def _skorch_logits(net):
@@ -241,7 +241,8 @@ def _resolve_purifier(purifier):
     if callable(purifier):
         return purifier
     raise TypeError(
-        f"purifier must have a purify_tensor method (EBMPurifier) or be a callable on tensors, got {type(purifier).__name__}."
+        "purifier must have a purify_tensor method (EBMPurifier) or be a callable on tensors, "
+        f"got {type(purifier).__name__}."
     )
 
 
@@ -251,8 +252,10 @@ def _check_attack_params(eps, norm, n_steps, step_size, n_replicates, batch_size
     if norm not in ("inf", "l2"):
         raise ValueError(f"norm must be 'inf' or 'l2', got {norm!r}.")
     for name, value in (("n_steps", n_steps), ("n_replicates", n_replicates), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < (0 if name == "n_steps" else 1):
-            raise ValueError(f"{name} must be a {'non-negative' if name == 'n_steps' else 'positive'} integer, got {value!r}.")
+        smallest = 0 if name == "n_steps" else 1
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < smallest:
+            kind = "non-negative" if smallest == 0 else "positive"
+            raise ValueError(f"{name} must be a {kind} integer, got {value!r}.")
     if step_size is not None and (not isinstance(step_size, numbers.Real) or not step_size > 0):
         raise ValueError(f"step_size must be None or a positive number, got {step_size!r}.")
 
@@ -280,7 +283,9 @@ def _random_start(x_nat, eps, norm):
     return x_nat + direction * radius
 
 
-def _attack_batch(view, purify, x_nat, y, *, eps, norm, n_steps, alpha, random_start, n_replicates, eot_replicates, low, high):
+def _attack_batch(
+    view, purify, x_nat, y, *, eps, norm, n_steps, alpha, random_start, n_replicates, eot_replicates, low, high
+):
     """PGD (BPDA + EOT when ``purify``) on one batch; returns (x_adv, broken)."""
     x_adv = x_nat.clone()
     broken = torch.zeros(len(x_nat), dtype=torch.bool, device=x_nat.device)
@@ -568,7 +573,7 @@ def evaluate_robustness(
     >>> table = evaluate_robustness(net, X, y, epsilons=[0.1], purifier=lambda x: x,
     ...                             n_replicates=2, n_steps=5, bounds=(0, 1), random_state=0)
     >>> list(table.columns), list(table.index)
-    ['undefended', 'purified'] [0.0, 0.1]
+    (['undefended', 'purified'], [0.0, 0.1])
     """
     import pandas as pd
 

@@ -195,7 +195,8 @@ class NGEBMClassifier(ClassifierMixin, BaseEBM):
     def _check_weights(self):
         for name in ("energy_variance", "approximate_mass", "input_noise", "generative_weight"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0 or not np.isfinite(value):
+            valid = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            if not valid or not (0 <= value < np.inf):
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
 
     def _optimizer(self):

@@ -217,7 +217,9 @@ class EBMDensity(DensityMixin, BaseEBM):
         How ``log Z`` is computed: ``"auto"`` uses the grid for one or two
         features and AIS otherwise.
     grid_resolution : int or None, default=None
-        Grid nodes per axis (odd); ``None`` uses 4097 in 1-D, 257 in 2-D.
+        Grid nodes per axis (odd); ``None`` uses 4097 in 1-D and, in 2-D,
+        4 nodes per standard deviation of the narrowest base component
+        (between 257 and 1025).
     n_ais_chains : int, default=512
         Number of AIS chains.
     n_ais_temperatures : int, default=500
@@ -500,6 +502,41 @@ class EBMDensity(DensityMixin, BaseEBM):
         module, temperature = self.net_.module_, float(self.temperature)
         return lambda x: module(x).float() / temperature
 
+    def _grid_box(self, Z, n_dims):
+        """A box holding the model's mass: the data, the bulk of the chains and of the base.
+
+        With a bounded tilt the density is at most ``exp(2 M)`` times the
+        base's, so the base's bulk (6 standard deviations around every
+        component) bounds where mass can be; the chains show where it is.
+        """
+        bank = self.net_.chain_init_.starts(min(4096, max(len(Z), 1))).reshape(-1, n_dims).cpu().numpy()
+        bank = bank[np.all(np.isfinite(bank), axis=1)]
+        data = Z.reshape(len(Z), -1)
+        lo, hi = data.min(0), data.max(0)
+        if len(bank):
+            lo = np.minimum(lo, np.quantile(bank, 0.001, axis=0))
+            hi = np.maximum(hi, np.quantile(bank, 0.999, axis=0))
+        if self.base_ is not None:
+            means = self.base_.means.cpu().numpy()
+            sd = np.sqrt(np.diagonal(self.base_.chol.cpu().numpy() @ np.swapaxes(self.base_.chol.cpu().numpy(), 1, 2), axis1=1, axis2=2))
+            lo = np.minimum(lo, (means - 6 * sd).min(0))
+            hi = np.maximum(hi, (means + 6 * sd).max(0))
+        elif self.tau is not None:
+            lo, hi = np.minimum(lo, -6 * self.tau), np.maximum(hi, 6 * self.tau)
+        pad = 0.1 * (hi - lo) + 0.1
+        return lo - pad, hi + pad
+
+    def _grid_resolution(self, width, n_dims):
+        """Nodes per axis: at least 4 per standard deviation of the narrowest base component."""
+        if n_dims == 1:
+            return 4097
+        res = 257
+        if self.base_ is not None:
+            chol = self.base_.chol.cpu().numpy()
+            narrow = np.sqrt(np.linalg.eigvalsh(chol @ np.swapaxes(chol, 1, 2)).min())
+            res = int(np.clip(4 * np.max(width) / max(narrow, 1e-12), 257, 1025))
+        return res + 1 - res % 2
+
     def _compute_log_partition(self, Z):
         energy = self._full_energy()
         n_dims = int(np.prod(self._feature_shape))
@@ -510,16 +547,12 @@ class EBMDensity(DensityMixin, BaseEBM):
             raise ValueError(f"log_partition='grid' needs 1 or 2 features, the data has {n_dims}.")
         self.log_partition_method_ = method
         if method == "grid":
-            bank = self.net_.chain_init_.starts(min(4096, max(len(Z), 1))).reshape(-1, n_dims).cpu().numpy()
-            points = np.vstack([Z.reshape(len(Z), -1), bank])
-            points = points[np.all(np.isfinite(points), axis=1)]
-            lo, hi = points.min(0), points.max(0)
-            pad = np.maximum(0.5 * (hi - lo), 1.0)
+            lo, hi = self._grid_box(Z, n_dims)
             self.log_partition_, self.log_partition_se_ = grid_log_partition(
                 lambda x: energy(x.to(self.net_.device)).cpu(),
-                lo - pad,
-                hi + pad,
-                resolution=self.grid_resolution or (4097 if n_dims == 1 else 257),
+                lo,
+                hi,
+                resolution=self.grid_resolution or self._grid_resolution(hi - lo, n_dims),
                 return_error=True,
             )
             return

@@ -56,15 +56,16 @@ class EBMPurifier(TransformerMixin, BaseEBM):
     lr : float, default=1e-4
         Learning rate (Life Cycle: 1e-4).
     {optimizer}
-    n_steps : int, default=30
+    n_steps : int, default=50
         Langevin steps per training update (Life Cycle: 100 on CIFAR-10).
     step_size : float, default=1.0
         Langevin step size epsilon, in the model's rescaled space (images
         in ``[-1, 1]``, flat features standardised); the drift is
         ``step_size**2 / 2`` times the energy gradient divided by
-        ``temperature``. With ``noise_scale=0.01`` this is the update
-        ``x <- x - grad E / 2 + 0.01 xi`` of the Life Cycle code (which
-        writes it as exact Langevin at temperature ``eps**2 / 2``).
+        ``temperature``. With ``noise_scale=0.01`` the update is
+        ``x <- x - grad E / 2 + 0.01 xi``, a large drift and a small noise
+        as in the Life Cycle code (``x <- x - grad E + eps xi``, exact
+        Langevin at temperature ``eps**2 / 2``).
     noise_scale : float or None, default=0.01
         Standard deviation of the Langevin noise; ``None`` uses
         ``step_size`` (exact Langevin dynamics at ``temperature``).
@@ -79,7 +80,7 @@ class EBMPurifier(TransformerMixin, BaseEBM):
         drawn chains restart from the data batch with probability
         ``reinit_prob`` (the EBM Life Cycle defence; it needs long training).
         Any name of :mod:`skebm.mcmc` or a ChainInit instance is accepted.
-    init_noise : float, default=0.3
+    init_noise : float, default=0.5
         Standard deviation of the noise added to data-initialised chain
         starts (``init="data"`` only), in the rescaled space (images in
         ``[-1, 1]``).
@@ -164,12 +165,12 @@ class EBMPurifier(TransformerMixin, BaseEBM):
         batch_size=64,
         lr=1e-3,
         optimizer="adam",
-        n_steps=30,
+        n_steps=50,
         step_size=1.0,
         noise_scale=0.01,
         temperature=1.0,
         init="data",
-        init_noise=0.3,
+        init_noise=0.5,
         buffer_size=10000,
         reinit_prob=0.05,
         l2_reg=0.0,
@@ -371,7 +372,9 @@ class EBMPurifier(TransformerMixin, BaseEBM):
         if not isinstance(X, torch.Tensor):
             raise TypeError(f"purify_tensor takes a torch.Tensor, got {type(X).__name__}.")
         if X[0].numel() != self.n_features_in_:
-            raise ValueError(f"X has {X[0].numel()} features per sample, but the purifier was fitted on {self.n_features_in_}.")
+            raise ValueError(
+                f"X has {X[0].numel()} features per sample, but the purifier was fitted on {self.n_features_in_}."
+            )
         center, scale = self._affine()
         flat = X.detach().reshape(len(X), -1).to(device=center.device, dtype=torch.float32)
         z = ((flat - center.flatten()) / scale.flatten()).view(-1, *self._feature_shape)
@@ -497,7 +500,9 @@ class PurifiedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if self.average not in ("auto", "proba", "logits"):
             raise ValueError(f"average must be 'auto', 'proba' or 'logits', got {self.average!r}.")
         if not hasattr(self.purifier, "purify"):
-            raise TypeError(f"purifier must have a purify method (e.g. EBMPurifier), got {type(self.purifier).__name__}.")
+            raise TypeError(
+                f"purifier must have a purify method (e.g. EBMPurifier), got {type(self.purifier).__name__}."
+            )
         self.purifier_ = clone(self.purifier).fit(X, None)
         self.classifier_ = clone(self.classifier).fit(X, y)
         self.classes_ = np.asarray(self.classifier_.classes_)

@@ -14,6 +14,7 @@ from skebm.mcmc import (
     NoiseSource,
     chain_diagnostics,
     grid_log_partition,
+    independence_mh,
     langevin,
     make_chain_init,
     sigmoid_schedule,
@@ -168,6 +169,36 @@ def test_mala_rejects_non_finite_proposals():
 
     x = langevin(energy, torch.zeros(500, 2), 100, 0.5, metropolis=True)
     assert x.abs().max() <= 1.0 and torch.isfinite(x).all()
+
+
+# ------------------------------------------------------ independence moves
+def _two_wells(weights, var=0.05):
+    centers = torch.tensor([[-3.0], [3.0]])
+    log_w = torch.log(torch.tensor(weights))
+
+    def energy(x):
+        d2 = ((x[:, None, :] - centers[None]) ** 2).sum(-1)
+        return -torch.logsumexp(log_w - d2 / (2 * var), 1)
+
+    return energy
+
+
+def test_independence_moves_fix_mode_weights_that_langevin_cannot():
+    energy = _two_wells([0.2, 0.8])
+    base = GaussianMixtureSource([0.5, 0.5], [[-3.0], [3.0]], [[[0.1]], [[0.1]]])
+    start = torch.full((4000, 1), -3.0) + 0.2 * torch.randn(4000, 1)
+    # MALA alone: the barrier is never crossed
+    stuck = langevin(energy, start, 200, 0.1, metropolis=True)
+    assert float((stuck > 0).float().mean()) < 0.01
+    # one independence move per call, then MALA: the weights become right
+    sampler = LangevinSampler(n_steps=5, step_size=0.1, metropolis=True, proposal=base)
+    x = start
+    for _ in range(20):
+        x = sampler(energy, x)
+    assert abs(float((x > 0).float().mean()) - 0.8) < 4 * math.sqrt(0.16 / 4000) + 0.01
+    assert 0.3 < sampler.jump_acceptance_ < 1.0
+    x, rate = independence_mh(energy, start, base, n_steps=3, return_acceptance=True)
+    assert 0.0 < rate < 1.0 and x.shape == start.shape
 
 
 # ---------------------------------------------------------- log partitions

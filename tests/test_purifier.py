@@ -19,16 +19,22 @@ from torch import nn
 
 from skebm import EBMPurifier, PurifiedClassifier
 from skebm.attacks import TorchClassifier, as_torch_classifier, evaluate_robustness, pgd_attack
-from skebm.mcmc import DataInit
 
 FAST = dict(
-    energy="mlp", max_iter=3, batch_size=16, n_steps=3, buffer_size=64, n_purify_steps=3, energy_params={"hidden_units": (16,)}
+    energy="mlp",
+    max_iter=3,
+    batch_size=16,
+    n_steps=3,
+    buffer_size=64,
+    n_purify_steps=3,
+    energy_params={"hidden_units": (16,)},
 )
 
 # Purification draws its Langevin noise from one seeded stream for the whole
 # batch: a row purified alone or in another order gets another (equally valid)
-# draw, so these two checks cannot pass for a stochastic transformer.
-STOCHASTIC = "transform draws Langevin noise per batch: a row's draw depends on the rows around it"
+# draw, so these two checks cannot pass for the stochastic transformer nor for
+# the classifier averaged over purified replicates.
+STOCHASTIC = "purification draws Langevin noise per batch: a row's draw depends on the rows around it"
 XFAIL = {"check_methods_subset_invariance": STOCHASTIC, "check_methods_sample_order_invariance": STOCHASTIC}
 
 
@@ -36,7 +42,10 @@ def fast(**kwargs):
     return EBMPurifier(**{**FAST, "random_state": 0, **kwargs})
 
 
-@parametrize_with_checks([fast()], expected_failed_checks=lambda est: XFAIL)
+@parametrize_with_checks(
+    [fast(), PurifiedClassifier(fast(), LogisticRegression(), n_replicates=2)],
+    expected_failed_checks=lambda est: XFAIL,
+)
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 
@@ -84,7 +93,8 @@ def purifier(digits):
         energy="conv",
         image_shape=(1, 8, 8),
         energy_params={"channels": (16, 32, 64)},
-        init=DataInit(noise_std=0.3),
+        init="data",
+        init_noise=0.3,
         max_iter=150,
         batch_size=32,
         n_steps=20,
@@ -326,7 +336,9 @@ def test_bpda_eot_averages_over_replicates(tiny_net, digits):
         calls.append(len(x))
         return x + 0.05 * torch.randn_like(x)
 
-    pgd_attack(tiny_net, X, y, eps=0.05, n_steps=3, purifier=noisy_purifier, n_replicates=5, random_state=0, batch_size=64)
+    pgd_attack(
+        tiny_net, X, y, eps=0.05, n_steps=3, purifier=noisy_purifier, n_replicates=5, random_state=0, batch_size=64
+    )
     # every check purifies 5 replicates of the unbroken inputs in one batch
     assert calls[0] == 5 * 50 and all(c % 5 == 0 for c in calls)
     assert len(calls) == 2 + 3  # clean input, random start, three steps
@@ -377,8 +389,11 @@ def test_ngebm_classifier_adapter(digits):
     X, y, X_test, _ = digits
     clf = NGEBMClassifier(image_shape=(1, 8, 8), max_iter=5, random_state=0).fit(X[:300], y[:300])
     view = as_torch_classifier(clf)
-    np.testing.assert_allclose(view.predict_logits(X_test[:20]), clf.decision_function(X_test[:20]), rtol=1e-4, atol=1e-4)
-    _, broken = pgd_attack(clf, X_test[:20], clf.predict(X_test[:20]), eps=0.3, n_steps=5, bounds=(0, 1), random_state=0, return_success=True)
+    logits = view.predict_logits(X_test[:20])
+    np.testing.assert_allclose(logits, clf.decision_function(X_test[:20]), rtol=1e-4, atol=1e-4)
+    # the attack perturbs the user's pixel values, through the estimator's own rescaling
+    y_pred = clf.predict(X_test[:20])
+    _, broken = pgd_attack(clf, X_test[:20], y_pred, eps=0.3, n_steps=5, bounds=(0, 1), return_success=True)
     assert broken.mean() > 0
 
 
@@ -422,7 +437,8 @@ def test_evaluate_robustness_table_and_plot(purifier, tiny_net, digits):
     ax = plot_robustness(table)
     assert len(ax.get_lines()) == 2 and "EOT" in ax.get_title()
     # a fitted PurifiedClassifier brings its purifier and replicates along
-    net = NeuralNetClassifier(TinyNet, criterion=nn.CrossEntropyLoss, max_epochs=1, train_split=None).fit(X_train, y_train)
+    net = NeuralNetClassifier(TinyNet, criterion=nn.CrossEntropyLoss, max_epochs=1, train_split=None)
+    net.fit(X_train, y_train)
     net.module_.load_state_dict(tiny_net.state_dict())
     defended = PurifiedClassifier(FrozenEstimator(purifier), FrozenEstimator(net), n_replicates=3).fit(X_train, y_train)
     table = evaluate_robustness(defended, X, y, epsilons=[0.1], n_steps=2, bounds=(0, 1), random_state=0)
@@ -442,3 +458,23 @@ def test_save_load_round_trip(purifier, digits, tmp_path):
     assert isinstance(restored, EBMPurifier)
     np.testing.assert_allclose(restored.score_samples(X_test), purifier.score_samples(X_test), rtol=1e-5)
     np.testing.assert_allclose(restored.transform(X_test), purifier.transform(X_test), rtol=1e-5, atol=1e-6)
+
+
+def test_bf16_purification(digits):
+    X = digits[0][:100]
+    pur = fast(precision="bf16").fit(X)
+    out = pur.purify(X[:5], n_replicates=2)
+    assert out.shape == (2, 5, 64) and out.dtype == np.float32 and np.all(np.isfinite(out))
+
+
+@pytest.mark.gpu
+def test_cuda_purification_and_attack(tiny_net, digits):
+    X, y, X_test, y_test = digits
+    pur = fast(device="cuda").fit(X[:200])
+    assert pur.net_.device.startswith("cuda")
+    out = pur.purify_tensor(torch.as_tensor(X_test[:4]))
+    assert out.device.type == "cpu" and out.shape == (4, 64)
+    _, broken = pgd_attack(
+        tiny_net, X_test[:20], y_test[:20], eps=0.1, n_steps=2, purifier=pur, n_replicates=2, return_success=True
+    )
+    assert broken.shape == (20,)
