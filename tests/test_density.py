@@ -65,7 +65,7 @@ def _transform(X):
 def fitted(moons):
     X = _transform(moons[0])
     est = EBMDensity(
-        max_iter=200, batch_size=128, buffer_size=1024, burnin_size=256, energy_params=SMALL_NET, random_state=0
+        max_iter=100, batch_size=128, buffer_size=1024, burnin_size=256, energy_params=SMALL_NET, random_state=0
     )
     return est.fit(X), X
 
@@ -140,7 +140,7 @@ def test_heldout_likelihood_beats_shortrun_model(fitted, moons):
 
     est, X = fitted
     X_test = _transform(moons[1])
-    gen = EBMGenerator(max_iter=300, n_steps=20, step_size=0.3, noise_scale=0.05, random_state=0).fit(X)
+    gen = EBMGenerator(max_iter=200, n_steps=20, step_size=0.3, noise_scale=0.05, random_state=0).fit(X)
     # normalise the shortrun energy exactly on a grid (standardised units, then the Jacobian)
     energy = lambda z: gen.net_.module_(z)  # noqa: E731
     log_z = grid_log_partition(energy, [-6, -6], [6, 6])
@@ -155,7 +155,7 @@ def test_samples_stay_on_the_data_after_10000_steps(fitted, moons):
     est, X = fitted
     X_test = _transform(moons[1])
     scale = X.std(0)
-    n = 300
+    n = 250
     short = est.sample(n, random_state=0) / scale
     long = est.sample(n, random_state=0, n_steps=10000) / scale
     ref, other = X_test[:n] / scale, X_test[n : 2 * n] / scale
@@ -187,9 +187,9 @@ def test_diagnostics_and_plot(fitted):
 # ------------------------------------------------------------ scikit-learn
 def test_grid_search_selects_by_likelihood(moons):
     X, _ = moons
-    # a tilt trained on no data at all (lr tiny) vs a Gaussian base: the mixture base must win
+    # barely trained tilts: a single Gaussian base scores about -2.7, the mixture about -1.5
     search = GridSearchCV(
-        EBMDensity(max_iter=10, batch_size=64, n_ais_chains=32, energy_params=SMALL_NET, random_state=0),
+        EBMDensity(max_iter=5, batch_size=64, n_steps=5, energy_params=SMALL_NET, random_state=0),
         {"base": ["gaussian", "gmm"]},
         cv=2,
     ).fit(X[:600])
