@@ -761,11 +761,13 @@ def plot_diagnostics(diagnostics, *, axes=None):
     ax.plot(_to_numpy(diagnostics["chain_grad_norm"]), color="C2", label="gradient norm")
     ax.set_xlabel("further Langevin step")
     ax.set_ylabel("mean gradient norm")
+    handles = list(ax.get_lines())
     acceptance = diagnostics.get("chain_acceptance")
     if acceptance is not None and len(acceptance):
         twin = ax.twinx()
-        twin.plot(_to_numpy(acceptance), color="C3", alpha=0.7, label="MALA acceptance")
+        handles += twin.plot(_to_numpy(acceptance), color="C3", alpha=0.7, label="MALA acceptance")
         twin.set_ylim(0, 1)
         twin.set_ylabel("acceptance rate")
+    ax.legend(handles=handles, loc="lower right")
     ax.set_title("Langevin dynamics")
     return axes

@@ -6,11 +6,12 @@ import numbers
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, TransformerMixin, clone
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import BaseEBM, seed_everything
+from ._base import BaseEBM
 from ._docs import fill_doc
-from .mcmc import make_chain_init
+from .mcmc import RowNoise, make_chain_init, row_keys
 
 __all__ = ["EBMPurifier", "PurifiedClassifier"]
 
@@ -53,8 +54,9 @@ class EBMPurifier(TransformerMixin, BaseEBM):
         replacement).
     batch_size : int, default=64
         Data samples (and chains) per update.
-    lr : float, default=1e-4
-        Learning rate (Life Cycle: 1e-4).
+    lr : float, default=1e-3
+        Learning rate (Life Cycle: 1e-4 for its larger networks and longer
+        training).
     {optimizer}
     n_steps : int, default=50
         Langevin steps per training update (Life Cycle: 100 on CIFAR-10).
@@ -102,6 +104,12 @@ class EBMPurifier(TransformerMixin, BaseEBM):
     purify_step_size : float, default=None
         Step size of purification; ``None`` uses ``step_size``. The noise
         scale keeps the training ratio ``noise_scale / step_size``.
+    purify_noise : float, default=0.0
+        Standard deviation of Gaussian noise added to each input before the
+        Langevin steps (model space: images in ``[-1, 1]``), the
+        noise-then-denoise purification of Yoon et al. (2021); it matches
+        how ``init="data"`` chains start in training (``init_noise``). 0
+        starts the chains at the input itself, as in EBM Life Cycle.
     n_replicates : int, default=1
         Independent purifications of each input. :meth:`transform` returns
         their mean; :meth:`purify` returns them all;
@@ -127,12 +135,12 @@ class EBMPurifier(TransformerMixin, BaseEBM):
 
     Notes
     -----
-    Purification is stochastic. :meth:`transform` seeds its noise from
-    ``random_state``, so repeated calls give the same output, but the noise
-    a row receives depends on its position in the batch: purifying a row
-    alone or inside a batch gives two equally valid draws, not the same
-    values. (This is why scikit-learn's sample-order and subset invariance
-    checks are expected to fail.) :meth:`purify_tensor` draws from torch's
+    Purification is stochastic, but :meth:`transform` and :meth:`purify`
+    draw each row's noise from a counter-based stream keyed by the row's
+    values and ``random_state`` (:class:`~skebm.mcmc.RowNoise`): a row is
+    purified the same way alone, inside any batch and in any order, and
+    repeated calls agree (with an integer ``random_state``). Replicates of
+    a row get independent streams. :meth:`purify_tensor` draws from torch's
     global generator instead, for attacks that need fresh noise at every
     call.
 
@@ -177,6 +185,7 @@ class EBMPurifier(TransformerMixin, BaseEBM):
         data_noise=0.01,
         n_purify_steps=100,
         purify_step_size=None,
+        purify_noise=0.0,
         n_replicates=1,
         device="auto",
         precision="fp32",
@@ -204,6 +213,7 @@ class EBMPurifier(TransformerMixin, BaseEBM):
         self.data_noise = data_noise
         self.n_purify_steps = n_purify_steps
         self.purify_step_size = purify_step_size
+        self.purify_noise = purify_noise
         self.n_replicates = n_replicates
         self.device = device
         self.precision = precision
@@ -218,6 +228,9 @@ class EBMPurifier(TransformerMixin, BaseEBM):
         _check_positive_int(self.n_replicates, "n_replicates")
         if not isinstance(self.init_noise, numbers.Real) or isinstance(self.init_noise, bool) or self.init_noise < 0:
             raise ValueError(f"init_noise must be a non-negative number, got {self.init_noise!r}.")
+        pn = self.purify_noise
+        if not isinstance(pn, numbers.Real) or isinstance(pn, bool) or not pn >= 0:
+            raise ValueError(f"purify_noise must be a non-negative number, got {pn!r}.")
         if self.purify_step_size is not None and (
             not isinstance(self.purify_step_size, numbers.Real) or not self.purify_step_size > 0
         ):
@@ -257,8 +270,13 @@ class EBMPurifier(TransformerMixin, BaseEBM):
         noise = None if self.noise_scale is None else self.noise_scale * step / self.step_size
         return {"n_steps": self.n_purify_steps, "step_size": step, "noise_scale": noise}
 
-    def _purify_model(self, z, n_replicates, n_steps, bar=None):
-        """Purify model-range ``z`` (n, *shape) -> (n_replicates, n, *shape), no seeding."""
+    def _purify_model(self, z, n_replicates, n_steps, bar=None, noise=None):
+        """Purify model-range ``z`` (n, *shape) -> (n_replicates, n, *shape).
+
+        ``noise`` (a :class:`~skebm.mcmc.RowNoise` keyed by the rows of ``z``)
+        makes each row's replicates a function of that row alone; ``None``
+        draws from torch's global generator.
+        """
         settings = self._purify_settings()
         if n_steps is not None:
             settings["n_steps"] = n_steps
@@ -271,10 +289,13 @@ class EBMPurifier(TransformerMixin, BaseEBM):
         for start in range(0, n, per_chunk):
             chunk = z[start : start + per_chunk].float()
             x = chunk.unsqueeze(0).expand(n_replicates, *chunk.shape).reshape(-1, *chunk.shape[1:])
+            rows = None if noise is None else noise.subset(slice(start, start + len(chunk))).replicate(n_replicates)
+            if self.purify_noise:
+                x = x + self.purify_noise * (torch.randn_like(x) if rows is None else rows.randn_like(x))
             done = 0
             while done < total:
                 k = min(seg, total - done)
-                x = self.net_.run_chains(x, None, n_steps=k, **settings)
+                x = self.net_.run_chains(x, None, n_steps=k, noise=rows, **settings)
                 done += k
                 if bar is not None:
                     bar.update(k * len(chunk))
@@ -317,10 +338,12 @@ class EBMPurifier(TransformerMixin, BaseEBM):
         _check_positive_int(n_steps, "n_steps", allow_none=True)
         X = self._validate_X(X, reset=False)
         random_state = self.random_state if random_state is None else random_state
+        seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
         bar = self._progress(len(X) * n_replicates)
         try:
-            with torch.no_grad(), seed_everything(random_state, self.net_.device):
-                out = self._purify_model(self._tensor(X), n_replicates, n_steps, bar)
+            with torch.no_grad():
+                z = self._tensor(X)
+                out = self._purify_model(z, n_replicates, n_steps, bar, noise=RowNoise(row_keys(z, seed)))
         finally:
             if bar is not None:
                 bar.close()

@@ -30,13 +30,6 @@ FAST = dict(
     energy_params={"hidden_units": (16,)},
 )
 
-# Purification draws its Langevin noise from one seeded stream for the whole
-# batch: a row purified alone or in another order gets another (equally valid)
-# draw, so these two checks cannot pass for the stochastic transformer nor for
-# the classifier averaged over purified replicates.
-STOCHASTIC = "purification draws Langevin noise per batch: a row's draw depends on the rows around it"
-XFAIL = {"check_methods_subset_invariance": STOCHASTIC, "check_methods_sample_order_invariance": STOCHASTIC}
-
 
 def fast(**kwargs):
     return EBMPurifier(**{**FAST, "random_state": 0, **kwargs})
@@ -44,7 +37,6 @@ def fast(**kwargs):
 
 @parametrize_with_checks(
     [fast(), PurifiedClassifier(fast(), LogisticRegression(), n_replicates=2)],
-    expected_failed_checks=lambda est: XFAIL,
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
@@ -131,6 +123,8 @@ def test_purify_replicates_and_transform_mean(digits):
     # fixed random_state: repeated calls agree; another seed differs
     np.testing.assert_array_equal(pur.purify(X[:4]), reps)
     assert not np.allclose(pur.purify(X[:4], random_state=1), reps)
+    # a row's replicates depend on that row alone: any subset, any order
+    np.testing.assert_allclose(pur.purify(X[[3, 1]]), reps[:, [3, 1]], rtol=1e-5, atol=1e-6)
 
 
 def test_purify_tensor_matches_range_and_uses_global_rng(digits):
@@ -161,6 +155,8 @@ def test_purify_tensor_matches_range_and_uses_global_rng(digits):
         ({"init": "bogus"}, "init must be"),
         ({"init": "persistent", "reinit_prob": 2.0}, "reinit_prob"),
         ({"init_noise": -0.1}, "init_noise"),
+        ({"purify_noise": -0.1}, "purify_noise"),
+        ({"purify_noise": "a"}, "purify_noise"),
     ],
 )
 def test_bad_parameters_raise(params, match):

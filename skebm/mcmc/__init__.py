@@ -15,6 +15,7 @@ from ._init import (
     make_chain_init,
 )
 from ._langevin import LangevinSampler, autocast_context, expected_stationary_std, independence_mh, langevin
+from ._noise import RowNoise, row_keys
 
 __all__ = [
     "CHAIN_INITS",
@@ -27,6 +28,7 @@ __all__ = [
     "NoiseSource",
     "PersistentInit",
     "ReplayInit",
+    "RowNoise",
     "ais_log_partition",
     "autocast_context",
     "chain_diagnostics",
@@ -35,5 +37,6 @@ __all__ = [
     "independence_mh",
     "langevin",
     "make_chain_init",
+    "row_keys",
     "sigmoid_schedule",
 ]

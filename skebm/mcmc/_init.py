@@ -66,6 +66,13 @@ class NoiseSource:
         return f"NoiseSource('gaussian', loc={self.loc}, scale={self.scale})"
 
 
+def _float64(a):
+    """A float64 CPU tensor copy of an array-like or a tensor."""
+    if isinstance(a, torch.Tensor):
+        return a.detach().cpu().double()
+    return torch.tensor(np.asarray(a, dtype=np.float64))
+
+
 class GaussianMixtureSource:
     """Gaussian mixture with exact sampling and log-density.
 
@@ -102,9 +109,7 @@ class GaussianMixtureSource:
     """
 
     def __init__(self, weights, means, covariances):
-        means = torch.tensor(np.array(means, dtype=np.float64))
-        covariances = torch.tensor(np.array(covariances, dtype=np.float64))
-        weights = torch.tensor(np.array(weights, dtype=np.float64)).reshape(-1)
+        means, covariances, weights = _float64(means), _float64(covariances), _float64(weights).reshape(-1)
         if means.ndim != 2 or covariances.shape != (*means.shape, means.shape[1]) or len(weights) != len(means):
             raise ValueError(
                 "weights, means and covariances must have shapes (k,), (k, d) and (k, d, d); got "

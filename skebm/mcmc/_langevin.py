@@ -50,6 +50,7 @@ def langevin(
     mask=None,
     precision="fp32",
     metropolis=False,
+    noise=None,
     return_chains=False,
     return_trace=False,
 ):
@@ -112,6 +113,12 @@ def langevin(
     metropolis : bool, default=False
         Metropolis-adjust every step (MALA). Incompatible with ``clamp``
         (a clamped proposal has no tractable density).
+    noise : object, default=None
+        Source of the injected noise (and of MALA's acceptance draws): an
+        object with ``randn_like(x)`` and ``rand_like(t)`` methods, such as
+        :class:`RowNoise`, which makes each chain's noise a function of its
+        own key, whatever the batch. ``None`` draws from torch's global
+        generator.
     return_chains : bool, default=False
         Also return every state, shape ``(n_steps + 1, n_chains, ...)``.
     return_trace : bool, default=False
@@ -135,12 +142,13 @@ def langevin(
     if metropolis:
         out, _ = _mala(
             energy_fn, x0, n_steps, step_size, sigma, temperature, tau, grad_clip, mask, precision,
-            return_chains, return_trace,
+            return_chains, return_trace, noise,
         )
         return out
     drift_coef = step_size**2 / 2.0
     energy_coef = drift_coef / temperature
     prior_coef = None if tau is None else drift_coef / tau**2
+    randn_like = torch.randn_like if noise is None else noise.randn_like
     ctx = autocast_context(x0.device, precision)
     x = x0.detach().to(torch.float32).clone()
     chains = [x.clone()] if return_chains else None
@@ -159,7 +167,7 @@ def langevin(
                 drift.add_(x, alpha=prior_coef)
             if grad_clip is not None:
                 drift.clamp_(-grad_clip, grad_clip)
-            step = torch.randn_like(x).mul_(sigma).sub_(drift)
+            step = randn_like(x).mul_(sigma).sub_(drift)
             if mask is not None:
                 step.mul_(mask)
             x.add_(step)
@@ -212,8 +220,10 @@ def _potential(energy_fn, x, ctx, temperature, tau):
 
 
 def _mala(energy_fn, x0, n_steps, step_size, sigma, temperature, tau, grad_clip, mask, precision,
-          return_chains, return_trace):
+          return_chains, return_trace, noise=None):
     """Metropolis-adjusted Langevin; see :func:`langevin` (``metropolis=True``)."""
+    randn_like = torch.randn_like if noise is None else noise.randn_like
+    rand_like = torch.rand_like if noise is None else noise.rand_like
     drift_coef = step_size**2 / 2.0
     ctx = autocast_context(x0.device, precision)
     x = x0.detach().to(torch.float32).clone()
@@ -242,14 +252,14 @@ def _mala(energy_fn, x0, n_steps, step_size, sigma, temperature, tau, grad_clip,
             energy, grad, u, u_grad = _potential(energy_fn, x, ctx, temperature, tau)
         for _ in range(n_steps):
             mean = proposal_mean(x, u_grad)
-            noise = torch.randn_like(x).mul_(sigma)
+            step = randn_like(x).mul_(sigma)
             if mask is not None:
-                noise.mul_(mask)
-            y = mean + noise
+                step.mul_(mask)
+            y = mean + step
             energy_y, grad_y, u_y, u_grad_y = _potential(energy_fn, y, ctx, temperature, tau)
             log_alpha = u - u_y + log_q(x, proposal_mean(y, u_grad_y)) - log_q(y, mean)
             # NaN or inf proposals compare False: rejected
-            accept = torch.log(torch.rand_like(log_alpha)) < log_alpha
+            accept = torch.log(rand_like(log_alpha)) < log_alpha
             if return_trace:
                 trace["energy"].append(float(energy.mean()))
                 trace["grad_norm"].append(float(grad.flatten(1).norm(dim=1).mean()))
@@ -444,7 +454,7 @@ class LangevinSampler:
         out, self.acceptance_rate_ = _mala(
             energy_fn, x0, n_steps, step_size, sigma, kwargs["temperature"], kwargs["tau"], kwargs["grad_clip"],
             kwargs.get("mask"), kwargs["precision"], kwargs.get("return_chains", False),
-            kwargs.get("return_trace", False),
+            kwargs.get("return_trace", False), kwargs.get("noise"),
         )
         return out
 
@@ -459,5 +469,24 @@ def expected_stationary_std(step_size, temperature=1.0):
     For the quadratic energy ``||x||^2 / 2`` at temperature ``T`` the
     unadjusted chain has the slightly inflated variance
     ``T / (1 - eps^2 / (4 T))``; handy in tests.
+
+    Parameters
+    ----------
+    step_size : float
+        Langevin step size ``eps`` (drift ``eps^2 / 2`` times the gradient
+        divided by ``T``, noise ``eps``).
+    temperature : float, default=1.0
+        Temperature ``T``.
+
+    Returns
+    -------
+    std : float
+        Per-coordinate standard deviation of the stationary chain.
+
+    Examples
+    --------
+    >>> from skebm.mcmc import expected_stationary_std
+    >>> round(expected_stationary_std(0.1), 5)
+    1.00125
     """
     return math.sqrt(temperature / (1.0 - step_size**2 / (4.0 * temperature)))

@@ -17,6 +17,25 @@ def resolve_energy_name(energy, image_shape):
 
     ``"auto"`` picks an MLP for flat data, a small conv net for images
     smaller than 32x32 and the residual network from 32x32 on.
+
+    Parameters
+    ----------
+    energy : str, nn.Module subclass or nn.Module instance
+        The estimator's ``energy`` parameter; anything but ``"auto"`` is
+        returned unchanged.
+    image_shape : tuple of int (C, H, W) or None
+        Image shape of the data; None for flat features.
+
+    Returns
+    -------
+    name : str or object
+        ``"mlp"``, ``"conv"`` or ``"resnet"`` for ``"auto"``, else ``energy``.
+
+    Examples
+    --------
+    >>> from skebm.nn import resolve_energy_name
+    >>> resolve_energy_name("auto", (1, 8, 8)), resolve_energy_name("auto", None)
+    ('conv', 'mlp')
     """
     if energy != "auto":
         return energy
