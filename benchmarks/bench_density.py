@@ -125,15 +125,20 @@ def steady_state(name, est, steps, n_chains=500):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short run: fewer updates, toys only")
+    parser.add_argument("--datasets", nargs="+", default=None, help=f"subset of {TOYS + tuple(TABLES)}")
+    parser.add_argument("--steady-state", default="rings", help="toy of the steady-state table ('none' to skip)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # small networks: a second thread only adds overhead
     max_iter = 200 if args.quick else None  # None: the estimator's default
-    datasets = {name: toy(name) for name in (TOYS[:2] if args.quick else TOYS)}
-    if not args.quick:
-        datasets.update({name: table(name) for name in TABLES})
+    names = args.datasets or (TOYS[:2] if args.quick else TOYS + tuple(TABLES))
+    datasets = {name: toy(name) if name in TOYS else table(name) for name in names}
     fitted = compare(datasets, max_iter)
-    name = "rings"
-    steady_state(name, fitted[name], (1000, 10000) if args.quick else (1000, 10000, 100000))
+    name = args.steady_state
+    if name != "none":
+        est = fitted.get(name) or EBMDensity(**({} if max_iter is None else {"max_iter": max_iter}), random_state=0).fit(
+            toy(name)[0]
+        )
+        steady_state(name, est, (1000, 10000) if args.quick else (1000, 10000, 100000))
 
 
 if __name__ == "__main__":

@@ -11,8 +11,14 @@ An adversarially trained copy of the same CNN (7-step PGD at eps 0.2,
 Madry et al.) is the reference of what a standard defence reaches on this
 data.
 
-Run ``python benchmarks/bench_purifier.py`` (full, about 20-30 minutes on
-2 CPU cores) or with ``--quick`` (a few minutes, fewer test images, updates
+The purifier is trained with each chain initialisation of ``--inits``
+(``"persistent"``: the EBM Life Cycle bank with rejuvenation from the data;
+``"data"``: chains started at noise-corrupted data) and evaluated with each
+purification length of ``--n-purify-steps``: longer purification removes
+more of the perturbation and more of the clean signal.
+
+Run ``python benchmarks/bench_purifier.py`` (full, about 30 minutes on
+one CPU core) or with ``--quick`` (a few minutes, fewer test images, updates
 and attack steps: numbers are indicative only).
 """
 
@@ -90,7 +96,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="short run, indicative numbers only")
     parser.add_argument("--n-test", type=int, default=None, help="test images attacked")
     parser.add_argument("--max-iter", type=int, default=None, help="purifier updates")
-    parser.add_argument("--n-purify-steps", type=int, default=None)
+    parser.add_argument("--inits", nargs="+", default=["persistent", "data"], help="purifier chain initialisations")
+    parser.add_argument("--n-purify-steps", type=int, nargs="+", default=None, help="purification lengths")
     parser.add_argument("--n-replicates", type=int, default=None, help="replicates of the defended prediction")
     parser.add_argument("--eot-replicates", type=int, default=None, help="replicates per attack step")
     parser.add_argument("--attack-steps", type=int, default=None)
@@ -100,12 +107,12 @@ def main():
     torch.set_num_threads(min(2, torch.get_num_threads()))
 
     quick = args.quick
-    n_test = args.n_test or (50 if quick else 200)
+    n_test = args.n_test or (50 if quick else 100)
     max_iter = args.max_iter or (300 if quick else 1000)
-    n_purify = args.n_purify_steps or 100
+    purify_steps = args.n_purify_steps or ([100] if quick else [100, 300])
     n_rep = args.n_replicates or 16
-    n_eot = args.eot_replicates or (4 if quick else 8)
-    attack_steps = args.attack_steps or (10 if quick else 40)
+    n_eot = args.eot_replicates or 4
+    attack_steps = args.attack_steps or (10 if quick else 20)
     epsilons = (0.05, 0.1, 0.2, 0.3)
 
     X, y = load_digits(return_X_y=True)
@@ -115,62 +122,68 @@ def main():
 
     t0 = time.perf_counter()
     cnn = make_classifier(args.seed, 15 if quick else 30).fit(X_train, y_train)
-    t_cnn = time.perf_counter() - t0
-
-    purifier = EBMPurifier(
-        energy="conv",
-        image_shape=(1, 8, 8),
-        energy_params={"channels": (16, 32, 64)},
-        max_iter=max_iter,
-        n_purify_steps=n_purify,
-        n_replicates=n_rep,
-        random_state=args.seed,
-    )
-    t0 = time.perf_counter()
-    purifier.fit(X_train)
-    t_fit = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    purifier.purify(X_test, n_replicates=1)
-    t_purify = (time.perf_counter() - t0) / len(X_test)
-
-    defended = PurifiedClassifier(FrozenEstimator(purifier), FrozenEstimator(cnn), n_replicates=n_rep)
-    defended.fit(X_train, y_train)
-    t0 = time.perf_counter()
+    timings = {"CNN training": f"{time.perf_counter() - t0:.1f} s"}
     table = evaluate_robustness(
-        defended,
-        X_att,
-        y_att,
-        epsilons=epsilons,
-        n_steps=attack_steps,
-        eot_replicates=n_eot,
-        bounds=(0.0, 1.0),
-        random_state=args.seed,
+        cnn, X_att, y_att, epsilons=epsilons, n_steps=attack_steps, bounds=(0.0, 1.0), random_state=args.seed
     )
-    t_attack = time.perf_counter() - t0
-    full_nat = {
-        "undefended": float(np.mean(cnn.predict(X_test) == y_test)),
-        "purified": float(np.mean(defended.predict(X_test) == y_test)),
-    }
-    t_adv = None
+    full_nat = {"undefended": float(np.mean(cnn.predict(X_test) == y_test))}
+
+    for init in args.inits:
+        purifier = EBMPurifier(
+            energy="conv",
+            image_shape=(1, 8, 8),
+            energy_params={"channels": (16, 32, 64)},
+            max_iter=max_iter,
+            init=init,
+            n_replicates=n_rep,
+            random_state=args.seed,
+        )
+        t0 = time.perf_counter()
+        purifier.fit(X_train)
+        timings[f"purifier training, init={init!r} ({max_iter} updates)"] = f"{time.perf_counter() - t0:.1f} s"
+        for k in purify_steps:
+            purifier.set_params(n_purify_steps=k)
+            name = f"purified ({init}, {k} steps)"
+            t0 = time.perf_counter()
+            purifier.purify(X_test, n_replicates=1)
+            per_image = (time.perf_counter() - t0) / len(X_test)
+            timings[f"purification, {k} steps, one replicate"] = f"{per_image * 1e3:.2f} ms / image"
+            timings[f"defended prediction, {k} steps x {n_rep} replicates"] = f"{per_image * n_rep * 1e3:.2f} ms / image"
+            defended = PurifiedClassifier(FrozenEstimator(purifier), FrozenEstimator(cnn), n_replicates=n_rep)
+            defended.fit(X_train, y_train)
+            t0 = time.perf_counter()
+            result = evaluate_robustness(
+                defended,
+                X_att,
+                y_att,
+                epsilons=epsilons,
+                n_steps=attack_steps,
+                eot_replicates=n_eot,
+                bounds=(0.0, 1.0),
+                random_state=args.seed,
+            )
+            timings[f"BPDA+EOT evaluation, {name}"] = f"{time.perf_counter() - t0:.1f} s"
+            table[name] = result["purified"]
+            full_nat[name] = float(np.mean(defended.predict(X_test) == y_test))
+            print(f"{name}: done", flush=True)
+
     if not args.no_adv_training:
         t0 = time.perf_counter()
         adv_net = adversarial_training(X_train, y_train, 0.2, 10 if quick else 40, args.seed)
-        t_adv = time.perf_counter() - t0
+        timings["adversarial training baseline"] = f"{time.perf_counter() - t0:.1f} s"
         adv = evaluate_robustness(
             adv_net, X_att, y_att, epsilons=epsilons, n_steps=attack_steps, bounds=(0, 1), random_state=args.seed
         )
         table["adversarial training (eps 0.2)"] = adv["undefended"]
         with torch.no_grad():
             adv_pred = adv_net(torch.as_tensor(X_test)).argmax(1).numpy()
-        full_nat["adversarial training"] = float(np.mean(adv_pred == y_test))
+        full_nat["adversarial training (eps 0.2)"] = float(np.mean(adv_pred == y_test))
 
-    print(f"## EBMPurifier on digits ({'quick' if quick else 'full'} run)\n")
+    print(f"\n## EBMPurifier on digits ({'quick' if quick else 'full'} run)\n")
     print(
         f"train {len(X_train)}, test {len(X_test)} (attacked: first {n_test}); L-inf PGD, {attack_steps} steps of "
         f"2.5*eps/{attack_steps}, random start, an input broken at any step stays broken. Purified: BPDA + EOT, "
-        f"{n_eot} replicates per attack step, breaks confirmed with the defence's {n_rep} replicates; "
-        f"{n_purify} purification steps.\n"
+        f"{n_eot} replicates per attack step, breaks confirmed with the defence's {n_rep} replicates.\n"
     )
     cols = list(table.columns)
     print("| epsilon | " + " | ".join(cols) + " |")
@@ -178,17 +191,11 @@ def main():
     for eps, row in table.iterrows():
         label = "0 (natural)" if eps == 0 else f"{eps:g}"
         print(f"| {label} | " + " | ".join(f"{row[c]:.3f}" for c in cols) + " |")
-    nat = ", ".join(f"{k} {v:.3f}" for k, v in full_nat.items())
-    print(f"\nnatural accuracy on all {len(X_test)} test images: {nat}\n")
-    print("| timing | value |")
+    print(f"| natural, all {len(X_test)} test images | " + " | ".join(f"{full_nat[c]:.3f}" for c in cols) + " |")
+    print("\n| timing | value |")
     print("|---|---|")
-    print(f"| CNN training | {t_cnn:.1f} s |")
-    print(f"| purifier training ({max_iter} updates) | {t_fit:.1f} s |")
-    print(f"| purification ({n_purify} steps), one replicate | {t_purify * 1e3:.2f} ms / image |")
-    print(f"| defended prediction ({n_rep} replicates) | {t_purify * n_rep * 1e3:.2f} ms / image |")
-    print(f"| attack evaluation (undefended + purified) | {t_attack:.1f} s |")
-    if t_adv is not None:
-        print(f"| adversarial training baseline | {t_adv:.1f} s |")
+    for key, value in timings.items():
+        print(f"| {key} | {value} |")
 
 
 if __name__ == "__main__":

@@ -162,7 +162,7 @@ class EBMDensity(DensityMixin, BaseEBM):
         within a factor ``exp(2 M)`` of ``q``: mass cannot pile up where no
         chain goes, and training cannot diverge. ``None`` leaves ``f``
         unbounded.
-    max_iter : int, default=2000
+    max_iter : int, default=1500
         Number of parameter updates, rounded up to whole epochs of
         ``ceil(n_samples / batch_size)`` updates (batches are drawn with
         replacement). The learning rate decays linearly to zero over them.
@@ -294,7 +294,7 @@ class EBMDensity(DensityMixin, BaseEBM):
         base_components="cv",
         tau=None,
         tilt_bound=6.0,
-        max_iter=2000,
+        max_iter=1500,
         batch_size=256,
         lr=3e-3,
         optimizer="adam",
