@@ -6,12 +6,11 @@ import numbers
 import numpy as np
 import torch
 from sklearn.base import DensityMixin
-from sklearn.utils import check_random_state
 from skorch.callbacks import Callback, LRScheduler
 from threadpoolctl import threadpool_limits
 from torch import nn
 
-from ._base import BaseEBM, seed_everything
+from ._base import BaseEBM, _draw_seed, seed_everything
 from ._docs import fill_doc
 from .mcmc import (
     GaussianMixtureSource,
@@ -414,7 +413,7 @@ class EBMDensity(DensityMixin, BaseEBM):
         from sklearn.mixture import GaussianMixture
         from sklearn.model_selection import KFold, cross_val_score
 
-        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        seed = _draw_seed(self.random_state)
         if self.base == "gaussian":
             candidates = [(1, "full")]
         elif self.base_components in ("bic", "cv"):

@@ -6,12 +6,11 @@ import numbers
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, TransformerMixin, clone
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import BaseEBM
+from ._base import BaseEBM, _draw_seed
 from ._docs import fill_doc
-from .mcmc import RowNoise, make_chain_init, row_keys
+from .mcmc import GLOBAL_NOISE, RowNoise, make_chain_init, row_keys
 
 __all__ = ["EBMPurifier", "PurifiedClassifier"]
 
@@ -270,11 +269,11 @@ class EBMPurifier(TransformerMixin, BaseEBM):
         noise = None if self.noise_scale is None else self.noise_scale * step / self.step_size
         return {"n_steps": self.n_purify_steps, "step_size": step, "noise_scale": noise}
 
-    def _purify_model(self, z, n_replicates, n_steps, bar=None, noise=None):
+    def _purify_model(self, z, n_replicates, n_steps, bar=None, noise=GLOBAL_NOISE):
         """Purify model-range ``z`` (n, *shape) -> (n_replicates, n, *shape).
 
         ``noise`` (a :class:`~skebm.mcmc.RowNoise` keyed by the rows of ``z``)
-        makes each row's replicates a function of that row alone; ``None``
+        makes each row's replicates a function of that row alone; the default
         draws from torch's global generator.
         """
         settings = self._purify_settings()
@@ -289,9 +288,9 @@ class EBMPurifier(TransformerMixin, BaseEBM):
         for start in range(0, n, per_chunk):
             chunk = z[start : start + per_chunk].float()
             x = chunk.unsqueeze(0).expand(n_replicates, *chunk.shape).reshape(-1, *chunk.shape[1:])
-            rows = None if noise is None else noise.subset(slice(start, start + len(chunk))).replicate(n_replicates)
+            rows = noise.subset(slice(start, start + len(chunk))).replicate(n_replicates)
             if self.purify_noise:
-                x = x + self.purify_noise * (torch.randn_like(x) if rows is None else rows.randn_like(x))
+                x = x + self.purify_noise * rows.randn_like(x)
             done = 0
             while done < total:
                 k = min(seg, total - done)
@@ -338,7 +337,7 @@ class EBMPurifier(TransformerMixin, BaseEBM):
         _check_positive_int(n_steps, "n_steps", allow_none=True)
         X = self._validate_X(X, reset=False)
         random_state = self.random_state if random_state is None else random_state
-        seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
+        seed = _draw_seed(random_state)
         bar = self._progress(len(X) * n_replicates)
         try:
             with torch.no_grad():

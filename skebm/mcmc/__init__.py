@@ -15,10 +15,11 @@ from ._init import (
     make_chain_init,
 )
 from ._langevin import LangevinSampler, autocast_context, expected_stationary_std, independence_mh, langevin
-from ._noise import RowNoise, row_keys
+from ._noise import GLOBAL_NOISE, RowNoise, row_keys
 
 __all__ = [
     "CHAIN_INITS",
+    "GLOBAL_NOISE",
     "ChainInit",
     "DataInit",
     "GaussianMixtureSource",

@@ -10,6 +10,8 @@ import math
 
 import torch
 
+from ._noise import GLOBAL_NOISE
+
 __all__ = ["LangevinSampler", "langevin", "independence_mh", "autocast_context"]
 
 
@@ -148,7 +150,7 @@ def langevin(
     drift_coef = step_size**2 / 2.0
     energy_coef = drift_coef / temperature
     prior_coef = None if tau is None else drift_coef / tau**2
-    randn_like = torch.randn_like if noise is None else noise.randn_like
+    noise = GLOBAL_NOISE if noise is None else noise
     ctx = autocast_context(x0.device, precision)
     x = x0.detach().to(torch.float32).clone()
     chains = [x.clone()] if return_chains else None
@@ -167,7 +169,7 @@ def langevin(
                 drift.add_(x, alpha=prior_coef)
             if grad_clip is not None:
                 drift.clamp_(-grad_clip, grad_clip)
-            step = randn_like(x).mul_(sigma).sub_(drift)
+            step = noise.randn_like(x).mul_(sigma).sub_(drift)
             if mask is not None:
                 step.mul_(mask)
             x.add_(step)
@@ -222,8 +224,7 @@ def _potential(energy_fn, x, ctx, temperature, tau):
 def _mala(energy_fn, x0, n_steps, step_size, sigma, temperature, tau, grad_clip, mask, precision,
           return_chains, return_trace, noise=None):
     """Metropolis-adjusted Langevin; see :func:`langevin` (``metropolis=True``)."""
-    randn_like = torch.randn_like if noise is None else noise.randn_like
-    rand_like = torch.rand_like if noise is None else noise.rand_like
+    noise = GLOBAL_NOISE if noise is None else noise
     drift_coef = step_size**2 / 2.0
     ctx = autocast_context(x0.device, precision)
     x = x0.detach().to(torch.float32).clone()
@@ -252,14 +253,14 @@ def _mala(energy_fn, x0, n_steps, step_size, sigma, temperature, tau, grad_clip,
             energy, grad, u, u_grad = _potential(energy_fn, x, ctx, temperature, tau)
         for _ in range(n_steps):
             mean = proposal_mean(x, u_grad)
-            step = randn_like(x).mul_(sigma)
+            step = noise.randn_like(x).mul_(sigma)
             if mask is not None:
                 step.mul_(mask)
             y = mean + step
             energy_y, grad_y, u_y, u_grad_y = _potential(energy_fn, y, ctx, temperature, tau)
             log_alpha = u - u_y + log_q(x, proposal_mean(y, u_grad_y)) - log_q(y, mean)
             # NaN or inf proposals compare False: rejected
-            accept = torch.log(rand_like(log_alpha)) < log_alpha
+            accept = torch.log(noise.rand_like(log_alpha)) < log_alpha
             if return_trace:
                 trace["energy"].append(float(energy.mean()))
                 trace["grad_norm"].append(float(grad.flatten(1).norm(dim=1).mean()))

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["RowNoise", "row_keys"]
+__all__ = ["GLOBAL_NOISE", "RowNoise", "row_keys"]
 
 _MASK = 0xFFFFFFFF
 _GOLDEN = 0x9E3779B9
@@ -59,6 +59,30 @@ def row_keys(X, seed=0):
     salt = int(seed).to_bytes(8, "little", signed=True)
     keys = [int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=4, key=salt).digest(), "little") for row in X]
     return torch.tensor(keys, dtype=torch.int64)
+
+
+class _GlobalNoise:
+    """Noise from torch's global generators, with the interface of :class:`RowNoise`.
+
+    Subsets and replicates share the one global stream, so both return the
+    object itself.
+    """
+
+    randn_like = staticmethod(torch.randn_like)
+    rand_like = staticmethod(torch.rand_like)
+
+    def subset(self, index):
+        return self
+
+    def replicate(self, n_replicates):
+        return self
+
+    def __repr__(self):
+        return "GLOBAL_NOISE"
+
+
+#: The default noise source of :func:`~skebm.mcmc.langevin`: torch's global generators.
+GLOBAL_NOISE = _GlobalNoise()
 
 
 class RowNoise:
