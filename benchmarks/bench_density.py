@@ -75,13 +75,12 @@ def mean_loglik(model, X):
     return float(np.mean(model.score_samples(X)))
 
 
-def compare(datasets, max_iter):
+def compare(datasets, params):
     print("\n## Held-out log-likelihood (nats per sample, higher is better)\n")
     print("| data | n_train x d | EBMDensity | KernelDensity (CV) | GaussianMixture (CV) | best baseline - EBM | true | fit s (EBM / KDE / GMM) |")
     print("|---|---|---|---|---|---|---|---|")
     fitted = {}
     for name, (X, X_test) in datasets.items():
-        params = {} if max_iter is None else {"max_iter": max_iter}
         ebm, t_ebm = timed(lambda: EBMDensity(**params, random_state=0).fit(X))
         kd, t_kde = timed(lambda: kde(X))
         gm, t_gmm = timed(lambda: gmm(X))
@@ -129,15 +128,13 @@ def main():
     parser.add_argument("--steady-state", default="rings", help="toy of the steady-state table ('none' to skip)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # small networks: a second thread only adds overhead
-    max_iter = 200 if args.quick else None  # None: the estimator's default
+    params = {"max_iter": 200} if args.quick else {}  # full run: the estimator's defaults
     names = args.datasets or (TOYS[:2] if args.quick else TOYS + tuple(TABLES))
     datasets = {name: toy(name) if name in TOYS else table(name) for name in names}
-    fitted = compare(datasets, max_iter)
+    fitted = compare(datasets, params)
     name = args.steady_state
     if name != "none":
-        est = fitted.get(name) or EBMDensity(**({} if max_iter is None else {"max_iter": max_iter}), random_state=0).fit(
-            toy(name)[0]
-        )
+        est = fitted.get(name) or EBMDensity(**params, random_state=0).fit(toy(name)[0])
         steady_state(name, est, (1000, 10000) if args.quick else (1000, 10000, 100000))
 
 

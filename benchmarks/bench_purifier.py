@@ -147,8 +147,8 @@ def main():
             t0 = time.perf_counter()
             purifier.purify(X_test, n_replicates=1)
             per_image = (time.perf_counter() - t0) / len(X_test)
-            timings[f"purification, {k} steps, one replicate"] = f"{per_image * 1e3:.2f} ms / image"
-            timings[f"defended prediction, {k} steps x {n_rep} replicates"] = f"{per_image * n_rep * 1e3:.2f} ms / image"
+            timings[f"purification, {name}, one replicate"] = f"{per_image * 1e3:.2f} ms / image"
+            timings[f"defended prediction, {name} x {n_rep} replicates"] = f"{per_image * n_rep * 1e3:.2f} ms / image"
             defended = PurifiedClassifier(FrozenEstimator(purifier), FrozenEstimator(cnn), n_replicates=n_rep)
             defended.fit(X_train, y_train)
             t0 = time.perf_counter()
