@@ -1,9 +1,14 @@
 """Sphinx configuration of the skebm documentation.
 
-Build with ``make docs`` (warnings are errors). The API reference lists
-every public name of the modules in ``API_MODULES`` from their ``__all__``
-at build time (:func:`write_api_autosummary`), so a new public name gets its
-page without editing any ``.rst`` file, and a module that does not exist
+Build with ``make docs`` (warnings are errors; runs every gallery example)
+or ``make docs-fast`` / ``SKEBM_DOCS_FAST=1`` (no example is run). See the
+"Building the docs" section of ``install.rst``.
+
+The API reference has one page per section of :data:`API_SECTIONS` (one
+module each), written at build time by :func:`write_api_pages` from the
+modules' ``__all__``: a new public name gets its page without editing any
+``.rst`` file, in the sub-group its section's rules give it (or the one of
+its kind: classes, functions, constants), and a module that does not exist
 yet is simply skipped.
 """
 
@@ -15,8 +20,18 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE / "sphinxext"))
 
 import skebm  # noqa: E402
+
+
+def _env_flag(name):
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+#: ``SKEBM_DOCS_FAST=1``: build without running the gallery examples (the
+#: same as ``-D plot_gallery=0``).
+DOCS_FAST = _env_flag("SKEBM_DOCS_FAST")
 
 project = "skebm"
 author = "the skebm developers"
@@ -27,94 +42,251 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
+    # Bundles MathJax 3 and points mathjax_path at _static/mathjax/: math
+    # renders without the CDN (offline, behind firewalls).
+    "sphinx-mathjax-offline",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
 ]
 
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "_api_autosummary.rst", "**.ipynb_checkpoints"]
+exclude_patterns = ["_build", "_api_*.rst", "sphinxext", "**.ipynb_checkpoints"]
 root_doc = "index"
 default_role = "obj"
 
 # --------------------------------------------------------------- API reference
-#: (module, section title, one-line description), in the order of the page.
-API_MODULES = [
-    ("skebm", "Estimators", "The scikit-learn estimators and the composition of energies."),
-    ("skebm.nn", "Energy networks", "Networks mapping a batch to energies or logits."),
-    ("skebm.mcmc", "MCMC", "The Langevin sampler and the chain-initialisation strategies."),
-    ("skebm.engine", "Training engines", "skorch nets, losses and callbacks."),
-    ("skebm.metrics", "Metrics", "Calibration, sample quality and OOD detection."),
-    ("skebm.attacks", "Attacks", "Adversarial attacks and robust-accuracy evaluation."),
-    ("skebm.datasets", "Datasets", "Toy densities and small image sets, nothing downloaded."),
-    ("skebm.plotting", "Plotting", "Sample grids, energy landscapes, diagnostics."),
+def _names(*names):
+    """Matcher: the public names given."""
+    wanted = set(names)
+    return lambda name, obj: name in wanted
+
+
+def _subclass_of(dotted):
+    """Matcher: classes derived from ``dotted`` (False when it does not import)."""
+    modname, _, attr = dotted.rpartition(".")
+
+    def match(name, obj):
+        try:
+            base = getattr(importlib.import_module(modname), attr)
+        except (ImportError, AttributeError):
+            return False
+        return isinstance(obj, type) and issubclass(obj, base)
+
+    return match
+
+
+def _defined_in(*modules):
+    """Matcher: objects (or, for constants, their type) defined in ``modules``."""
+
+    def match(name, obj):
+        where = getattr(obj, "__module__", None) if isinstance(obj, type) or callable(obj) else None
+        where = where or type(obj).__module__
+        return any(where == m or where.startswith(m + ".") for m in modules)
+
+    return match
+
+
+def _any(*matchers):
+    return lambda name, obj: any(m(name, obj) for m in matchers)
+
+
+#: The sections of the API reference, in the order of the sidebar: one
+#: module each, with its page ``api/<slug>``. ``groups`` are (title,
+#: matcher) pairs tried in order; a name no matcher takes goes to ``rest``
+#: (one heading for all kinds) or, without ``rest``, to "Classes",
+#: "Functions" or "Constants". ``order`` lists names to put first in their
+#: group; the others follow alphabetically.
+API_SECTIONS = [
+    {
+        "module": "skebm",
+        "slug": "estimators",
+        "title": "Estimators",
+        "description": "The scikit-learn estimators, the composition of energies and persistence.",
+        "groups": [
+            ("Estimators", _subclass_of("sklearn.base.BaseEstimator")),
+            ("Composition and persistence", _names("compose", "save", "load")),
+        ],
+        "rest": "Utilities",
+        "order": ["EBMGenerator", "EBMPurifier", "PurifiedClassifier", "EBMDensity", "NGEBMClassifier",
+                  "compose", "save", "load"],
+    },
+    {
+        "module": "skebm.mcmc",
+        "slug": "mcmc",
+        "title": "Sampler and chain initialisations",
+        "description": "The Langevin sampler, where chains start, noise streams, normalising constants.",
+        "groups": [
+            ("Sampler", _any(_names("LangevinSampler", "langevin"), _defined_in("skebm.mcmc._langevin"))),
+            ("Chain initialisations", _any(_subclass_of("skebm.mcmc.ChainInit"), _names("CHAIN_INITS"),
+                                          _defined_in("skebm.mcmc._init"))),
+            ("Chain start sources", _any(_names("NoiseSource", "GaussianMixtureSource"),
+                                        _defined_in("skebm.mcmc._sources"))),
+            ("Langevin noise streams", _defined_in("skebm.mcmc._noise")),
+            ("Normalising constants", _defined_in("skebm.mcmc._ais")),
+            ("Diagnostics", _defined_in("skebm.mcmc._diagnostics")),
+        ],
+        "order": ["LangevinSampler", "langevin", "ChainInit", "make_chain_init", "CHAIN_INITS"],
+    },
+    {
+        "module": "skebm.nn",
+        "slug": "nn",
+        "title": "Energy networks",
+        "description": "Networks mapping a batch to energies or logits.",
+        "groups": [("Networks", _subclass_of("torch.nn.Module"))],
+    },
+    {
+        "module": "skebm.engine",
+        "slug": "engine",
+        "title": "Training engines and callbacks",
+        "description": "The skorch nets that train the energies, their losses and callbacks.",
+        "groups": [
+            ("Engines (skorch nets)", _subclass_of("skorch.NeuralNet")),
+            ("Losses", _subclass_of("torch.nn.Module")),
+            ("Callbacks", _subclass_of("skorch.callbacks.Callback")),
+            ("Exceptions", _subclass_of("builtins.BaseException")),
+        ],
+    },
+    {
+        "module": "skebm.metrics",
+        "slug": "metrics",
+        "title": "Metrics",
+        "description": "Calibration, sample quality and OOD detection.",
+        "groups": [
+            ("Calibration", lambda name, obj: "calibration" in name),
+            ("Sample quality", _names("frechet_distance", "mmd")),
+            ("Out-of-distribution detection", lambda name, obj: name.startswith("ood_")),
+        ],
+    },
+    {
+        "module": "skebm.attacks",
+        "slug": "attacks",
+        "title": "Attacks",
+        "description": "Adversarial attacks and robust-accuracy evaluation.",
+    },
+    {
+        "module": "skebm.datasets",
+        "slug": "datasets",
+        "title": "Datasets",
+        "description": "Toy densities, small image and tabular sets; nothing downloaded.",
+    },
+    {
+        "module": "skebm.plotting",
+        "slug": "plotting",
+        "title": "Plotting",
+        "description": "Sample grids, energy landscapes, diagnostics.",
+    },
 ]
+
+_KINDS = (("class", "Classes", "class.rst"), ("function", "Functions", "function.rst"),
+          ("data", "Constants", "data.rst"))
 
 
 def _public_names(module):
     return [name for name in getattr(module, "__all__", []) if not name.startswith("_")]
 
 
-def write_api_autosummary(path):
-    """Write the autosummary tables of the API reference into ``path``.
+def _kind(obj):
+    return "class" if isinstance(obj, type) else "function" if callable(obj) else "data"
 
-    One section per module of :data:`API_MODULES` that can be imported; an
-    object exported by several modules is listed under the first only.
-    Returns the full names of the data objects (constants) listed.
+
+def _heading(text, char):
+    return [text, char * len(text), ""]
+
+
+def _autosummary(names, template):
+    return [".. autosummary::", "   :toctree: ../generated/", f"   :template: {template}", "",
+            *(f"   {name}" for name in names), ""]
+
+
+def _group_entries(section, module, seen):
+    """``{group title: {kind: [names]}}`` of one section, in page order."""
+    order = {name: i for i, name in enumerate(section.get("order", []))}
+    groups = {title: {} for title, _ in section.get("groups", [])}
+    rest = section.get("rest")
+    for name in _public_names(module):
+        obj = getattr(module, name)
+        if id(obj) in seen:  # exported by several modules: listed under the first
+            continue
+        seen.add(id(obj))
+        kind = _kind(obj)
+        title = next((t for t, match in section.get("groups", []) if match(name, obj)), None)
+        if title is None:
+            title = rest or dict((k, t) for k, t, _ in _KINDS)[kind]
+        groups.setdefault(title, {}).setdefault(kind, []).append(name)
+    key = lambda name: (order.get(name, len(order)), name.lower())  # noqa: E731
+    titles = dict.fromkeys([t for t, _ in section.get("groups", [])] + [rest] + [t for _, t, _ in _KINDS])
+    return {title: {kind: sorted(groups[title][kind], key=key) for kind, _, _ in _KINDS if kind in groups[title]}
+            for title in titles if groups.get(title)}
+
+
+def _write_if_changed(path, text):
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+
+
+def write_api_pages(srcdir=HERE):
+    """Write the API reference pages ``api/<slug>.rst`` and ``_api_index.rst``.
+
+    One page per section of :data:`API_SECTIONS` whose module imports and
+    has public names; stale pages and stubs are removed (an orphan page is
+    a warning). Returns the pages written (their ``api/<slug>.rst`` paths)
+    and the full names of the data objects (constants) listed.
     """
-    seen = set()
-    data_names = []
-    documented = set()
-    lines = []
-    for modname, title, description in API_MODULES:
+    api_dir = srcdir / "api"
+    api_dir.mkdir(exist_ok=True)
+    seen, documented, data_names, pages = set(), set(), [], []
+    for section in API_SECTIONS:
+        modname = section["module"]
         try:
             module = importlib.import_module(modname)
         except ImportError:
             continue
-        entries = {"class": [], "function": [], "data": []}
-        for name in _public_names(module):
-            obj = getattr(module, name)
-            if id(obj) in seen:
-                continue
-            seen.add(id(obj))
-            kind = "class" if isinstance(obj, type) else "function" if callable(obj) else "data"
-            entries[kind].append(name)
-            documented.add(f"{modname}.{name}")
-            if kind == "data":
-                data_names.append(f"{modname}.{name}")
-        if not any(entries.values()):
+        groups = _group_entries(section, module, seen)
+        if not groups:
             continue
-        lines += [
+        lines = [
+            ".. DO NOT EDIT: written by docs/conf.py (write_api_pages) from the module's __all__.",
+            "",
             f".. _api_{modname.replace('.', '_')}:",
             "",
-            f"{title}: :mod:`{modname}`",
-            "-" * (len(title) + len(modname) + 9),
+            *_heading(section["title"], "="),
+            f"Module :mod:`{modname}`. {section['description']}",
             "",
             f".. automodule:: {modname}",
             "   :no-members:",
             "",
-            description,
-            "",
             f".. currentmodule:: {modname}",
             "",
         ]
-        for kind, template in (("class", "class.rst"), ("function", "function.rst"), ("data", "data.rst")):
-            if entries[kind]:
-                lines += [".. autosummary::", "   :toctree: generated/", f"   :template: {template}", ""]
-                lines += [f"   {name}" for name in sorted(entries[kind], key=str.lower)]
-                lines.append("")
-    text = "\n".join(lines)
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
-    # stubs of names no longer public would be orphan pages (a warning)
-    for stub in (HERE / "generated").glob("*.rst"):
+        for title, kinds in groups.items():
+            lines += _heading(title, "-")
+            for kind, _, template in _KINDS:
+                if kinds.get(kind):
+                    lines += _autosummary(kinds[kind], template)
+                    documented.update(f"{modname}.{name}" for name in kinds[kind])
+                    if kind == "data":
+                        data_names += [f"{modname}.{name}" for name in kinds[kind]]
+        _write_if_changed(api_dir / f"{section['slug']}.rst", "\n".join(lines))
+        pages.append(section)
+    index = [".. list-table::", "   :header-rows: 1", "   :widths: 30 20 50", "",
+             "   * - section", "     - module", "     - contents"]
+    for section in pages:
+        index += [f"   * - :doc:`api/{section['slug']}`", f"     - :mod:`{section['module']}`",
+                  f"     - {section['description']}"]
+    index += ["", ".. toctree::", "   :hidden:", "", *(f"   api/{s['slug']}" for s in pages), ""]
+    _write_if_changed(srcdir / "_api_index.rst", "\n".join(index))
+    for page in api_dir.glob("*.rst"):
+        if page.stem not in {s["slug"] for s in pages}:
+            page.unlink()
+    for stub in (srcdir / "generated").glob("*.rst"):
         if stub.stem not in documented:
             stub.unlink()
-    return data_names
+    return [f"api/{s['slug']}.rst" for s in pages], data_names
 
 
-API_DATA = write_api_autosummary(HERE / "_api_autosummary.rst")
+API_PAGES, API_DATA = write_api_pages()
 
-autosummary_generate = ["_api_autosummary.rst"]
+autosummary_generate = API_PAGES
 autosummary_generate_overwrite = True
 autodoc_default_options = {"members": False}
 autodoc_typehints = "none"
@@ -146,18 +318,33 @@ numpydoc_validation_checks = {
 numpydoc_validation_exclude = {r"\.__init__$", r"\.forward$"} | {f"^{name}$" for name in API_DATA}
 
 # ------------------------------------------------------------ sphinx-gallery
+# A cold build runs every example and must stay within ten minutes: each
+# example has a budget of SKEBM_DOCS_EXAMPLE_TIMEOUT seconds (default 100)
+# and the gallery one of SKEBM_DOCS_GALLERY_TIMEOUT (default 540; see
+# sphinxext/gallery_budget.py); past either the example is interrupted and
+# the build fails. An example that raises fails the build too (strict: no
+# only_warn_on_example_error). Examples whose source did not change since
+# the last build in this checkout are not rerun (run_stale_examples=False,
+# sphinx-gallery's MD5 cache under docs/auto_examples/).
 sphinx_gallery_conf = {
     "examples_dirs": str(HERE.parent / "examples"),
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_",
     "ignore_pattern": r"__init__\.py",
+    "plot_gallery": "False" if DOCS_FAST else "True",
     "abort_on_example_error": True,
+    "only_warn_on_example_error": False,
+    "run_stale_examples": False,
+    "reset_modules": ("matplotlib", "gallery_budget.budget_guard"),
+    "reset_modules_order": "both",
     "doc_module": ("skebm",),
     "backreferences_dir": "gen_modules/backreferences",
     "reference_url": {"skebm": None},
     "download_all_examples": False,
     "remove_config_comments": True,
+    # sg_execution_times and each example's page report times from 5 s on
     "min_reported_time": 5,
+    "write_computation_times": True,
     "matplotlib_animations": False,
 }
 # Examples draw with matplotlib's non-interactive backend.
@@ -174,3 +361,9 @@ html_theme_options = {
 }
 html_static_path = []
 html_show_sourcelink = False
+
+
+def setup(app):
+    from gallery_budget import disarm
+
+    app.connect("build-finished", disarm)

@@ -1,26 +1,32 @@
 """What every skebm estimator shares.
 
-Input validation, the layout and value-range round trip, device and
-precision, seeding, and building and owning the skorch engine live here,
-once, for the four estimators.
+Parameter constraints, the transactional ``fit``, input validation, the
+layout and value-range round trip (:class:`Rescaler`), device, label
+encoding, and building and owning the skorch engine live here, once, for
+the four estimators. The estimators themselves convert layouts and ranges
+and call the engine; the engine owns every piece of fitted MCMC state.
 """
 
-import contextlib
+import copy
+import functools
 import math
-import numbers
+import warnings
+from numbers import Integral
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator
-from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, validate_data
-from torch.utils.data import RandomSampler
+from sklearn.base import BaseEstimator, _fit_context
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from ._validation import NONNEG, NONNEG_INT, POSITIVE, POSITIVE_INT, PROB
 from .engine import EBMNet, MaxLikelihoodLoss, ProgressBar
-from .mcmc import LangevinSampler, NoiseSource, make_chain_init
-from .nn import make_energy
+from .engine._random import seed_from
+from .mcmc import CHAIN_INITS, ChainInit, LangevinSampler, NoiseSource, make_chain_init
+from .nn import make_energy, reset_parameters
 
-__all__ = ["BaseEBM", "Rescaler", "resolve_device", "seed_everything"]
+__all__ = ["BaseEBM", "Rescaler", "resolve_device", "transactional_fit"]
 
 
 def resolve_device(device):
@@ -28,6 +34,15 @@ def resolve_device(device):
 
     ``"auto"`` gives ``"cuda"`` when CUDA is available, else ``"cpu"``. A
     CUDA device on a machine without CUDA raises a ``ValueError``.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+
+    Returns
+    -------
+    device : str
     """
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -40,111 +55,311 @@ def resolve_device(device):
     return str(dev)
 
 
-def _draw_seed(random_state):
-    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+def make_generator(random_state, device="cpu"):
+    """A fresh :class:`torch.Generator` on ``device`` seeded from ``random_state``.
 
-
-@contextlib.contextmanager
-def seed_everything(random_state, device="cpu"):
-    """Context in which torch's global generators are seeded from ``random_state``.
-
-    The caller's generator state is restored on exit (``torch.random.fork_rng``),
-    so seeding an estimator never disturbs the user's own torch code.
-    """
-    devices = [torch.device(device).index or 0] if torch.device(device).type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(_draw_seed(random_state))
-        yield
-
-
-class Rescaler:
-    """Affine map between the user's value range and the model's.
-
-    Images are mapped from their global ``[min, max]`` to ``[-1, 1]`` (and
-    clipped back to ``[min, max]`` on the way out); flat features are
-    standardised per feature.
+    Every seeded call of an estimator draws from its own generator, so it
+    depends on nothing global and is safe to run from several threads.
 
     Parameters
     ----------
-    kind : {"image", "standard"}
+    random_state : int, RandomState instance or None
+        As scikit-learn's ``random_state``.
+    device : str or torch.device, default="cpu"
+
+    Returns
+    -------
+    generator : torch.Generator
+    """
+    return torch.Generator(device=device).manual_seed(seed_from(random_state))
+
+
+# ----------------------------------------------------------------- rescaling
+_CHUNK = 8192
+
+
+class Rescaler:
+    """Affine map between the user's value range and the model's, for arrays and tensors.
+
+    Images are mapped from their global ``[min, max]`` to ``[-1, 1]`` (and
+    clipped back to ``[min, max]`` on the way out); flat features are
+    standardised per feature. :meth:`transform` and
+    :meth:`inverse_transform` take NumPy arrays (returning float32 and
+    float64 arrays) or torch tensors (returning tensors on the same device,
+    differentiably), so the numpy paths of the estimators and the torch
+    paths of attacks and composition use this one object.
+
+    Integer input (e.g. uint8 images) is read in chunks: no float64 copy of
+    the whole data set is made. Values so large that their standard
+    deviation overflows are rescaled robustly; data whose scale is still
+    not finite raise a ``ValueError``.
+
+    Parameters
+    ----------
+    kind : {"image", "standard"}, default="standard"
+
+    Attributes
+    ----------
+    center_ : ndarray of shape (n_features,)
+    scale_ : ndarray of shape (n_features,)
+    low_, high_ : float
+        The data range (images only).
     """
 
     def __init__(self, kind="standard"):
         self.kind = kind
 
     def fit(self, X):
-        """Learn the map from 2-D ``X``."""
-        X = np.asarray(X, dtype=np.float64)
+        """Learn the map from 2-D ``X``.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features)
+
+        Returns
+        -------
+        self : Rescaler
+        """
+        X = np.asarray(X)
+        n_features = X.shape[1]
         if self.kind == "image":
             self.low_, self.high_ = float(X.min()), float(X.max())
-            half = (self.high_ - self.low_) / 2.0
-            self.center_ = np.full(X.shape[1], self.low_ + half)
-            self.scale_ = np.full(X.shape[1], half if half > 0 else 1.0)
+            half = self.high_ / 2.0 - self.low_ / 2.0  # no overflow for values near the float64 limit
+            self.center_ = np.full(n_features, self.low_ + half)
+            self.scale_ = np.full(n_features, half if half > 0 else 1.0)
         else:
-            self.center_ = X.mean(axis=0)
-            std = X.std(axis=0)
-            self.scale_ = np.where(std > 1e-12 * np.maximum(1.0, np.abs(self.center_)), std, 1.0)
+            unit = float(np.abs(X).max()) if X.size else 1.0
+            unit = unit if unit > 1e100 else 1.0  # huge values: work in units of the largest one
+            mean = np.zeros(n_features)
+            for start in range(0, len(X), _CHUNK):
+                mean += (X[start : start + _CHUNK].astype(np.float64) / unit).sum(0)
+            mean /= max(len(X), 1)
+            var = np.zeros(n_features)
+            for start in range(0, len(X), _CHUNK):
+                var += ((X[start : start + _CHUNK].astype(np.float64) / unit - mean) ** 2).sum(0)
+            std = np.sqrt(var / max(len(X), 1))
+            center, std = mean * unit, std * unit
+            self.center_ = center
+            self.scale_ = np.where(std > 1e-12 * np.maximum(1.0, np.abs(center)), std, 1.0)
+        if not (np.all(np.isfinite(self.center_)) and np.all(np.isfinite(self.scale_))):
+            raise ValueError("X has values too large to rescale (their range overflows float64).")
+        if np.any(np.abs(self.center_) > np.finfo(np.float32).max) or np.any(self.scale_ > np.finfo(np.float32).max):
+            raise ValueError(
+                f"X has values of magnitude up to {np.abs(self.center_).max():.3g}, beyond float32's range, in which "
+                "the model works; rescale X first."
+            )
         return self
 
+    def _torch_affine(self, like):
+        center = torch.as_tensor(self.center_, dtype=torch.float32, device=like.device)
+        scale = torch.as_tensor(self.scale_, dtype=torch.float32, device=like.device)
+        return center, scale
+
     def transform(self, X):
-        """User range -> model range, as float32."""
-        return ((np.asarray(X, dtype=np.float64) - self.center_) / self.scale_).astype(np.float32)
+        """User range -> model range.
 
-    def inverse_transform(self, Z):
-        """Model range -> user range (images clipped to the data range)."""
+        Parameters
+        ----------
+        X : ndarray of shape (n, n_features) or torch.Tensor of shape (n, ...)
+
+        Returns
+        -------
+        Z : float32 ndarray, or a float32 tensor of the shape of ``X``
+        """
+        if isinstance(X, torch.Tensor):
+            center, scale = self._torch_affine(X)
+            return ((X.reshape(len(X), -1).float() - center) / scale).reshape(X.shape)
+        X = np.asarray(X)
+        out = np.empty(X.shape, dtype=np.float32)
+        for start in range(0, len(X), _CHUNK):
+            sl = slice(start, start + _CHUNK)
+            out[sl] = (X[sl].astype(np.float64) - self.center_) / self.scale_
+        return out
+
+    def inverse_transform(self, Z, *, clip=True):
+        """Model range -> user range (images clipped to the data range).
+
+        Parameters
+        ----------
+        Z : array-like of shape (n, n_features) or torch.Tensor of shape (n, ...)
+        clip : bool, default=True
+            Clip images to the data range ``[low_, high_]``.
+
+        Returns
+        -------
+        X : float64 ndarray, or a float32 tensor of the shape of ``Z``
+        """
+        clip = clip and self.kind == "image"
+        if isinstance(Z, torch.Tensor):
+            center, scale = self._torch_affine(Z)
+            X = Z.reshape(len(Z), -1).float() * scale + center
+            return (X.clamp(self.low_, self.high_) if clip else X).reshape(Z.shape)
         X = np.asarray(Z, dtype=np.float64) * self.scale_ + self.center_
-        if self.kind == "image":
-            X = np.clip(X, self.low_, self.high_)
-        return X
+        return np.clip(X, self.low_, self.high_) if clip else X
+
+    def log_det_jacobian(self):
+        """``sum(log scale)``: the log-volume change of the map (densities need it)."""
+        return float(np.sum(np.log(self.scale_)))
 
 
+# ---------------------------------------------------------- transactional fit
+def _is_fitted_attr(name):
+    return name.endswith("_") and not name.startswith("__")
+
+
+def transactional_fit(fit):
+    """Make ``fit`` all-or-nothing, and validate the parameters first (scikit-learn's ``_fit_context``).
+
+    ``fit`` runs on a working copy of the estimator: its parameters (and,
+    for a warm start, a deep copy of its fitted state). Only when the whole
+    fit succeeded is the copy's fitted state moved into the estimator; on
+    any exception, Ctrl-C included, the estimator is exactly as before the
+    call (unfitted, or the previous model bit for bit). Fitted state is
+    every attribute whose name ends with ``_``.
+
+    Parameters
+    ----------
+    fit : callable
+        The estimator's ``fit(self, X, y=None, **kwargs)``.
+
+    Returns
+    -------
+    fit : callable
+    """
+
+    @functools.wraps(fit)
+    def wrapper(self, *args, **kwargs):
+        keep = {k: v for k, v in vars(self).items() if not _is_fitted_attr(k)}
+        work = type(self).__new__(type(self))
+        work.__dict__.update(keep)
+        if getattr(self, "warm_start", False):
+            work.__dict__.update(copy.deepcopy({k: v for k, v in vars(self).items() if _is_fitted_attr(k)}))
+        result = fit(work, *args, **kwargs)
+        self.__dict__.clear()
+        self.__dict__.update(vars(work))
+        return self if result is work else result
+
+    return _fit_context(prefer_skip_nested_validation=True)(wrapper)
+
+
+# ------------------------------------------------------------ label encoding
+class _ClassLabelsMixin:
+    """One encoding of class labels for the estimators that take ``y`` classes."""
+
+    def _fit_classes(self, y, n_samples, *, min_classes=1):
+        """Validate ``y`` (classification targets), set or check ``classes_``; return int64 codes."""
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
+        y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        if len(y) != n_samples:
+            raise ValueError(f"X and y have inconsistent numbers of samples: {n_samples} and {len(y)}.")
+        if not (getattr(self, "warm_start", False) and hasattr(self, "classes_")):
+            classes = np.unique(y)
+            if len(classes) < min_classes:
+                raise ValueError(
+                    f"{type(self).__name__} needs at least {min_classes} classes in y; got {len(classes)} class(es) "
+                    f"in {len(y)} sample(s)."
+                )
+            self.classes_ = classes
+        return self._encode_classes(y)
+
+    def _encode_classes(self, y):
+        """Class labels -> indices into ``classes_``; unknown labels raise a ValueError."""
+        y = np.asarray(y).ravel()
+        unknown = np.setdiff1d(np.unique(y), self.classes_)
+        if len(unknown):
+            raise ValueError(f"y contains labels not seen in fit: {unknown.tolist()}.")
+        return np.searchsorted(self.classes_, y).astype(np.int64)
+
+
+# ------------------------------------------------------------ the estimators
 def _is_4d(X):
     return hasattr(X, "ndim") and hasattr(X, "shape") and X.ndim == 4 and not hasattr(X, "columns")
+
+
+_ACCEPTED_DTYPES = [np.float64, np.float32, np.uint8]
 
 
 class BaseEBM(BaseEstimator):
     """Base class of the skebm estimators (not for direct use).
 
-    Subclasses declare their ``__init__`` parameters and implement
-    ``_make_net(n_outputs)``; the base class validates data, rescales it,
-    seeds, runs the skorch engine and maps outputs back.
+    Subclasses declare their ``__init__`` parameters (their constraints in
+    ``_parameter_constraints``, from :attr:`_shared_constraints`), decorate
+    ``fit`` with :func:`transactional_fit` and call :meth:`_fit_engine`;
+    hooks: :meth:`_make_energy`, :meth:`_engine_params` (engine class and
+    extra arguments), :meth:`_sampler`, :meth:`_source`,
+    :attr:`_chain_init_defaults`, :meth:`_warm_setters`.
     """
+
+    #: Constraints of the parameters the estimators share (each takes those it has).
+    _shared_constraints = {
+        "energy": [StrOptions({"auto", "mlp", "conv", "resnet"}), type, torch.nn.Module],
+        "energy_params": [dict, None],
+        "image_shape": ["array-like", None],
+        "max_iter": [POSITIVE_INT],
+        "batch_size": [POSITIVE_INT],
+        "lr": [POSITIVE],
+        "optimizer": [StrOptions({"adam", "sgd"}), type],
+        "n_steps": [NONNEG_INT],
+        "step_size": [POSITIVE],
+        "noise_scale": [NONNEG, None],
+        "temperature": [POSITIVE],
+        "init": [StrOptions(set(CHAIN_INITS)), ChainInit],
+        "buffer_size": [POSITIVE_INT],
+        "reinit_prob": [PROB],
+        "l2_reg": [NONNEG],
+        "data_noise": [NONNEG],
+        "device": [str, torch.device],
+        "precision": [StrOptions({"fp32", "bf16"})],
+        "callbacks": [list, None],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "on_divergence": [StrOptions({"recover", "raise"})],
+        "random_state": ["random_state"],
+    }
 
     #: Rescaling kind for flat data; images always map to [-1, 1].
     _flat_rescaling = "standard"
+    #: Fixed chain-initialisation arguments of this estimator (e.g. where bank chains rejuvenate).
+    _chain_init_defaults = {}
+    #: Parameters a warm start cannot change (they fix the network or the bank).
+    _warm_fixed = ("energy", "energy_params", "image_shape", "conditional", "init", "buffer_size", "optimizer", "device")
+    #: Fitted attributes a safe file may set (see :func:`skebm.save`).
+    _fitted_attributes = (
+        "n_features_in_", "feature_names_in_", "image_shape_", "rescaler_", "n_iter_", "interrupted_",
+        "_layout_", "_fit_params_", "_n_outputs_",
+    )
 
     # ----------------------------------------------------------- validation
-    def _check_common_params(self):
-        """Validate the parameters all estimators share (called in ``fit``)."""
-        for name in ("max_iter", "batch_size", "n_steps"):
-            value = getattr(self, name, None)
-            if value is not None and (not isinstance(value, numbers.Integral) or value < 1):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-        for name in ("lr", "step_size", "temperature"):
-            value = getattr(self, name, None)
-            if value is not None and (not isinstance(value, numbers.Real) or not value > 0):
-                raise ValueError(f"{name} must be a positive number, got {value!r}.")
-        noise_scale = getattr(self, "noise_scale", None)
-        if noise_scale is not None and (not isinstance(noise_scale, numbers.Real) or noise_scale < 0):
-            raise ValueError(f"noise_scale must be None or a non-negative number, got {noise_scale!r}.")
-        if getattr(self, "precision", "fp32") not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}.")
+    def _check_params(self):
+        """Cross-parameter checks beyond ``_parameter_constraints`` (called by :meth:`_check_fitted` too)."""
         if self.image_shape is not None:
             shape = tuple(self.image_shape)
-            if len(shape) != 3 or not all(isinstance(s, numbers.Integral) and s > 0 for s in shape):
+            if len(shape) != 3 or not all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in shape):
                 raise ValueError(f"image_shape must be a tuple (C, H, W) of positive integers, got {self.image_shape!r}.")
+        if isinstance(getattr(self, "optimizer", None), type) and not issubclass(self.optimizer, torch.optim.Optimizer):
+            raise ValueError(f"optimizer must be 'adam', 'sgd' or a torch.optim.Optimizer class, got {self.optimizer!r}.")
+        energy = getattr(self, "energy", None)
+        if isinstance(energy, type) and not issubclass(energy, torch.nn.Module):
+            raise TypeError(f"energy must be a name, a torch.nn.Module class or instance, got {energy!r}.")
         self._device = resolve_device(self.device)
 
     def _validate_X(self, X, *, reset):
-        """Validate ``X`` (2-D, DataFrame or 4-D) and return a 2-D float array."""
+        """Validate ``X`` (2-D, DataFrame or 4-D) and return a 2-D array (float, or uint8 as given)."""
         shape4 = None
         if _is_4d(X):
             shape4 = tuple(int(s) for s in X.shape[1:])
             X = np.asarray(X).reshape(X.shape[0], -1)
-        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
+        elif getattr(X, "ndim", 2) == 3 and not hasattr(X, "columns"):
+            raise ValueError(
+                f"X has 3 dimensions {tuple(X.shape)}: pass images as a 4-D array (n_samples, C, H, W) (for "
+                "grayscale, X[:, None]), or flattened to (n_samples, C * H * W) with image_shape=(C, H, W)."
+            )
+        X = validate_data(self, X, reset=reset, dtype=_ACCEPTED_DTYPES)
         if reset:
-            self._input_kind = "4d" if shape4 is not None else ("frame" if hasattr(self, "feature_names_in_") else "2d")
-            self._input_dtype = X.dtype
+            kind = "4d" if shape4 is not None else ("frame" if hasattr(self, "feature_names_in_") else "2d")
+            self._layout_ = (kind, X.dtype)
             image_shape = None if self.image_shape is None else tuple(int(s) for s in self.image_shape)
             if shape4 is not None and image_shape is not None and shape4 != image_shape:
                 raise ValueError(f"image_shape={image_shape} does not match the shape {shape4} of the 4-D X.")
@@ -155,32 +370,37 @@ class BaseEBM(BaseEstimator):
                 )
             self.image_shape_ = image_shape
         elif shape4 is not None and shape4 != self.image_shape_:
-            raise ValueError(f"X has image shape {shape4}, but {type(self).__name__} was fitted on {self.image_shape_}.")
+            fitted = "flat features" if self.image_shape_ is None else f"images of shape {self.image_shape_}"
+            raise ValueError(f"X has image shape {shape4}, but {type(self).__name__} was fitted on {fitted}.")
         return X
 
     @property
     def _feature_shape(self):
         return self.image_shape_ if self.image_shape_ is not None else (self.n_features_in_,)
 
-    # ------------------------------------------------- layout & value range
-    def _fit_rescaler(self, X):
-        self.rescaler_ = Rescaler("image" if self.image_shape_ is not None else self._flat_rescaling).fit(X)
+    def _check_fitted(self):
+        """Raise NotFittedError before fit; validate the parameters a call uses."""
+        check_is_fitted(self, "net_")
+        self._validate_params()
+        self._check_params()
 
+    # ------------------------------------------------- layout & value range
     def _to_model(self, X):
         """2-D user-range array -> float32 array in network shape."""
         return self.rescaler_.transform(X).reshape(-1, *self._feature_shape)
 
-    def _from_model(self, Z):
-        """Model-range tensor/array -> output in the layout and range of ``fit``'s X."""
+    def _from_model(self, Z, layout=None):
+        """Model-range tensor/array -> output in ``layout`` (default: that of ``fit``'s X) and the user's range."""
+        kind, dtype = self._layout_ if layout is None else layout
         if isinstance(Z, torch.Tensor):
             Z = Z.detach().float().cpu().numpy()
         lead = Z.shape[: Z.ndim - len(self._feature_shape)]
         X = self.rescaler_.inverse_transform(Z.reshape(-1, self.n_features_in_))
-        X = X.astype(self._input_dtype if np.issubdtype(self._input_dtype, np.floating) else np.float64)
-        if self._input_kind == "4d":
+        X = X.astype(dtype if np.issubdtype(dtype, np.floating) else np.float64)
+        if kind == "4d":
             return X.reshape(*lead, *self.image_shape_)
         X = X.reshape(*lead, self.n_features_in_)
-        if self._input_kind == "frame" and X.ndim == 2:
+        if kind == "frame" and X.ndim == 2:
             import pandas as pd
 
             return pd.DataFrame(X, columns=self.feature_names_in_)
@@ -190,145 +410,195 @@ class BaseEBM(BaseEstimator):
         """Validated user X -> model-range tensor on the device."""
         return torch.as_tensor(self._to_model(X), device=self.net_.device)
 
+    def _energies(self, Z, y=None):
+        """``E(z) / T`` (float64 numpy) of a model-range tensor, batched, no grad."""
+        from ._torch_utils import batched
+
+        if y is None:
+            return batched(self.net_.energy, Z).double().cpu().numpy()
+        idx = torch.arange(len(Z), device=Z.device)
+        return batched(lambda i: self.net_.energy(Z[i], y[i]), idx).double().cpu().numpy()
+
+    def _generator(self, random_state):
+        """A fresh generator on the engine's device, seeded from ``random_state``."""
+        return make_generator(random_state, self.net_.device)
+
     # ----------------------------------------------------------- the engine
-    def _callbacks(self, total):
-        callbacks = list(self.callbacks or [])
-        if self.verbose:
-            callbacks.append(("progress", ProgressBar(total=total)))
-        return callbacks
-
-    def _iterator_kwargs(self, n_samples):
-        """Batches drawn with replacement, ``ceil(n / batch_size)`` per epoch."""
-        per_epoch = min(self.max_iter, max(1, math.ceil(n_samples / self.batch_size)))
-        n_epochs = math.ceil(self.max_iter / per_epoch)
-        sampler = RandomSampler(range(n_samples), replacement=True, num_samples=per_epoch * self.batch_size)
-        return {"iterator_train__sampler": sampler, "iterator_train__batch_size": self.batch_size}, n_epochs, per_epoch
-
-    def _optimizer(self):
-        if self.optimizer == "adam":
-            return torch.optim.Adam, {"optimizer__betas": (0.0, 0.999)}
-        if self.optimizer == "sgd":
-            return torch.optim.SGD, {}
-        if isinstance(self.optimizer, type) and issubclass(self.optimizer, torch.optim.Optimizer):
-            return self.optimizer, {}
-        raise ValueError(f"optimizer must be 'adam', 'sgd' or a torch.optim.Optimizer class, got {self.optimizer!r}.")
-
-    def _engine_kwargs(self, n_samples):
-        """skorch arguments shared by all engines."""
-        iterator, n_epochs, per_epoch = self._iterator_kwargs(n_samples)
-        optimizer, opt_kwargs = self._optimizer()
-        return dict(
-            optimizer=optimizer,
-            lr=self.lr,
-            max_epochs=n_epochs,
-            batch_size=self.batch_size,
-            callbacks=self._callbacks(n_epochs * per_epoch),
-            warm_start=False,
-            verbose=0,
-            device=self._device,
-            **iterator,
-            **opt_kwargs,
-        )
-
-    def _run_fit(self, X, y=None, *, n_outputs=1):
-        """Validate, rescale, build (or reuse) the engine and train it.
-
-        Returns the model-range training tensor.
-        """
-        self._check_common_params()
-        warm = self.warm_start and hasattr(self, "net_")
-        self._n_outputs = n_outputs
-        X = self._validate_X(X, reset=not warm)
-        if not warm:
-            self._fit_rescaler(X)
-        Z = self._to_model(X)
-        with seed_everything(self.random_state, self._device):
-            if warm:
-                iterator, n_epochs, _ = self._iterator_kwargs(len(Z))
-                # plain attributes: skorch's set_params would re-initialise
-                self.net_.max_epochs = n_epochs
-                self.net_.iterator_train__sampler = iterator["iterator_train__sampler"]
-                self.net_.partial_fit(Z, y)
-            else:
-                self.net_ = self._make_net(len(Z), n_outputs)
-                self.net_.fit(Z, y)
-        self.n_iter_ = sum(len(epoch["batches"]) for epoch in self.net_.history)
-        return Z
-
-    # ------------------------------------------- the ML-with-negatives engine
-    def _noise_source(self):
-        """Fresh chain starts: U[-1, 1] for images, N(0, I) for standardised features."""
-        if self.image_shape_ is not None:
-            return NoiseSource("uniform", low=-1.0, high=1.0)
-        return NoiseSource("gaussian", loc=0.0, scale=1.0)
-
-    def _langevin_sampler(self, **overrides):
-        """The training sampler from the estimator's Langevin parameters."""
-        settings = dict(
-            n_steps=self.n_steps,
-            step_size=self.step_size,
-            noise_scale=self.noise_scale,
-            temperature=self.temperature,
-            precision=self.precision,
-        )
-        settings.update(overrides)
-        return LangevinSampler(**settings)
-
-    def _make_energy(self, n_outputs):
-        return make_energy(
+    def _make_energy(self, n_outputs, generator, Z):
+        module = make_energy(
             self.energy,
             n_features=self.n_features_in_,
             image_shape=self.image_shape_,
             n_outputs=n_outputs,
             params=self.energy_params,
         )
+        if not isinstance(self.energy, torch.nn.Module):  # a user's instance keeps its weights
+            reset_parameters(module, generator)
+        return module
 
-    def _make_ml_net(self, n_samples, n_outputs, *, chain_init=None, sampler=None, net_cls=EBMNet, **extra):
-        """Build the maximum-likelihood engine (:class:`~skebm.engine.EBMNet`).
+    @property
+    def _data_noise(self):
+        return float(getattr(self, "data_noise", 0.0))
 
-        Used by the estimators trained with MCMC negatives. ``chain_init``
-        defaults to the ``init``/``buffer_size``/``reinit_prob`` parameters,
-        ``sampler`` to :meth:`_langevin_sampler`; ``extra`` goes to the net.
-        """
-        if chain_init is None:
-            chain_init = make_chain_init(self.init, buffer_size=self.buffer_size, reinit_prob=self.reinit_prob)
-        extra.setdefault("criterion", MaxLikelihoodLoss)
-        extra.setdefault("criterion__l2_reg", getattr(self, "l2_reg", 0.0))
-        extra.setdefault("criterion__temperature", self.temperature)
-        extra.setdefault("data_noise", getattr(self, "data_noise", 0.0))
+    def _source(self):
+        """Fresh chain starts: U[-1, 1] for images, N(0, I) for standardised features."""
+        if self.image_shape_ is not None:
+            return NoiseSource("uniform", low=-1.0, high=1.0)
+        return NoiseSource("gaussian", loc=0.0, scale=1.0)
+
+    def _sampler(self):
+        """The training sampler from the estimator's Langevin parameters."""
+        return LangevinSampler(n_steps=self.n_steps, step_size=self.step_size, noise_scale=self.noise_scale)
+
+    def _build_chain_init(self):
+        """The chain-initialisation strategy from ``init`` and the bank parameters (one table)."""
+        params = {
+            name: getattr(self, name)
+            for name in ("buffer_size", "reinit_prob", "init_noise", "burnin_size", "burnin_updates")
+            if hasattr(self, name)
+        }
+        return make_chain_init(self.init, **{**params, **self._chain_init_defaults})
+
+    def _optimizer(self):
+        if self.optimizer == "adam":
+            return torch.optim.Adam, {"optimizer__betas": (0.0, 0.999)}
+        if self.optimizer == "sgd":
+            return torch.optim.SGD, {}
+        return self.optimizer, {}
+
+    def _engine_params(self):
+        """Engine class and its estimator-specific arguments (override to change)."""
+        return EBMNet, {"criterion": MaxLikelihoodLoss, "criterion__l2_reg": getattr(self, "l2_reg", 0.0)}
+
+    def _callbacks(self, total):
+        callbacks = list(self.callbacks or [])
+        if self.verbose:
+            callbacks.append(("progress", ProgressBar(total=total, desc=type(self).__name__)))
+        return callbacks
+
+    def _build_engine(self, n_outputs, seed, Z):
+        """Build the skorch engine for a fresh fit on the model-range data ``Z``."""
+        net_cls, extra = self._engine_params()
+        optimizer, opt_kwargs = self._optimizer()
+        weights = torch.Generator().manual_seed(seed)
         return net_cls(
-            self._make_energy(n_outputs),
-            sampler=self._langevin_sampler() if sampler is None else sampler,
-            chain_init=chain_init,
-            noise=self._noise_source(),
+            self._make_energy(n_outputs, weights, Z),
+            sampler=self._sampler(),
+            chain_init=self._build_chain_init(),
+            source=self._source(),
             feature_shape=self._feature_shape,
+            temperature=float(getattr(self, "temperature", 1.0)),
+            data_noise=self._data_noise,
+            conditional=bool(getattr(self, "conditional", False)),
             precision=self.precision,
+            seed=seed + 1,
+            max_updates=self.max_iter,
+            optimizer=optimizer,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            callbacks=self._callbacks(self.max_iter),
+            callbacks__divergence_guard__on_divergence=self.on_divergence,
+            warm_start=False,
+            verbose=0,
+            device=self._device,
+            **opt_kwargs,
             **extra,
-            **self._engine_kwargs(n_samples),
         )
 
-    def _energies(self, Z, y=None, batch_size=1024):
-        """Energies (float64 numpy) of a model-range tensor, in batches, no grad."""
-        out = []
-        with torch.no_grad():
-            for start in range(0, len(Z), batch_size):
-                sl = slice(start, start + batch_size)
-                out.append(self.net_.energy(Z[sl], None if y is None else y[sl]).cpu())
-        return torch.cat(out).double().numpy()
+    def _warm_setters(self):
+        """How each training parameter a warm start may change is applied to the engine."""
+        net = self.net_
 
-    def _affine(self):
-        """Tensors ``(center, scale)`` of the rescaling, in network shape."""
-        dev = self.net_.device
-        shape = self._feature_shape
-        center = torch.as_tensor(self.rescaler_.center_, dtype=torch.float32, device=dev).view(*shape)
-        scale = torch.as_tensor(self.rescaler_.scale_, dtype=torch.float32, device=dev).view(*shape)
-        return center, scale
+        def lr(value):
+            for group in net.optimizer_.param_groups:
+                group["lr"] = value
 
-    def _check_fitted(self):
-        check_is_fitted(self, "net_")
+        def sampler(name):
+            return lambda value: setattr(net.sampler_, name, value)
+
+        return {
+            "lr": lr,
+            "batch_size": lambda value: setattr(net, "batch_size", value),
+            "n_steps": sampler("n_steps"),
+            "step_size": sampler("step_size"),
+            "noise_scale": sampler("noise_scale"),
+            "temperature": lambda value: setattr(net, "temperature", float(value)),
+            "data_noise": lambda value: setattr(net, "data_noise", float(value)),
+            "precision": lambda value: setattr(net, "precision", value),
+            "reinit_prob": lambda value: setattr(net.chain_init_, "reinit_prob", value),
+            "l2_reg": lambda value: setattr(net.criterion_, "l2_reg", value),
+        }
+
+    def _apply_warm_params(self):
+        """Apply the training parameters changed since the last fit; refuse those that cannot change."""
+        before, now = self._fit_params_, self.get_params(deep=False)
+        changed = [k for k in now if k in before and not _same(now[k], before[k])]
+        fixed = [k for k in changed if k in self._warm_fixed]
+        if fixed:
+            raise ValueError(
+                f"warm_start=True cannot change {', '.join(fixed)} (they fix the network or the chain bank); "
+                "set warm_start=False to fit afresh."
+            )
+        setters = self._warm_setters()
+        for name in changed:
+            if name in setters:
+                setters[name](now[name])
+        net = self.net_
+        net.callbacks = self._callbacks(net.n_updates() + self.max_iter)
+        net.callbacks__divergence_guard__on_divergence = self.on_divergence
+        net.initialize_callbacks()
+
+    def _fit_engine(self, X, y=None, *, n_outputs=1):
+        """Validate ``X``, rescale, build (or continue) the engine and train it.
+
+        Runs inside :func:`transactional_fit`. Returns the model-range
+        training array.
+        """
+        self._check_params()
+        warm = self.warm_start and hasattr(self, "net_")
+        X = self._validate_X(X, reset=not warm)
+        if not warm:
+            self.rescaler_ = Rescaler("image" if self.image_shape_ is not None else self._flat_rescaling).fit(X)
+            self._n_outputs_ = n_outputs
+        elif n_outputs != self._n_outputs_:
+            raise ValueError(f"warm_start=True cannot change the number of outputs ({self._n_outputs_} -> {n_outputs}).")
+        Z = self._to_model(X)
+        if warm:
+            self._apply_warm_params()
+            self.net_.max_updates = self.net_.n_updates() + self.max_iter
+            self.net_.partial_fit(Z, y)
+        else:
+            self.net_ = self._build_engine(n_outputs, seed_from(self.random_state), Z)
+            self.net_.fit(Z, y)
+        self.n_iter_ = self.net_.n_updates()
+        self.interrupted_ = bool(self.net_.interrupted_)
+        if self.interrupted_:
+            warnings.warn(
+                f"{type(self).__name__}.fit was interrupted (KeyboardInterrupt) after {self.n_iter_} of "
+                f"{self.net_.max_updates} updates: the model is usable but not fully trained (interrupted_ = True).",
+                UserWarning,
+                stacklevel=3,
+            )
+        self._fit_params_ = {k: v for k, v in self.get_params(deep=False).items() if _is_plain(v)}
+        return Z
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         tags.input_tags.sparse = False
         return tags
+
+
+def _is_plain(value):
+    """Whether a parameter value compares by value (numbers, strings, containers of them)."""
+    if value is None or isinstance(value, (bool, Integral, float, str)):
+        return True
+    if isinstance(value, (tuple, list)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return False
+
+
+def _same(a, b):
+    return type(a) is type(b) and a == b

@@ -2,7 +2,8 @@
 
 Each estimator's docstring holds ``{name}`` placeholders that
 :func:`fill_doc` fills from :data:`SHARED_PARAMS`, so the text of a shared
-parameter is written once.
+parameter is written once. ``tests/test_docstrings.py`` checks that every
+fragment is used and every placeholder filled.
 """
 
 SHARED_PARAMS = {
@@ -11,75 +12,73 @@ SHARED_PARAMS = {
         small conv net for images below 32x32 and a residual net from 32x32
         on; ``"mlp"``, ``"conv"`` and ``"resnet"`` name them. A module maps a
         batch ``(n, *shape)`` to ``(n,)`` energies or ``(n, k)`` logits (see
-        :mod:`skebm.nn`); an instance is copied, never trained in place.""",
+        :mod:`skebm.nn`); an instance is copied (keeping its weights), never
+        trained in place.""",
     "energy_params": """energy_params : dict, default=None
         Extra keyword arguments of the energy network's constructor, e.g.
         ``{"hidden_units": (64, 64)}`` or ``{"spectral_norm": True}``.""",
     "image_shape": """image_shape : tuple of int, default=None
         ``(C, H, W)`` when the flat features are images; ``None`` for flat
         data. A 4-D ``X`` sets it from its shape.""",
-    "max_iter": """max_iter : int
-        Number of parameter updates, rounded up to whole epochs of
-        ``ceil(n_samples / batch_size)`` updates (batches are drawn with
-        replacement).""",
-    "batch_size": """batch_size : int
-        Data samples (and chains) per update.""",
-    "lr": """lr : float
-        Learning rate.""",
+    "max_iter": """Number of parameter updates (batches are drawn with replacement,
+        ``ceil(n_samples / batch_size)`` per epoch).""",
     "optimizer": """optimizer : {"adam", "sgd"} or torch.optim.Optimizer class, default="adam"
         Optimiser; ``"adam"`` uses ``betas=(0, 0.999)`` as IGEBM does.""",
-    "langevin": """n_steps : int
-        Langevin steps per update.
-    step_size : float
-        Langevin step size epsilon: the drift is ``step_size**2 / 2`` times
-        the energy gradient divided by ``temperature``.
-    noise_scale : float or None
-        Standard deviation of the Langevin noise; ``None`` uses
-        ``step_size`` (exact Langevin dynamics at ``temperature``).
-    temperature : float, default=1.0
-        Temperature ``T`` of the density ``exp(-E(x) / T)``.""",
-    "init": """init : {"noise", "data", "replay", "persistent"} or ChainInit
-        Where training chains start (see :mod:`skebm.mcmc`): fresh noise,
-        the data batch, a replay buffer of past negatives with restarts
-        from noise (IGEBM), or a persistent bank with rejuvenation (EBM Life
-        Cycle).
-    buffer_size : int
-        Size of the replay buffer or persistent bank.
-    reinit_prob : float
-        Probability that a chain drawn from the bank restarts from noise.""",
-    "l2_reg": """l2_reg : float
-        Weight of the L2 energy regulariser ``E(x+)^2 + E(x-)^2``.""",
-    "data_noise": """data_noise : float
-        Standard deviation of Gaussian noise added to the (rescaled) data
-        in training.""",
+    "init": """init : {"noise", "data", "replay", "persistent", "longrun"} or ChainInit, default="replay"
+        Where training chains start (see :mod:`skebm.mcmc`): a fresh draw
+        of the source (noise), the data batch, a replay buffer of past
+        negatives with restarts from the source (IGEBM), a persistent bank
+        with rejuvenation (EBM Life Cycle), or longrun banks.""",
+    "l2_reg": """Weight of the L2 energy regulariser ``(E(x+)^2 + E(x-)^2) / T^2``
+        (IGEBM).""",
+    "data_noise": """Standard deviation of Gaussian noise added to the (rescaled)
+        training data.""",
     "device": """device : {"auto", "cpu", "cuda"} or str, default="auto"
         Torch device; ``"auto"`` picks CUDA when available.""",
     "precision": """precision : {"fp32", "bf16"}, default="fp32"
         ``"bf16"`` evaluates the energy network under bfloat16 autocast; the
         chain state stays float32.""",
     "callbacks": """callbacks : list of skorch callbacks, default=None
-        Passed to the skorch training engine (checkpoints, LR schedulers,
-        ...).""",
+        Passed to the skorch training engine (LR schedulers,
+        :class:`~skebm.engine.TrainingCheckpoint` to checkpoint and resume
+        long fits, ...).""",
     "verbose": """verbose : int, default=0
-        0 is silent; 1 shows a progress bar with the loss and the energies
-        of data and samples.""",
+        0 is silent; 1 shows a progress bar with the loss, the energies of
+        data and samples and, for MALA chains, the acceptance rate.""",
     "warm_start": """warm_start : bool, default=False
-        When True, ``fit`` continues from the fitted state (network, bank
-        and rescaling) instead of starting afresh.""",
+        When True, ``fit`` continues from the fitted state (network,
+        optimiser, bank, generators and rescaling) for ``max_iter`` more
+        updates, with the training parameters changed since (``lr``,
+        ``batch_size``, Langevin settings, ...) applied; parameters that
+        fix the network or the bank cannot change (a ``ValueError``).""",
+    "on_divergence": """on_divergence : {"recover", "raise"}, default="recover"
+        What a diverged update (a NaN or infinite loss, exploding
+        energies) does: ``"recover"`` rolls back to the last good state,
+        halves the learning rate (and the Langevin step size) and goes on,
+        with a :class:`~sklearn.exceptions.ConvergenceWarning`, up to 5
+        times; ``"raise"`` stops at once. Either way a fit that cannot
+        finish raises :class:`~skebm.engine.TrainingDivergedError` and
+        leaves the estimator as it was before ``fit``.""",
     "random_state": """random_state : int, RandomState instance or None, default=None
-        Seeds every source of randomness (initial weights, batches, chains);
-        the same seed gives the same result on CPU.""",
+        Seeds every source of randomness (initial weights, batches, chains)
+        through generators of the estimator's own, never torch's global
+        one: the same seed gives the same result on CPU, in any thread.""",
     "fitted": """n_features_in_ : int
         Number of features seen in ``fit``.
     feature_names_in_ : ndarray of str
         Column names, when ``X`` was a DataFrame with string column names.
     image_shape_ : tuple of int or None
         Image shape used (from ``image_shape`` or a 4-D ``X``).
+    rescaler_ : Rescaler
+        The learned map between the data's value range and the model's.
     net_ : skorch.NeuralNet
-        The fitted training engine; ``net_.module_`` is the energy network
-        and ``net_.history`` the training history.
+        The fitted training engine: ``net_.module_`` is the energy network,
+        ``net_.chain_init_`` the chain bank, ``net_.history`` the training
+        history.
     n_iter_ : int
-        Number of parameter updates made.""",
+        Number of parameter updates made.
+    interrupted_ : bool
+        Whether training was stopped early by Ctrl-C (the model is usable).""",
 }
 
 

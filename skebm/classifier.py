@@ -1,18 +1,18 @@
 """NGEBMClassifier: the non-generative energy-based classifier (NG-EBM, JEM)."""
 
-import numbers
+import warnings
 
 import numpy as np
 import torch
+from scipy.special import logsumexp, softmax
 from sklearn.base import ClassifierMixin
-from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import check_consistent_length, column_or_1d
-from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils._param_validation import Hidden, StrOptions
 
-from ._base import BaseEBM
+from ._base import BaseEBM, _ClassLabelsMixin, transactional_fit
 from ._docs import fill_doc
+from ._validation import NONNEG
 from .engine import NGEBMLoss, NGEBMNet
-from .mcmc import NoiseInit, make_chain_init
+from .mcmc import NoiseInit
 
 __all__ = ["NGEBMClassifier"]
 
@@ -21,7 +21,7 @@ _PREDICT_CHUNK = 128
 
 
 @fill_doc
-class NGEBMClassifier(ClassifierMixin, BaseEBM):
+class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
     r"""Classifier trained with the non-generative EBM loss (NG-EBM).
 
     A network maps ``x`` to logits ``f(x)``; read as an energy-based model
@@ -37,14 +37,14 @@ class NGEBMClassifier(ClassifierMixin, BaseEBM):
 
     the energy variance (weight ``energy_variance``) and the approximate
     mass (weight ``approximate_mass``, double backprop), on inputs with
-    Gaussian noise ``input_noise``. The result is a classifier with better
+    Gaussian noise ``data_noise``. The result is a classifier with better
     calibrated probabilities and energy-based out-of-distribution scores
     (:meth:`ood_score`). ``energy_variance = approximate_mass = 0`` gives a
     plain cross-entropy classifier with the same network, the baseline to
     compare with. ``generative_weight > 0`` adds JEM's maximum-likelihood
     term for ``p(x)`` with Langevin negatives from a replay buffer (about
-    ``n_steps`` times the cost per update; JEM training can diverge, which
-    raises :class:`~skebm.engine.TrainingDivergedError`).
+    ``n_steps`` times the cost per update; JEM training can diverge: see
+    ``on_divergence``).
 
     Features are standardised and images mapped to [-1, 1] internally.
 
@@ -62,16 +62,15 @@ class NGEBMClassifier(ClassifierMixin, BaseEBM):
     approximate_mass : float, default=0.01
         Weight gamma of the approximate-mass term
         ``mean ||grad_x logsumexp f(x)||_2``.
-    input_noise : float, default=0.03
-        Standard deviation of the Gaussian noise added to the rescaled
-        inputs in training (sigma, 0.03 in NG-EBM and JEM).
+    data_noise : float, default=0.03
+        {data_noise} Sigma, 0.03 in NG-EBM and JEM.
+    input_noise : float
+        Deprecated alias of ``data_noise``.
     generative_weight : float, default=0.0
         Weight of JEM's ``p(x)`` maximum-likelihood term; 0 is NG-EBM (no
         MCMC at all), a positive value turns on JEM mode.
     max_iter : int, default=1500
-        Number of parameter updates, rounded up to whole epochs of
-        ``ceil(n_samples / batch_size)`` updates (batches are drawn with
-        replacement).
+        {max_iter}
     batch_size : int, default=64
         Training samples per update (and Langevin chains in JEM mode).
     lr : float, default=1e-3
@@ -103,6 +102,7 @@ class NGEBMClassifier(ClassifierMixin, BaseEBM):
     {callbacks}
     {verbose}
     {warm_start}
+    {on_divergence}
     {random_state}
 
     Attributes
@@ -110,8 +110,6 @@ class NGEBMClassifier(ClassifierMixin, BaseEBM):
     classes_ : ndarray of shape (n_classes,)
         The class labels, as given in ``y`` (strings too).
     {fitted}
-    rescaler_ : Rescaler
-        The learned map between the data's value range and the model's.
 
     See Also
     --------
@@ -146,7 +144,7 @@ class NGEBMClassifier(ClassifierMixin, BaseEBM):
         image_shape=None,
         energy_variance=0.01,
         approximate_mass=0.01,
-        input_noise=0.03,
+        data_noise=0.03,
         generative_weight=0.0,
         max_iter=1500,
         batch_size=64,
@@ -164,14 +162,16 @@ class NGEBMClassifier(ClassifierMixin, BaseEBM):
         callbacks=None,
         verbose=0,
         warm_start=False,
+        on_divergence="recover",
         random_state=None,
+        input_noise="deprecated",
     ):
         self.energy = energy
         self.energy_params = energy_params
         self.image_shape = image_shape
         self.energy_variance = energy_variance
         self.approximate_mass = approximate_mass
-        self.input_noise = input_noise
+        self.data_noise = data_noise
         self.generative_weight = generative_weight
         self.max_iter = max_iter
         self.batch_size = batch_size
@@ -189,46 +189,60 @@ class NGEBMClassifier(ClassifierMixin, BaseEBM):
         self.callbacks = callbacks
         self.verbose = verbose
         self.warm_start = warm_start
+        self.on_divergence = on_divergence
         self.random_state = random_state
+        self.input_noise = input_noise
+
+    _parameter_constraints = {
+        **BaseEBM._shared_constraints,
+        "energy_variance": [NONNEG],
+        "approximate_mass": [NONNEG],
+        "generative_weight": [NONNEG],
+        "input_noise": [NONNEG, Hidden(StrOptions({"deprecated"}))],
+    }
+    _fitted_attributes = (*BaseEBM._fitted_attributes, "net_", "classes_")
 
     # ------------------------------------------------------------------ fit
-    def _check_weights(self):
-        for name in ("energy_variance", "approximate_mass", "input_noise", "generative_weight"):
-            value = getattr(self, name)
-            valid = isinstance(value, numbers.Real) and not isinstance(value, bool)
-            if not valid or not (0 <= value < np.inf):
-                raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
+    @property
+    def _data_noise(self):
+        if self.input_noise != "deprecated":
+            warnings.warn(
+                "input_noise is deprecated and will be removed; use data_noise (the same noise under the name "
+                "every skebm estimator uses).",
+                FutureWarning,
+                stacklevel=4,
+            )
+            return float(self.input_noise)
+        return float(self.data_noise)
 
     def _optimizer(self):
         if self.optimizer == "adam":
             return torch.optim.Adam, {"optimizer__betas": (0.9, 0.999)}
         return super()._optimizer()
 
-    def _make_net(self, n_samples, n_outputs):
-        # built (and so validated) in both modes; NG-EBM runs no chain and allocates no bank
-        chain_init = make_chain_init(self.init, buffer_size=self.buffer_size, reinit_prob=self.reinit_prob)
-        if not self.generative_weight > 0:
-            chain_init = NoiseInit()
-        return self._make_ml_net(
-            n_samples,
-            n_outputs,
-            chain_init=chain_init,
-            net_cls=NGEBMNet,
-            criterion=NGEBMLoss,
-            criterion__energy_variance=self.energy_variance,
-            criterion__approximate_mass=self.approximate_mass,
-            criterion__generative_weight=self.generative_weight,
-            criterion__l2_reg=0.0,
-            criterion__temperature=self.temperature,
-            data_noise=self.input_noise,
-        )
+    def _build_chain_init(self):
+        # NG-EBM runs no chain and allocates no bank; JEM mode uses the init strategy
+        return super()._build_chain_init() if self.generative_weight > 0 else NoiseInit()
 
-    def _encode_labels(self, y):
-        unknown = np.setdiff1d(np.unique(y), self.classes_)
-        if len(unknown):
-            raise ValueError(f"y contains labels not seen in the first fit: {unknown.tolist()}.")
-        return self._label_encoder.transform(y)
+    def _engine_params(self):
+        return NGEBMNet, {
+            "criterion": NGEBMLoss,
+            "criterion__energy_variance": self.energy_variance,
+            "criterion__approximate_mass": self.approximate_mass,
+            "criterion__generative_weight": self.generative_weight,
+            "criterion__l2_reg": 0.0,
+        }
 
+    def _warm_setters(self):
+        setters = super()._warm_setters()
+        criterion = self.net_.criterion_
+        for name in ("energy_variance", "approximate_mass"):
+            setters[name] = lambda value, name=name: setattr(criterion, name, value)
+        setters["input_noise"] = lambda value: setattr(self.net_, "data_noise", self._data_noise)
+        setters["data_noise"] = setters["input_noise"]
+        return setters
+
+    @transactional_fit
     def fit(self, X, y):
         """Fit the classifier.
 
@@ -245,29 +259,34 @@ class NGEBMClassifier(ClassifierMixin, BaseEBM):
         self : NGEBMClassifier
             The fitted classifier.
         """
-        self._check_weights()
-        if y is None:
-            raise ValueError("NGEBMClassifier requires y to be passed, but the target y is None.")
-        y = column_or_1d(y, warn=True)
-        check_classification_targets(y)
-        check_consistent_length(X, y)
-        warm = self.warm_start and hasattr(self, "net_")
-        if warm:
-            codes = self._encode_labels(y)
-        else:
-            encoder = LabelEncoder().fit(y)
-            if len(encoder.classes_) < 2:
-                raise ValueError(
-                    f"NGEBMClassifier needs at least 2 classes in y; got {len(encoder.classes_)} class(es) "
-                    f"in {len(y)} sample(s)."
-                )
-            self._label_encoder = encoder
-            self.classes_ = encoder.classes_
-            codes = encoder.transform(y)
-        self._run_fit(X, codes.astype(np.int64), n_outputs=len(self.classes_))
+        n_samples = X.shape[0] if hasattr(X, "shape") else len(X)
+        codes = self._fit_classes(y, n_samples, min_classes=2)
+        self._fit_engine(X, codes, n_outputs=len(self.classes_))
         return self
 
     # -------------------------------------------------------------- predict
+    def torch_logits(self, X):
+        """Differentiable logits of a tensor of inputs in the user's value range.
+
+        The protocol of :func:`skebm.attacks.as_torch_classifier`: attacks
+        perturb the user's values and back-propagate through the rescaling
+        and the network.
+
+        Parameters
+        ----------
+        X : torch.Tensor of shape (n, n_features) or (n, C, H, W)
+            Inputs in the value range of ``fit``'s ``X``.
+
+        Returns
+        -------
+        logits : torch.Tensor of shape (n, n_classes)
+            Columns ordered as ``classes_``.
+        """
+        self._check_fitted()
+        z = self.rescaler_.transform(X.to(self.net_.device).reshape(len(X), -1)).reshape(-1, *self._feature_shape)
+        self.net_.module_.train(False)
+        return self.net_.logits(z)
+
     def _logits_tensor(self, Z, *, grad=False):
         """Logits (float32 tensor) of a model-range tensor; with ``grad``, also d logsumexp / dx norms."""
         self.net_.module_.train(False)
@@ -337,7 +356,7 @@ class NGEBMClassifier(ClassifierMixin, BaseEBM):
             Columns ordered as ``classes_``.
         """
         logits = self._outputs(X)
-        return logits - _logsumexp(logits)[:, None]
+        return logits - logsumexp(logits, axis=1, keepdims=True)
 
     def predict_proba(self, X):
         """Class probabilities ``softmax f(x)``.
@@ -352,7 +371,7 @@ class NGEBMClassifier(ClassifierMixin, BaseEBM):
         proba : ndarray of shape (n_samples, n_classes)
             Columns ordered as ``classes_``.
         """
-        return np.exp(self.predict_log_proba(X))
+        return softmax(self._outputs(X), axis=1)
 
     def predict(self, X):
         """Predicted class labels.
@@ -388,7 +407,7 @@ class NGEBMClassifier(ClassifierMixin, BaseEBM):
         scores : ndarray of shape (n_samples,)
             The logsumexp of the logits of each sample.
         """
-        return _logsumexp(self._outputs(X))
+        return logsumexp(self._outputs(X), axis=1)
 
     def ood_score(self, X, kind="logsumexp"):
         """Out-of-distribution score: higher means more in-distribution.
@@ -416,10 +435,5 @@ class NGEBMClassifier(ClassifierMixin, BaseEBM):
             return -self._outputs(X, grad=True)[1]
         logits = self._outputs(X)
         if kind == "logsumexp":
-            return _logsumexp(logits)
-        return np.exp(logits.max(axis=1) - _logsumexp(logits))
-
-
-def _logsumexp(a):
-    top = a.max(axis=1)
-    return top + np.log(np.exp(a - top[:, None]).sum(axis=1))
+            return logsumexp(logits, axis=1)
+        return softmax(logits, axis=1).max(axis=1)

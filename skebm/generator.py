@@ -1,21 +1,44 @@
-"""EBMGenerator: shortrun Langevin synthesis."""
+"""EBMGenerator: shortrun Langevin synthesis, and the composition of energies."""
 
-import numbers
+import warnings
 
 import numpy as np
 import torch
-from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_array
+from sklearn.utils._param_validation import StrOptions
 
-from ._base import BaseEBM, seed_everything
+from ._base import BaseEBM, _ClassLabelsMixin, make_generator, transactional_fit
 from ._docs import fill_doc
+from ._validation import NONNEG_INT, POSITIVE_INT, check_params
 
 __all__ = ["EBMGenerator", "compose"]
 
+_START = {"source", "bank"}
+
+
+def _check_call(n_samples=1, n_steps=None):
+    check_params(
+        {"n_samples": [POSITIVE_INT], "n_steps": [NONNEG_INT, None]},
+        {"n_samples": n_samples, "n_steps": n_steps},
+        "sample",
+    )
+
+
+def _resolve_start(start, init):
+    """``start`` of :meth:`EBMGenerator.sample`, with the deprecated ``init`` alias."""
+    if init is not None:
+        warnings.warn(
+            "sample(init=...) is deprecated: use start='source' (was 'noise') or start='bank'.",
+            FutureWarning,
+            stacklevel=3,
+        )
+        start = {"noise": "source"}.get(init, init)
+    if start is not None and start not in _START:
+        raise ValueError(f"start must be None, 'source' or 'bank', got {start!r}.")
+    return start
+
 
 @fill_doc
-class EBMGenerator(BaseEBM):
+class EBMGenerator(_ClassLabelsMixin, BaseEBM):
     """Energy-based generator trained for shortrun Langevin synthesis.
 
     The energy ``E(x)`` is trained by maximum likelihood with Langevin
@@ -36,9 +59,7 @@ class EBMGenerator(BaseEBM):
         Learn a class-conditional energy ``E(x, y)`` from ``fit(X, y)``;
         ``sample(y=...)`` then draws from a chosen class.
     max_iter : int, default=1200
-        Number of parameter updates, rounded up to whole epochs of
-        ``ceil(n_samples / batch_size)`` updates (batches are drawn with
-        replacement).
+        {max_iter}
     batch_size : int, default=64
         Data samples (and chains) per update.
     lr : float, default=1e-3
@@ -56,32 +77,28 @@ class EBMGenerator(BaseEBM):
         noise.
     temperature : float, default=1.0
         Temperature ``T`` of the density ``exp(-E(x) / T)``.
-    init : {"noise", "data", "replay", "persistent"} or ChainInit, default="replay"
-        Where training chains start (see :mod:`skebm.mcmc`): fresh noise,
-        the data batch, a replay buffer of past negatives with restarts
-        from noise (IGEBM), or a persistent bank with rejuvenation (EBM Life
-        Cycle). :meth:`sample` starts its chains the same way.
+    {init}
+        :meth:`sample` starts its chains the same way.
     buffer_size : int, default=10000
         Size of the replay buffer or persistent bank.
     reinit_prob : float, default=0.05
-        Probability that a chain drawn from the bank restarts from noise.
+        Probability that a chain drawn from the bank restarts from the
+        source (fresh noise).
     l2_reg : float, default=0.1
-        Weight of the L2 energy regulariser ``E(x+)^2 + E(x-)^2`` (IGEBM).
+        {l2_reg}
     data_noise : float, default=0.01
-        Standard deviation of Gaussian noise added to the rescaled data in
-        training.
+        {data_noise}
     {device}
     {precision}
     {callbacks}
     {verbose}
     {warm_start}
+    {on_divergence}
     {random_state}
 
     Attributes
     ----------
     {fitted}
-    rescaler_ : Rescaler
-        The learned map between the data's value range and the model's.
     classes_ : ndarray
         Class labels (only when ``conditional=True``).
 
@@ -89,6 +106,13 @@ class EBMGenerator(BaseEBM):
     --------
     skebm.EBMDensity : Longrun EBM with a normalised density.
     sklearn.neural_network.BernoulliRBM : Energy model with Gibbs sampling.
+
+    Notes
+    -----
+    Cost of a default fit: 1,200 updates of 64 chains of 20 Langevin
+    steps, i.e. about 1.5 million network evaluations with their input
+    gradients; on 8x8 digits with the default conv net about a minute on
+    two CPU cores (see ``benchmarks/bench_generator_digits.py``).
 
     Examples
     --------
@@ -99,6 +123,9 @@ class EBMGenerator(BaseEBM):
     >>> gen.sample(4).shape
     (4, 64)
     """
+
+    _parameter_constraints = {**BaseEBM._shared_constraints, "conditional": ["boolean"]}
+    _fitted_attributes = (*BaseEBM._fitted_attributes, "net_", "classes_")
 
     def __init__(
         self,
@@ -125,6 +152,7 @@ class EBMGenerator(BaseEBM):
         callbacks=None,
         verbose=0,
         warm_start=False,
+        on_divergence="recover",
         random_state=None,
     ):
         self.energy = energy
@@ -149,12 +177,11 @@ class EBMGenerator(BaseEBM):
         self.callbacks = callbacks
         self.verbose = verbose
         self.warm_start = warm_start
+        self.on_divergence = on_divergence
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
-    def _make_net(self, n_samples, n_outputs):
-        return self._make_ml_net(n_samples, n_outputs, conditional=self.conditional)
-
+    @transactional_fit
     def fit(self, X, y=None):
         """Fit the energy to ``X``.
 
@@ -170,66 +197,56 @@ class EBMGenerator(BaseEBM):
         self : EBMGenerator
             The fitted generator.
         """
-        if self.conditional:
-            if y is None:
-                raise ValueError("conditional=True requires class labels: call fit(X, y).")
-            y = check_array(y, ensure_2d=False, dtype=None, ensure_all_finite=True).ravel()
-            if self.warm_start and hasattr(self, "net_"):
-                codes = self._encode_labels(y)
-            else:
-                self._label_encoder = LabelEncoder().fit(y)
-                self.classes_ = self._label_encoder.classes_
-                codes = self._label_encoder.transform(y)
-            if len(codes) != (X.shape[0] if hasattr(X, "shape") else len(X)):
-                raise ValueError("X and y have inconsistent numbers of samples.")
-            self._run_fit(X, codes.astype(np.int64), n_outputs=max(2, len(self.classes_)))
-        else:
-            self._run_fit(X, None, n_outputs=1)
+        if not self.conditional:
+            self._fit_engine(X, None, n_outputs=1)
+            return self
+        codes = self._fit_classes(y, len(X) if not hasattr(X, "shape") else X.shape[0])
+        self._fit_engine(X, codes, n_outputs=max(2, len(self.classes_)))
         return self
 
-    def _encode_labels(self, y):
-        y = np.asarray(y).ravel()
-        unknown = np.setdiff1d(np.unique(y), self.classes_)
-        if len(unknown):
-            raise ValueError(f"y contains labels not seen in fit: {unknown.tolist()}.")
-        return self._label_encoder.transform(y)
-
-    def _label_tensor(self, y, n, rng):
+    def _label_tensor(self, y, n, generator):
         if not self.conditional:
             if y is not None:
                 raise ValueError("y is only accepted by a generator fitted with conditional=True.")
             return None
+        device = self.net_.device
         if y is None:
-            codes = rng.randint(len(self.classes_), size=n)
-        elif np.ndim(y) == 0:
-            codes = np.full(n, self._encode_labels([y])[0])
-        else:
-            codes = self._encode_labels(y)
-            if len(codes) != n:
-                raise ValueError(f"y has {len(codes)} labels for n_samples={n}.")
-        return torch.as_tensor(codes, dtype=torch.long, device=self.net_.device)
+            return torch.randint(len(self.classes_), (n,), generator=generator, device=device)
+        codes = self._encode_classes([y] if np.ndim(y) == 0 else y)
+        if np.ndim(y) == 0:
+            codes = np.full(n, codes[0])
+        elif len(codes) != n:
+            raise ValueError(f"y has {len(codes)} labels for n_samples={n}.")
+        return torch.as_tensor(codes, dtype=torch.long, device=device)
 
     # -------------------------------------------------------------- sample
-    def sample(self, n_samples=1, *, n_steps=None, y=None, init=None, random_state=None, return_chains=False):
+    def _starts(self, n, y, start, generator):
+        bank = self.net_.chain_init_
+        return bank.fresh(n, generator) if start == "source" else bank.starts(n, y, generator)
+
+    def sample(self, n_samples=1, *, random_state=None, n_steps=None, y=None, start=None, return_chains=False,
+               init=None):
         """Draw samples by shortrun Langevin dynamics.
 
         Parameters
         ----------
         n_samples : int, default=1
             Number of samples.
+        random_state : int, RandomState instance or None, default=None
+            Seed of the chains (a generator of this call only: thread-safe).
         n_steps : int, default=None
             Langevin steps; ``None`` uses the training ``n_steps``.
         y : label or array-like of shape (n_samples,), default=None
             Class(es) to sample from (``conditional=True`` only); ``None``
             draws classes uniformly.
-        init : {"noise", "bank"}, default=None
-            Chain starts: ``"noise"`` for fresh noise, ``"bank"`` for the
+        start : {"source", "bank"}, default=None
+            Chain starts: ``"source"`` for fresh noise, ``"bank"`` for the
             fitted replay buffer or persistent bank; ``None`` starts as the
             training chains did.
-        random_state : int, RandomState instance or None, default=None
-            Seed of the chains.
         return_chains : bool, default=False
             Also return every intermediate state.
+        init : {"noise", "bank"}, default=None
+            Deprecated alias of ``start``.
 
         Returns
         -------
@@ -239,17 +256,12 @@ class EBMGenerator(BaseEBM):
             Only when ``return_chains``: the trajectories.
         """
         self._check_fitted()
-        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
-        if init not in (None, "noise", "bank"):
-            raise ValueError(f"init must be None, 'noise' or 'bank', got {init!r}.")
-        n_steps = self.n_steps if n_steps is None else n_steps
-        rng = check_random_state(random_state)
-        with seed_everything(rng, self.net_.device):
-            y_t = self._label_tensor(y, n_samples, rng)
-            strategy = self.net_.chain_init_
-            x0 = strategy._fresh(n_samples) if init == "noise" else strategy.starts(n_samples, y_t)
-            out = self.net_.run_chains(x0, y_t, n_steps=n_steps, return_chains=return_chains)
+        _check_call(n_samples, n_steps)
+        start = _resolve_start(start, init)
+        g = self._generator(random_state)
+        y_t = self._label_tensor(y, n_samples, g)
+        x0 = self._starts(n_samples, y_t, start, g)
+        out = self.net_.run_chains(x0, y_t, generator=g, n_steps=n_steps, return_chains=return_chains)
         if return_chains:
             x, chains = out
             return self._from_model(x), self._from_model(chains)
@@ -275,7 +287,7 @@ class EBMGenerator(BaseEBM):
         """
         self._check_fitted()
         X = self._validate_X(X, reset=False)
-        return -self._energies(self._tensor(X)) / self.temperature
+        return -self._energies(self._tensor(X))
 
     def score(self, X, y=None):
         """Sample quality against ``X``: minus the squared MMD.
@@ -303,10 +315,9 @@ class EBMGenerator(BaseEBM):
         self._check_fitted()
         X = self._validate_X(X, reset=False)
         n = min(len(X), 500)
-        rng = check_random_state(self.random_state)
-        with seed_everything(rng, self.net_.device):
-            y_t = self._label_tensor(None, n, rng)
-            samples = self.net_.run_chains(self.net_.chain_init_.starts(n, y_t), y_t)
+        g = self._generator(self.random_state)
+        y_t = self._label_tensor(None, n, g)
+        samples = self.net_.run_chains(self._starts(n, y_t, None, g), y_t, generator=g)
         samples = samples.reshape(n, -1).cpu().numpy().astype(np.float64)
         data = self._to_model(X).reshape(len(X), -1).astype(np.float64)
         return -float(mmd(samples, data))
@@ -336,28 +347,29 @@ class EBMGenerator(BaseEBM):
             ``X`` with the masked entries generated, in the layout of ``X``.
         """
         self._check_fitted()
+        _check_call(1, n_steps)
         X_valid = self._validate_X(X, reset=False)
         mask = np.asarray(mask, dtype=bool)
         try:
             mask = np.broadcast_to(mask.reshape(-1, *mask.shape[-1:]) if mask.ndim == 2 else mask, np.shape(X))
         except ValueError as exc:
             raise ValueError(f"mask of shape {mask.shape} does not broadcast to X of shape {np.shape(X)}.") from exc
-        mask_t = torch.as_tensor(mask.reshape(len(X_valid), *self._feature_shape).astype(np.float32), device=self.net_.device)
-        n_steps = self.n_steps if n_steps is None else n_steps
-        with seed_everything(random_state, self.net_.device):
-            z = self._tensor(X_valid)
-            noise = self.net_.chain_init_._fresh(len(z))
-            x0 = torch.where(mask_t.bool(), noise, z)
-            out = self.net_.run_chains(x0, None, n_steps=n_steps, mask=mask_t)
+        device = self.net_.device
+        mask_t = torch.as_tensor(mask.reshape(len(X_valid), *self._feature_shape).astype(np.float32), device=device)
+        g = self._generator(random_state)
+        z = self._tensor(X_valid)
+        x0 = torch.where(mask_t.bool(), self.net_.chain_init_.fresh(len(z), g), z)
+        out = self.net_.run_chains(x0, None, generator=g, n_steps=n_steps, mask=mask_t)
         return self._from_model(out)
 
 
 class ComposedGenerator:
     """Sum of the energies of several fitted generators (IGEBM composition).
 
-    Built by :func:`compose`. Chains run on
-    ``sum_i w_i E_i(x | y_i) / T_i`` in the value space of the first
-    generator; every generator must share the number of features.
+    Built by :func:`compose`. Chains run on ``sum_i w_i E_i(x | y_i) / T_i``
+    in the value space of the first generator (each generator's
+    :class:`~skebm._base.Rescaler` maps the state into its own space);
+    every generator must share the number of features.
 
     Parameters
     ----------
@@ -372,27 +384,40 @@ class ComposedGenerator:
     def energy(self, z):
         """Composed energy of a batch ``z`` in the first generator's space."""
         first = self.terms[0][0]
-        c0, s0 = first._affine()
-        x_user = z * s0 + c0
+        x_user = first.rescaler_.inverse_transform(z, clip=False)
         total = 0.0
         for gen, label, weight in self.terms:
-            c, s = gen._affine()
-            zi = ((x_user - c) / s).view(-1, *gen._feature_shape)
+            zi = gen.rescaler_.transform(x_user).reshape(-1, *gen._feature_shape)
             y = None
             if label is not None:
-                y = torch.full((len(z),), int(gen._encode_labels([label])[0]), device=z.device, dtype=torch.long)
-            total = total + weight * gen.net_.energy_fn(y)(zi) / gen.temperature
+                y = torch.full((len(z),), int(gen._encode_classes([label])[0]), device=z.device, dtype=torch.long)
+            total = total + weight * gen.net_.energy(zi, y)
         return total
 
-    def sample(self, n_samples=1, *, n_steps=None, random_state=None, return_chains=False):
-        """Draw samples from the composed energy (see :meth:`EBMGenerator.sample`)."""
+    def sample(self, n_samples=1, *, random_state=None, n_steps=None, return_chains=False):
+        """Draw samples from the composed energy (see :meth:`EBMGenerator.sample`).
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of samples.
+        random_state : int, RandomState instance or None, default=None
+            Seed of the chains.
+        n_steps : int, default=None
+            Langevin steps; ``None`` uses the first generator's ``n_steps``.
+        return_chains : bool, default=False
+            Also return every intermediate state.
+
+        Returns
+        -------
+        X_new : ndarray or DataFrame
+            Samples in the layout of the first generator's ``X``.
+        """
+        _check_call(n_samples, n_steps)
         first = self.terms[0][0]
-        n_steps = first.n_steps if n_steps is None else n_steps
-        with seed_everything(random_state, first.net_.device):
-            x0 = first.net_.chain_init_._fresh(n_samples)
-            out = first.net_.sampler(
-                self.energy, x0, n_steps=n_steps, temperature=1.0, precision=first.precision, return_chains=return_chains
-            )
+        g = make_generator(random_state, first.net_.device)
+        x0 = first.net_.chain_init_.fresh(n_samples, g)
+        out = first.net_.sampler_(self.energy, x0, generator=g, n_steps=n_steps, return_chains=return_chains)
         if return_chains:
             return first._from_model(out[0]), first._from_model(out[1])
         return first._from_model(out)

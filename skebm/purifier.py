@@ -1,16 +1,26 @@
 """EBMPurifier: midrun Langevin purification, and the defended classifier."""
 
 import math
-import numbers
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, TransformerMixin, clone
+from scipy.special import softmax
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    MetaEstimatorMixin,
+    OneToOneFeatureMixin,
+    TransformerMixin,
+    clone,
+)
+from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import BaseEBM, _draw_seed
+from ._base import BaseEBM, transactional_fit
 from ._docs import fill_doc
-from .mcmc import GLOBAL_NOISE, RowNoise, make_chain_init, row_keys
+from ._validation import NONNEG, POSITIVE, POSITIVE_INT, check_params
+from .engine._random import seed_from
+from .mcmc import RowNoise, row_keys
 
 __all__ = ["EBMPurifier", "PurifiedClassifier"]
 
@@ -18,15 +28,18 @@ __all__ = ["EBMPurifier", "PurifiedClassifier"]
 _MAX_CHAINS = 4096
 
 
-def _check_positive_int(value, name, allow_none=False):
-    if allow_none and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+def _input_layout(X, n_features):
+    """Layout ``(kind, dtype)`` of a transform's input, as :meth:`BaseEBM._from_model` takes it."""
+    kind = "frame" if hasattr(X, "columns") else ("4d" if getattr(X, "ndim", 2) == 4 else "2d")
+    dtype = getattr(X, "dtype", None)
+    if kind == "frame":
+        dtype = np.result_type(*X.dtypes) if len(X.columns) else np.float64
+    dtype = np.dtype(dtype) if dtype is not None and np.issubdtype(np.dtype(dtype), np.floating) else np.float64
+    return kind, dtype
 
 
 @fill_doc
-class EBMPurifier(TransformerMixin, BaseEBM):
+class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
     """Energy-based purifier: midrun Langevin dynamics from each input.
 
     ``fit`` learns an energy ``E(x)`` by maximum likelihood with Langevin
@@ -48,9 +61,7 @@ class EBMPurifier(TransformerMixin, BaseEBM):
     {energy_params}
     {image_shape}
     max_iter : int, default=1000
-        Number of parameter updates, rounded up to whole epochs of
-        ``ceil(n_samples / batch_size)`` updates (batches are drawn with
-        replacement).
+        {max_iter}
     batch_size : int, default=64
         Data samples (and chains) per update.
     lr : float, default=1e-3
@@ -72,7 +83,7 @@ class EBMPurifier(TransformerMixin, BaseEBM):
         ``step_size`` (exact Langevin dynamics at ``temperature``).
     temperature : float, default=1.0
         Temperature ``T`` of the density ``exp(-E(x) / T)``.
-    init : {{"data", "persistent"}} or ChainInit, default="data"
+    init : {"data", "persistent"} or ChainInit, default="data"
         Where training chains start. ``"data"``: at the data batch plus
         Gaussian noise of standard deviation ``init_noise`` (a
         data-initialised bank; the model learns to bring perturbed
@@ -81,6 +92,8 @@ class EBMPurifier(TransformerMixin, BaseEBM):
         drawn chains restart from the data batch with probability
         ``reinit_prob`` (the EBM Life Cycle defence; it needs long training).
         Any name of :mod:`skebm.mcmc` or a ChainInit instance is accepted.
+        Whatever the strategy, purification itself always starts at the
+        input.
     init_noise : float, default=0.5
         Standard deviation of the noise added to data-initialised chain
         starts (``init="data"`` only), in the rescaled space (images in
@@ -91,10 +104,9 @@ class EBMPurifier(TransformerMixin, BaseEBM):
         Probability that a chain drawn from the bank restarts from the data
         (Life Cycle: 0.05).
     l2_reg : float, default=0.0
-        Weight of the L2 energy regulariser ``E(x+)^2 + E(x-)^2``.
+        {l2_reg}
     data_noise : float, default=0.01
-        Standard deviation of Gaussian noise added to the rescaled data in
-        training (Life Cycle: 0.02).
+        {data_noise} Life Cycle: 0.02.
     n_purify_steps : int, default=100
         Langevin steps run from each input by :meth:`transform` (Life
         Cycle: 1,500 on CIFAR-10). Longer purification removes larger
@@ -118,13 +130,12 @@ class EBMPurifier(TransformerMixin, BaseEBM):
     {callbacks}
     {verbose}
     {warm_start}
+    {on_divergence}
     {random_state}
 
     Attributes
     ----------
     {fitted}
-    rescaler_ : Rescaler
-        The learned map between the data's value range and the model's.
 
     See Also
     --------
@@ -139,9 +150,19 @@ class EBMPurifier(TransformerMixin, BaseEBM):
     values and ``random_state`` (:class:`~skebm.mcmc.RowNoise`): a row is
     purified the same way alone, inside any batch and in any order, and
     repeated calls agree (with an integer ``random_state``). Replicates of
-    a row get independent streams. :meth:`purify_tensor` draws from torch's
-    global generator instead, for attacks that need fresh noise at every
-    call.
+    a row get independent streams. :meth:`purify_tensor` draws from a
+    generator instead (fresh noise at every call, as attacks need), or
+    from a noise stream the caller passes (the noise an attacker knows);
+    with ``differentiable=True`` it keeps the autograd graph through every
+    Langevin step (full-gradient attacks, :mod:`skebm.attacks`).
+
+    Output layout: :meth:`transform` returns the layout and float dtype of
+    its input (a 4-D array stays 4-D, a DataFrame stays a DataFrame); it
+    supports :meth:`set_output`.
+
+    Cost of a default fit: 1,000 updates of 64 chains of 50 Langevin
+    steps; purification of one input costs ``n_purify_steps`` network
+    evaluations with gradients per replicate.
 
     References
     ----------
@@ -191,6 +212,7 @@ class EBMPurifier(TransformerMixin, BaseEBM):
         callbacks=None,
         verbose=0,
         warm_start=False,
+        on_divergence="recover",
         random_state=None,
     ):
         self.energy = energy
@@ -219,31 +241,23 @@ class EBMPurifier(TransformerMixin, BaseEBM):
         self.callbacks = callbacks
         self.verbose = verbose
         self.warm_start = warm_start
+        self.on_divergence = on_divergence
         self.random_state = random_state
 
+    _parameter_constraints = {
+        **BaseEBM._shared_constraints,
+        "init_noise": [NONNEG],
+        "n_purify_steps": [POSITIVE_INT],
+        "purify_step_size": [POSITIVE, None],
+        "purify_noise": [NONNEG],
+        "n_replicates": [POSITIVE_INT],
+    }
+    _fitted_attributes = (*BaseEBM._fitted_attributes, "net_")
+    # bank chains rejuvenate from the data (Life Cycle defence); data starts get init_noise
+    _chain_init_defaults = {"rejuvenate": "data"}
+
     # ------------------------------------------------------------------ fit
-    def _check_purify_params(self):
-        _check_positive_int(self.n_purify_steps, "n_purify_steps")
-        _check_positive_int(self.n_replicates, "n_replicates")
-        if not isinstance(self.init_noise, numbers.Real) or isinstance(self.init_noise, bool) or self.init_noise < 0:
-            raise ValueError(f"init_noise must be a non-negative number, got {self.init_noise!r}.")
-        pn = self.purify_noise
-        if not isinstance(pn, numbers.Real) or isinstance(pn, bool) or not pn >= 0:
-            raise ValueError(f"purify_noise must be a non-negative number, got {pn!r}.")
-        if self.purify_step_size is not None and (
-            not isinstance(self.purify_step_size, numbers.Real) or not self.purify_step_size > 0
-        ):
-            raise ValueError(f"purify_step_size must be None or a positive number, got {self.purify_step_size!r}.")
-
-    def _make_net(self, n_samples, n_outputs):
-        extra = {}
-        if isinstance(self.init, str) and self.init == "persistent":
-            extra = {"rejuvenate": "data"}
-        elif isinstance(self.init, str) and self.init == "data":
-            extra = {"noise_std": self.init_noise}
-        chain_init = make_chain_init(self.init, buffer_size=self.buffer_size, reinit_prob=self.reinit_prob, **extra)
-        return self._make_ml_net(n_samples, n_outputs, chain_init=chain_init)
-
+    @transactional_fit
     def fit(self, X, y=None):
         """Learn the energy of ``X``.
 
@@ -259,62 +273,63 @@ class EBMPurifier(TransformerMixin, BaseEBM):
         self : EBMPurifier
             The fitted purifier.
         """
-        self._check_purify_params()
-        self._run_fit(X, None, n_outputs=1)
+        self._fit_engine(X, None, n_outputs=1)
         return self
 
     # ------------------------------------------------------------ purify
-    def _purify_settings(self):
+    def _purify_settings(self, n_steps=None):
         step = self.step_size if self.purify_step_size is None else self.purify_step_size
         noise = None if self.noise_scale is None else self.noise_scale * step / self.step_size
-        return {"n_steps": self.n_purify_steps, "step_size": step, "noise_scale": noise}
+        return {
+            "n_steps": self.n_purify_steps if n_steps is None else n_steps,
+            "step_size": step,
+            "noise_scale": noise,
+        }
 
-    def _purify_model(self, z, n_replicates, n_steps, bar=None, noise=GLOBAL_NOISE):
-        """Purify model-range ``z`` (n, *shape) -> (n_replicates, n, *shape).
+    def _purify_model(self, z, n_replicates, noise, n_steps=None, bar=None):
+        """Purify model-range ``z`` (n, *shape) -> (n_replicates, n, *shape), without gradients.
 
-        ``noise`` (a :class:`~skebm.mcmc.RowNoise` keyed by the rows of ``z``)
-        makes each row's replicates a function of that row alone; the default
-        draws from torch's global generator.
+        ``noise`` is a noise stream: a :class:`~skebm.mcmc.RowNoise` keyed
+        by the rows of ``z`` makes each row's replicates a function of that
+        row alone; a :class:`~skebm.mcmc.GeneratorNoise` draws afresh.
         """
-        settings = self._purify_settings()
-        if n_steps is not None:
-            settings["n_steps"] = n_steps
+        settings = self._purify_settings(n_steps)
         total = settings.pop("n_steps")
         n = len(z)
         per_chunk = max(1, _MAX_CHAINS // n_replicates)
         out = torch.empty((n_replicates, *z.shape), dtype=torch.float32, device=z.device)
         # a bar updates every `seg` steps; splitting a Markov chain leaves it unchanged
         seg = total if bar is None else max(1, math.ceil(total / 20))
-        for start in range(0, n, per_chunk):
-            chunk = z[start : start + per_chunk].float()
-            x = chunk.unsqueeze(0).expand(n_replicates, *chunk.shape).reshape(-1, *chunk.shape[1:])
-            rows = noise.subset(slice(start, start + len(chunk))).replicate(n_replicates)
-            if self.purify_noise:
-                x = x + self.purify_noise * rows.randn_like(x)
-            done = 0
-            while done < total:
-                k = min(seg, total - done)
-                x = self.net_.run_chains(x, None, n_steps=k, noise=rows, **settings)
-                done += k
-                if bar is not None:
-                    bar.update(k * len(chunk))
-            out[:, start : start + len(chunk)] = x.view(n_replicates, *chunk.shape)
+        with torch.no_grad():
+            for start in range(0, n, per_chunk):
+                chunk = z[start : start + per_chunk].float()
+                x = chunk.unsqueeze(0).expand(n_replicates, *chunk.shape).reshape(-1, *chunk.shape[1:])
+                rows = noise.subset(slice(start, start + len(chunk))).replicate(n_replicates)
+                if self.purify_noise:
+                    x = x + self.purify_noise * rows.randn_like(x)
+                done = 0
+                while done < total:
+                    k = min(seg, total - done)
+                    x = self.net_.run_chains(x, None, noise=rows, **settings, n_steps=k)
+                    done += k
+                    if bar is not None:
+                        bar.update(k * len(chunk))
+                out[:, start : start + len(chunk)] = x.view(n_replicates, *chunk.shape)
         return out
 
-    def _progress(self, n):
+    def _progress(self, n, n_steps):
         if not self.verbose:
             return None
         from tqdm.auto import tqdm
 
-        steps = self.n_purify_steps
-        return tqdm(total=n * steps, desc="purify (image-steps)", unit_scale=True, leave=True)
+        return tqdm(total=n * n_steps, desc="EBMPurifier: purify (image-steps)", unit_scale=True, leave=True)
 
     def purify(self, X, *, n_replicates=None, n_steps=None, random_state=None):
         """Purify each input ``n_replicates`` times, independently.
 
         Parameters
         ----------
-        X : array-like, same layout as in ``fit``
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
             Inputs to purify.
         n_replicates : int, default=None
             Number of replicates; ``None`` uses the ``n_replicates``
@@ -328,25 +343,28 @@ class EBMPurifier(TransformerMixin, BaseEBM):
         Returns
         -------
         X_purified : ndarray of shape (n_replicates, n_samples, ...)
-            The replicates, each in the layout and value range of ``fit``'s
-            ``X`` (a DataFrame input gives a 3-D array).
+            The replicates, each in the layout of ``X`` (a DataFrame input
+            gives a 3-D array) and the value range of ``fit``'s ``X``.
         """
         self._check_fitted()
         n_replicates = self.n_replicates if n_replicates is None else n_replicates
-        _check_positive_int(n_replicates, "n_replicates")
-        _check_positive_int(n_steps, "n_steps", allow_none=True)
+        check_params(
+            {"n_replicates": [POSITIVE_INT], "n_steps": [POSITIVE_INT, None]},
+            {"n_replicates": n_replicates, "n_steps": n_steps},
+            "purify",
+        )
+        layout = _input_layout(X, self.n_features_in_)
         X = self._validate_X(X, reset=False)
         random_state = self.random_state if random_state is None else random_state
-        seed = _draw_seed(random_state)
-        bar = self._progress(len(X) * n_replicates)
+        z = self._tensor(X)
+        noise = RowNoise(row_keys(z, seed_from(random_state)))
+        bar = self._progress(len(X) * n_replicates, self._purify_settings(n_steps)["n_steps"])
         try:
-            with torch.no_grad():
-                z = self._tensor(X)
-                out = self._purify_model(z, n_replicates, n_steps, bar, noise=RowNoise(row_keys(z, seed)))
+            out = self._purify_model(z, n_replicates, noise, n_steps, bar)
         finally:
             if bar is not None:
                 bar.close()
-        return self._from_model(out)
+        return self._from_model(out, ("2d" if layout[0] == "frame" else layout[0], layout[1]))
 
     def transform(self, X):
         """Purify ``X``: ``n_purify_steps`` Langevin steps from each input.
@@ -356,27 +374,23 @@ class EBMPurifier(TransformerMixin, BaseEBM):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
-            Inputs, in the layout and value range of ``fit``'s ``X``.
+            Inputs, in the value range of ``fit``'s ``X``.
 
         Returns
         -------
         X_purified : ndarray or DataFrame
-            Purified copy of ``X``, same layout and value range.
+            Purified copy of ``X``, in the layout and float dtype of ``X``.
         """
-        out = self.purify(X)
-        if self._input_kind == "frame":
+        out = self.purify(X).mean(axis=0)
+        if hasattr(X, "columns"):
             import pandas as pd
 
-            return pd.DataFrame(out.mean(axis=0), columns=self.feature_names_in_)
-        return out.mean(axis=0).astype(out.dtype, copy=False)
+            return pd.DataFrame(out, columns=self.feature_names_in_, index=X.index)
+        return out
 
-    def purify_tensor(self, X, *, n_steps=None):
+    def purify_tensor(self, X, *, n_steps=None, noise=None, generator=None, differentiable=False,
+                      checkpoint_segments="sqrt"):
         """Purify a torch tensor in the user's value range (for attacks).
-
-        The noise comes from torch's global generator (seed it, or run
-        inside :func:`torch.random.fork_rng`), so every call draws afresh,
-        as expectation-over-transformation attacks need. No gradient flows
-        through the result.
 
         Parameters
         ----------
@@ -384,12 +398,31 @@ class EBMPurifier(TransformerMixin, BaseEBM):
             Inputs in the value range of ``fit``'s ``X``, on any device.
         n_steps : int, default=None
             Langevin steps; ``None`` uses ``n_purify_steps``.
+        noise : object, default=None
+            A noise stream (``randn_like``): a fixed one (e.g. a seeded
+            :class:`~skebm.mcmc.RowNoise`) reproduces the same purification,
+            as a reparameterised attack needs. ``None`` draws fresh noise
+            from ``generator``.
+        generator : torch.Generator, default=None
+            Generator of the fresh noise (on the model's device); ``None``
+            uses torch's global generator.
+        differentiable : bool, default=False
+            Keep the autograd graph through every Langevin step (second
+            derivatives of the energy), so gradients reach ``X``: the
+            full-gradient attack. Memory grows like ``sqrt(n_steps)`` with
+            the default checkpointing.
+        checkpoint_segments : "sqrt", int or None, default="sqrt"
+            Gradient checkpointing of the differentiable chain (see
+            :func:`skebm.mcmc.unrolled_langevin`).
 
         Returns
         -------
         X_purified : torch.Tensor
-            Same shape, dtype and device as ``X``, detached.
+            Same shape, dtype and device as ``X``; detached unless
+            ``differentiable``.
         """
+        from .mcmc import as_noise
+
         self._check_fitted()
         if not isinstance(X, torch.Tensor):
             raise TypeError(f"purify_tensor takes a torch.Tensor, got {type(X).__name__}.")
@@ -397,13 +430,24 @@ class EBMPurifier(TransformerMixin, BaseEBM):
             raise ValueError(
                 f"X has {X[0].numel()} features per sample, but the purifier was fitted on {self.n_features_in_}."
             )
-        center, scale = self._affine()
-        flat = X.detach().reshape(len(X), -1).to(device=center.device, dtype=torch.float32)
-        z = ((flat - center.flatten()) / scale.flatten()).view(-1, *self._feature_shape)
-        with torch.no_grad():
-            out = self._purify_model(z, 1, n_steps)[0].reshape(len(X), -1) * scale.flatten() + center.flatten()
-        if self.rescaler_.kind == "image":
-            out = out.clamp(self.rescaler_.low_, self.rescaler_.high_)
+        device = self.net_.device
+        z = self.rescaler_.transform(X.to(device=device, dtype=torch.float32).reshape(len(X), -1))
+        z = z.reshape(len(X), *self._feature_shape)
+        noise = as_noise(noise, generator)
+        if differentiable:
+            from .mcmc._unrolled import unrolled_langevin
+
+            settings = self._purify_settings(n_steps)
+            if self.purify_noise:
+                z = z + self.purify_noise * noise.randn_like(z)
+            self.net_.module_.train(False)
+            out = unrolled_langevin(
+                self.net_.energy, z, settings["n_steps"], settings["step_size"],
+                noise_scale=settings["noise_scale"], noise=noise, checkpoint_segments=checkpoint_segments,
+            )
+        else:
+            out = self._purify_model(z, 1, noise, n_steps)[0]
+        out = self.rescaler_.inverse_transform(out.reshape(len(X), -1))
         return out.reshape(X.shape).to(device=X.device, dtype=X.dtype)
 
     def score_samples(self, X):
@@ -412,6 +456,7 @@ class EBMPurifier(TransformerMixin, BaseEBM):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            Samples in the value range of ``fit``'s ``X``.
 
         Returns
         -------
@@ -421,7 +466,7 @@ class EBMPurifier(TransformerMixin, BaseEBM):
         """
         self._check_fitted()
         X = self._validate_X(X, reset=False)
-        return -self._energies(self._tensor(X)) / self.temperature
+        return -self._energies(self._tensor(X))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -497,6 +542,14 @@ class PurifiedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     (2, 10)
     """
 
+    _parameter_constraints = {
+        "purifier": [HasMethods(["fit", "purify"])],
+        "classifier": [HasMethods(["fit"])],
+        "n_replicates": [POSITIVE_INT, None],
+        "average": [StrOptions({"auto", "proba", "logits"})],
+        "random_state": ["random_state"],
+    }
+
     def __init__(self, purifier, classifier, *, n_replicates=None, average="auto", random_state=None):
         self.purifier = purifier
         self.classifier = classifier
@@ -504,8 +557,12 @@ class PurifiedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.average = average
         self.random_state = random_state
 
+    @transactional_fit
     def fit(self, X, y):
         """Fit the purifier on ``X`` and the classifier on ``(X, y)``.
+
+        Both are fitted before either becomes the meta-estimator's: a fit
+        that fails leaves it as it was.
 
         Parameters
         ----------
@@ -518,15 +575,9 @@ class PurifiedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         -------
         self : PurifiedClassifier
         """
-        _check_positive_int(self.n_replicates, "n_replicates", allow_none=True)
-        if self.average not in ("auto", "proba", "logits"):
-            raise ValueError(f"average must be 'auto', 'proba' or 'logits', got {self.average!r}.")
-        if not hasattr(self.purifier, "purify"):
-            raise TypeError(
-                f"purifier must have a purify method (e.g. EBMPurifier), got {type(self.purifier).__name__}."
-            )
-        self.purifier_ = clone(self.purifier).fit(X, None)
-        self.classifier_ = clone(self.classifier).fit(X, y)
+        purifier = clone(self.purifier).fit(X, None)
+        classifier = clone(self.classifier).fit(X, y)
+        self.purifier_, self.classifier_ = purifier, classifier
         self.classes_ = np.asarray(self.classifier_.classes_)
         self.n_features_in_ = self.purifier_.n_features_in_
         if hasattr(self.purifier_, "feature_names_in_"):
@@ -544,9 +595,9 @@ class PurifiedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     def _replicate_outputs(self, X):
         """Average of the classifier's outputs over purified replicates (and its kind)."""
         check_is_fitted(self, "classifier_")
+        self._validate_params()
         n_rep = self.n_replicates if self.n_replicates is not None else getattr(self.purifier_, "n_replicates", 1)
-        reps = self.purifier_.purify(X, n_replicates=n_rep, random_state=self.random_state)
-        reps = np.asarray(reps)
+        reps = np.asarray(self.purifier_.purify(X, n_replicates=n_rep, random_state=self.random_state))
         n = reps.shape[1]
         flat = reps.reshape(n_rep * n, *reps.shape[2:])
         view = self._torch_view() if self.average in ("auto", "logits") else None
@@ -563,6 +614,7 @@ class PurifiedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            Inputs.
 
         Returns
         -------
@@ -571,11 +623,7 @@ class PurifiedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             logits.
         """
         out, kind = self._replicate_outputs(X)
-        if kind == "logits":
-            out = out - out.max(axis=1, keepdims=True)
-            out = np.exp(out)
-            out /= out.sum(axis=1, keepdims=True)
-        return out
+        return softmax(out, axis=1) if kind == "logits" else out
 
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`.

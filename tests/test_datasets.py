@@ -83,16 +83,35 @@ def test_noise_controls_spread():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"name": "swissroll"}, "Unknown toy data set"),
-        ({"name": "moons", "n_samples": 0}, "n_samples"),
-        ({"name": "moons", "n_samples": 2.5}, "n_samples"),
-        ({"name": "moons", "noise": -0.1}, "noise"),
-        ({"name": "moons", "noise": np.nan}, "noise"),
+        ({"name": "swissroll"}, "'name' parameter of make_toy_2d must be a str among"),
+        ({"name": 3}, "'name' parameter"),
+        ({"name": "moons", "n_samples": 0}, "'n_samples' parameter .* range \\[1, inf\\)"),
+        ({"name": "moons", "n_samples": 2.5}, "'n_samples' parameter .* an int"),
+        ({"name": "moons", "noise": -0.1}, "'noise' parameter"),
+        ({"name": "moons", "noise": np.nan}, "'noise' parameter"),
+        ({"name": "moons", "noise": np.inf}, "'noise' parameter"),
+        ({"name": "moons", "noise": "0.1"}, "'noise' parameter"),
+        ({"name": "moons", "random_state": "seed"}, "'random_state' parameter"),
     ],
 )
 def test_make_toy_2d_invalid(kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_toy_2d(**kwargs)
+
+
+def test_invalid_parameters_are_sklearn_errors():
+    # scikit-learn's InvalidParameterError is both a ValueError and a TypeError
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    for call in (
+        lambda: make_toy_2d("moons", n_samples="10"),
+        lambda: toy_2d_log_density("moons", np.zeros((2, 2)), noise=-1.0),
+        lambda: load_digits_images(return_X_y="yes"),
+        lambda: make_image_patches(10, grayscale=1),
+    ):
+        with pytest.raises(InvalidParameterError) as info:
+            call()
+        assert isinstance(info.value, ValueError) and isinstance(info.value, TypeError)
 
 
 # ---------------------------------------------------------------------------
@@ -178,8 +197,12 @@ def test_log_density_invalid():
         toy_2d_log_density("moons", np.zeros((3, 2)), noise=0.0)
     with pytest.raises(ValueError, match="2 columns"):
         toy_2d_log_density("8gaussians", np.zeros((3, 3)))
-    with pytest.raises(ValueError, match="Unknown"):
+    with pytest.raises(ValueError, match="'name' parameter of toy_2d_log_density"):
         toy_2d_log_density("circle", np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="'X' parameter"):
+        toy_2d_log_density("moons", "not an array")
+    with pytest.raises(ValueError, match="'noise' parameter"):
+        toy_2d_log_density("moons", np.zeros((3, 2)), noise=-0.5)
 
 
 # ---------------------------------------------------------------------------
@@ -260,8 +283,10 @@ def test_make_image_patches_reproducible_and_return_X_y():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"n_patches": 0}, "n_patches"),
-        ({"patch_size": 0}, "patch_size"),
+        ({"n_patches": 0}, "'n_patches' parameter"),
+        ({"n_patches": 1.5}, "'n_patches' parameter"),
+        ({"patch_size": 0}, "'patch_size' parameter"),
+        ({"grayscale": "yes"}, "'grayscale' parameter"),
         ({"patch_size": 1000}, "patch_size must be at most 427"),
     ],
 )

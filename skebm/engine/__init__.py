@@ -1,9 +1,10 @@
 """Training engines: skorch nets, losses and callbacks."""
 
-from ._callbacks import DivergenceGuard, ProgressBar, TrainingDivergedError
+from ._callbacks import DivergenceGuard, ProgressBar, TrainingCheckpoint, TrainingDivergedError
 from ._losses import MaxLikelihoodLoss, NGEBMLoss
 from ._ml import EBMNet
 from ._ngebm import NGEBMNet
+from ._random import RandomGenerators
 
 __all__ = [
     "DivergenceGuard",
@@ -12,5 +13,7 @@ __all__ = [
     "NGEBMLoss",
     "NGEBMNet",
     "ProgressBar",
+    "RandomGenerators",
+    "TrainingCheckpoint",
     "TrainingDivergedError",
 ]

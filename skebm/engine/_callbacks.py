@@ -1,79 +1,235 @@
-"""skorch callbacks used by the skebm engines."""
+"""skorch callbacks of the skebm engines: divergence recovery, progress, checkpoints."""
 
+import copy
 import math
+import os
+import warnings
 
-from skorch.callbacks import Callback
+from sklearn.exceptions import ConvergenceWarning
+from skorch.callbacks import Callback, Checkpoint, LRScheduler
 
-__all__ = ["TrainingDivergedError", "DivergenceGuard", "ProgressBar"]
+from .._validation import POSITIVE, POSITIVE_INT, NONNEG_INT, StrOptions, check_params
+
+__all__ = ["TrainingDivergedError", "DivergenceGuard", "ProgressBar", "TrainingCheckpoint"]
 
 
 class TrainingDivergedError(RuntimeError):
-    """Raised when training produced a non-finite or exploding loss."""
+    """Raised when training diverged and could not be recovered."""
+
+
+def _n_updates(net):
+    return sum(len(epoch["batches"]) for epoch in net.history)
 
 
 class DivergenceGuard(Callback):
-    """Stop training with a clear error when the loss or energies blow up.
+    """Detect a diverging fit and recover from it (or stop with a clear error).
 
-    EBM training with MCMC negatives can diverge (the energy of data and
-    samples drifts apart without bound, or the loss becomes NaN). This
-    callback checks every batch and raises :class:`TrainingDivergedError`
-    instead of leaving a silent NaN model behind.
+    EBM training with MCMC negatives can diverge: the loss becomes NaN, or
+    the energies of data and samples drift apart without bound (JEM's
+    known failure). After every update this callback checks the loss and
+    the mean energies. It keeps a snapshot of the last good state (every
+    registered module: the network, the chain bank and the random
+    generators; the optimiser) taken every ``snapshot_every`` updates.
+
+    With ``on_divergence="recover"`` a diverged update rolls the engine
+    back to that snapshot, halves the learning rate (and the Langevin step
+    size, where chains run), records ``"recovered": True`` in the batch
+    history, warns with a :class:`~sklearn.exceptions.ConvergenceWarning`
+    and goes on. After ``max_recoveries`` recoveries, or at once with
+    ``on_divergence="raise"``, it raises :class:`TrainingDivergedError`
+    with the advice of the engine (``net.divergence_hint()``); the
+    estimators then leave themselves as they were before ``fit``.
 
     Parameters
     ----------
+    on_divergence : {"recover", "raise"}, default="recover"
+        What a diverged update does.
+    max_recoveries : int, default=5
+        Recoveries allowed in one fit before raising.
     max_abs_energy : float, default=1e6
         Largest tolerated absolute mean energy.
-    hint : str, default=None
-        Advice appended to the error message; ``None`` gives the advice for
-        maximum-likelihood training with MCMC negatives.
+    snapshot_every : int, default=10
+        Updates between snapshots of the last good state.
+
+    Attributes
+    ----------
+    n_recoveries_ : int
+        Recoveries made in the current fit.
     """
 
-    def __init__(self, max_abs_energy=1e6, hint=None):
+    _parameter_constraints = {
+        "on_divergence": [StrOptions({"recover", "raise"})],
+        "max_recoveries": [NONNEG_INT],
+        "max_abs_energy": [POSITIVE],
+        "snapshot_every": [POSITIVE_INT],
+    }
+
+    def __init__(self, on_divergence="recover", max_recoveries=5, max_abs_energy=1e6, snapshot_every=10):
+        self.on_divergence = on_divergence
+        self.max_recoveries = max_recoveries
         self.max_abs_energy = max_abs_energy
-        self.hint = hint
+        self.snapshot_every = snapshot_every
+
+    def initialize(self):
+        check_params(self._parameter_constraints, self.get_params(), type(self).__name__)
+        self.n_recoveries_ = 0
+        self._snapshot = None
+        return self
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        self.n_recoveries_ = 0
+        self._take_snapshot(net)
+
+    def _take_snapshot(self, net):
+        modules = {name: copy.deepcopy(getattr(net, name + "_").state_dict()) for name in net._modules}
+        optimizers = {name: copy.deepcopy(getattr(net, name + "_").state_dict()) for name in net._optimizers}
+        self._snapshot = (modules, optimizers)
+
+    def _restore(self, net):
+        modules, optimizers = self._snapshot
+        for name, state in modules.items():
+            getattr(net, name + "_").load_state_dict(state)
+        for name, state in optimizers.items():
+            getattr(net, name + "_").load_state_dict(state)
+
+    @staticmethod
+    def _problem(net, max_abs_energy):
+        row = net.history[-1]["batches"][-1]
+        values = {k: row[k] for k in ("train_loss", "energy_data", "energy_samples") if k in row}
+        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+        big = {k: v for k, v in values.items() if k != "train_loss" and abs(v) > max_abs_energy}
+        return bad or big
 
     def on_batch_end(self, net, batch=None, training=False, **kwargs):
         if not training:
             return
-        row = net.history[-1]["batches"][-1]
-        loss = row.get("train_loss", 0.0)
-        values = {k: row[k] for k in ("train_loss", "energy_data", "energy_samples") if k in row}
-        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
-        big = {k: v for k, v in values.items() if k != "train_loss" and abs(v) > self.max_abs_energy}
-        if bad or big:
-            n_iter = sum(len(epoch["batches"]) for epoch in net.history)
+        problem = self._problem(net, self.max_abs_energy)
+        n_iter = _n_updates(net)
+        if not problem:
+            if n_iter % self.snapshot_every == 0:
+                self._take_snapshot(net)
+            return
+        if self.on_divergence == "raise" or self.n_recoveries_ >= self.max_recoveries:
+            tried = "" if self.on_divergence == "raise" else f" after {self.n_recoveries_} recoveries"
             raise TrainingDivergedError(
-                f"Training diverged at update {n_iter}: {bad or big} (loss {loss}). "
-                + (self.hint or "Lower lr or step_size, raise l2_reg, or use fewer Langevin steps.")
+                f"Training diverged at update {n_iter}{tried}: {problem}. {net.divergence_hint()}"
             )
+        self._restore(net)
+        self.n_recoveries_ += 1
+        _scale_learning_rate(net, 0.5)
+        sampler = getattr(net, "sampler_", None)
+        if sampler is not None and net.runs_chains:
+            sampler.step_size *= 0.5
+        net.history.record_batch("recovered", True)
+        warnings.warn(
+            f"Training diverged at update {n_iter} ({problem}); rolled back to the last good state and halved the "
+            f"learning rate{' and the Langevin step size' if net.runs_chains else ''} "
+            f"(recovery {self.n_recoveries_} of at most {self.max_recoveries}).",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+
+
+def _scale_learning_rate(net, factor):
+    """Scale the learning rate of every optimiser and LR schedule of ``net`` by ``factor``."""
+    for name in net._optimizers:
+        for group in getattr(net, name + "_").param_groups:
+            group["lr"] *= factor
+            if "initial_lr" in group:
+                group["initial_lr"] *= factor
+    for _, callback in net.callbacks_:
+        scheduler = getattr(callback, "lr_scheduler_", None) if isinstance(callback, LRScheduler) else None
+        if scheduler is not None and hasattr(scheduler, "base_lrs"):
+            scheduler.base_lrs = [lr * factor for lr in scheduler.base_lrs]
 
 
 class ProgressBar(Callback):
-    """A tqdm bar over all parameter updates, showing loss and energies.
+    """A tqdm bar over all parameter updates, showing loss, energies and acceptance.
 
     Parameters
     ----------
     total : int, default=None
         Number of updates the bar counts to.
-    keys : tuple of str, default=("train_loss", "energy_data", "energy_samples")
-        Batch-history entries shown in the bar's postfix.
+    desc : str, default=None
+        Label of the bar (the estimator's name); ``None`` uses the net's
+        class name.
+    keys : tuple of str, default=("train_loss", "energy_data", "energy_samples", "acceptance")
+        Batch-history entries shown in the bar's postfix (those present).
     """
 
-    def __init__(self, total=None, keys=("train_loss", "energy_data", "energy_samples")):
+    def __init__(self, total=None, desc=None, keys=("train_loss", "energy_data", "energy_samples", "acceptance")):
         self.total = total
+        self.desc = desc
         self.keys = keys
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         from tqdm.auto import tqdm
 
-        self.bar_ = tqdm(total=self.total, desc=type(net).__name__, leave=True)
+        done = _n_updates(net)
+        self.bar_ = tqdm(total=self.total, initial=done, desc=self.desc or type(net).__name__, leave=True)
 
     def on_batch_end(self, net, batch=None, training=False, **kwargs):
         if not training:
             return
         row = net.history[-1]["batches"][-1]
-        self.bar_.set_postfix({k.replace("energy_", "E_"): f"{row[k]:.3g}" for k in self.keys if k in row}, refresh=False)
+        short = {"train_loss": "loss", "energy_data": "E_data", "energy_samples": "E_samples", "acceptance": "acc"}
+        postfix = {short.get(k, k): f"{row[k]:.3g}" for k in self.keys if k in row}
+        self.bar_.set_postfix(postfix, refresh=False)
         self.bar_.update(1)
 
     def on_train_end(self, net, X=None, y=None, **kwargs):
         self.bar_.close()
+
+
+class TrainingCheckpoint(Checkpoint):
+    """Checkpoint a long fit every few epochs and resume it where it stopped.
+
+    Every ``every`` epochs the network weights, the optimiser, every other
+    registered module of the engine (the chain bank ``chain_init``, the
+    random generators ``rng``) and the history are written to ``dirname``
+    (skorch's :class:`~skorch.callbacks.Checkpoint` does the writing). At
+    the start of a fit, a checkpoint found in ``dirname`` is loaded first
+    (as skorch's :class:`~skorch.callbacks.LoadInitState` does), so a fit
+    interrupted by Ctrl-C, a crash or a time limit continues where it
+    stopped when the same fit is run again: with the same data and
+    ``random_state`` the result equals that of an uninterrupted fit.
+
+    Parameters
+    ----------
+    dirname : str or path-like
+        Folder of the checkpoint files (created if needed).
+    every : int, default=1
+        Epochs between checkpoints.
+    resume : bool, default=True
+        Load a checkpoint found in ``dirname`` at the start of training.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from skebm import EBMGenerator
+    >>> from skebm.datasets import make_toy_2d
+    >>> from skebm.engine import TrainingCheckpoint
+    >>> folder = tempfile.mkdtemp()
+    >>> gen = EBMGenerator(max_iter=10, callbacks=[TrainingCheckpoint(folder)], random_state=0)
+    >>> gen.fit(make_toy_2d("moons", 200, random_state=0)).n_iter_
+    10
+    """
+
+    _MODULE_FILES = {"f_chain_init": "chain_init.pt", "f_rng": "rng.pt"}
+
+    def __init__(self, dirname, every=1, resume=True):
+        check_params({"every": [POSITIVE_INT]}, {"every": every}, type(self).__name__)
+        self.every = every
+        self.resume = resume
+        super().__init__(
+            monitor=self._due, f_criterion=None, dirname=str(dirname), event_name=None, **self._MODULE_FILES
+        )
+
+    def _due(self, net):
+        return len(net.history) % self.every == 0
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        if not self.resume or not os.path.exists(self.f_history_):
+            return
+        net.load_params(checkpoint=self)
+        net.restore_from_history()

@@ -11,29 +11,28 @@ class MaxLikelihoodLoss(nn.Module):
 
     .. math::
 
-        L = \frac{\bar E(x^+) - \bar E(x^-)}{T}
-            + \alpha \left(\overline{E(x^+)^2} + \overline{E(x^-)^2}\right)
+        L = \bar U(x^+) - \bar U(x^-)
+            + \alpha \left(\overline{U(x^+)^2} + \overline{U(x^-)^2}\right)
 
-    Its gradient is the (approximate) negative log-likelihood gradient; the
-    optional :math:`\alpha` term is the IGEBM L2 energy regulariser.
+    on the energies at the model temperature, :math:`U = E / T` (the
+    engine divides by :math:`T`). Its gradient is the (approximate) negative
+    log-likelihood gradient; the optional :math:`\alpha` term is the IGEBM
+    L2 energy regulariser.
 
     Parameters
     ----------
     l2_reg : float, default=0.0
         Weight :math:`\alpha` of the L2 energy regulariser.
-    temperature : float, default=1.0
-        Temperature :math:`T`.
     """
 
-    def __init__(self, l2_reg=0.0, temperature=1.0):
+    def __init__(self, l2_reg=0.0):
         super().__init__()
         self.l2_reg = l2_reg
-        self.temperature = temperature
 
     def forward(self, energies, target=None):
         """Loss from ``energies = (e_pos, e_neg)``; ``target`` is ignored."""
         e_pos, e_neg = (e.float() for e in energies)
-        loss = (e_pos.mean() - e_neg.mean()) / self.temperature
+        loss = e_pos.mean() - e_neg.mean()
         if self.l2_reg:
             loss = loss + self.l2_reg * (e_pos.pow(2).mean() + e_neg.pow(2).mean())
         return loss
@@ -51,7 +50,7 @@ class NGEBMLoss(nn.Module):
         L = \mathrm{CE}(f(x), y)
             + \beta \, \frac{1}{n} \sum_i \left(\bar\ell - \ell_i\right)^2
             + \gamma \, \frac{1}{n} \sum_i \left\| \nabla_x \ell_i \right\|_2
-            + w \, \frac{\bar E(x^+) - \bar E(x^-)}{T}
+            + w \left(\bar U(x^+) - \bar U(x^-)\right)
 
     as in Piland et al. (2023) and their code: the energy-variance term
     (:math:`\beta`) pulls the energies of all training points to a common
@@ -59,8 +58,9 @@ class NGEBMLoss(nn.Module):
     the density flat around them. The gradient is taken with
     ``create_graph=True`` so that the loss back-propagates through it (double
     backprop). The last term is JEM's maximum-likelihood term for
-    :math:`p(x)` with MCMC negatives :math:`x^-` (:class:`MaxLikelihoodLoss`,
-    used only when ``generative_weight > 0``). With
+    :math:`p(x)` with MCMC negatives :math:`x^-` on the energies at the
+    model temperature :math:`U = E / T` (:class:`MaxLikelihoodLoss`, used
+    only when ``generative_weight > 0``). With
     :math:`\beta = \gamma = w = 0` the loss is plain cross-entropy.
 
     Parameters
@@ -74,8 +74,6 @@ class NGEBMLoss(nn.Module):
     l2_reg : float, default=0.0
         L2 energy regulariser of the :math:`p(x)` term (see
         :class:`MaxLikelihoodLoss`).
-    temperature : float, default=1.0
-        Temperature :math:`T` of the :math:`p(x)` term.
 
     Examples
     --------
@@ -88,14 +86,13 @@ class NGEBMLoss(nn.Module):
     ['approximate_mass', 'cross_entropy', 'energy_variance']
     """
 
-    def __init__(self, energy_variance=0.0, approximate_mass=0.0, generative_weight=0.0, l2_reg=0.0, temperature=1.0):
+    def __init__(self, energy_variance=0.0, approximate_mass=0.0, generative_weight=0.0, l2_reg=0.0):
         super().__init__()
         self.energy_variance = energy_variance
         self.approximate_mass = approximate_mass
         self.generative_weight = generative_weight
         self.l2_reg = l2_reg
-        self.temperature = temperature
-        self.max_likelihood = MaxLikelihoodLoss(l2_reg=l2_reg, temperature=temperature)
+        self.max_likelihood = MaxLikelihoodLoss(l2_reg=l2_reg)
 
     @staticmethod
     def approximate_mass_term(log_partition, x):
@@ -118,8 +115,8 @@ class NGEBMLoss(nn.Module):
         (grad,) = torch.autograd.grad(log_partition.sum(), x, create_graph=True)
         return grad.flatten(1).norm(p=2, dim=1)
 
-    def terms(self, logits, target, x=None, energy_neg=None):
-        """The unweighted terms of the loss, as a dict of scalar tensors.
+    def terms(self, logits, target, x=None, energy_neg=None, energy_pos=None):
+        r"""The unweighted terms of the loss, as a dict of scalar tensors.
 
         Parameters
         ----------
@@ -131,7 +128,11 @@ class NGEBMLoss(nn.Module):
             The inputs the logits were computed from (``requires_grad=True``);
             needed when ``approximate_mass > 0``.
         energy_neg : torch.Tensor of shape (m,), default=None
-            Energies of MCMC negatives; needed when ``generative_weight > 0``.
+            Energies :math:`U = E / T` of MCMC negatives; needed when
+            ``generative_weight > 0``.
+        energy_pos : torch.Tensor of shape (n,), default=None
+            Energies :math:`U` of the inputs for the :math:`p(x)` term;
+            ``None`` uses :math:`-\ell_i` (temperature 1).
 
         Returns
         -------
@@ -152,10 +153,11 @@ class NGEBMLoss(nn.Module):
         if self.generative_weight:
             if energy_neg is None:
                 raise ValueError("generative_weight > 0 needs the energies of MCMC negatives.")
-            out["max_likelihood"] = self.max_likelihood((-log_partition, energy_neg))
+            e_pos = -log_partition if energy_pos is None else energy_pos
+            out["max_likelihood"] = self.max_likelihood((e_pos, energy_neg))
         return out
 
-    def forward(self, logits, target, x=None, energy_neg=None):
+    def forward(self, logits, target, x=None, energy_neg=None, energy_pos=None):
         """The weighted sum of :meth:`terms` (same arguments).
 
         Returns
@@ -163,7 +165,7 @@ class NGEBMLoss(nn.Module):
         loss : torch.Tensor
             Scalar loss.
         """
-        terms = self.terms(logits, target, x=x, energy_neg=energy_neg)
+        terms = self.terms(logits, target, x=x, energy_neg=energy_neg, energy_pos=energy_pos)
         return self.combine(terms)
 
     def combine(self, terms):

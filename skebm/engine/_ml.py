@@ -1,16 +1,19 @@
 """The skorch engine of maximum-likelihood EBM training with MCMC negatives."""
 
 import copy
+import math
 
 import torch
 from skorch import NeuralNet
 from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
+from torch.utils.data import RandomSampler
 
 from ..mcmc import autocast_context
 from ..nn import output_to_energy
 from ._callbacks import DivergenceGuard
 from ._losses import MaxLikelihoodLoss
+from ._random import RandomGenerators, seed_from
 
 __all__ = ["EBMNet"]
 
@@ -18,31 +21,47 @@ __all__ = ["EBMNet"]
 class EBMNet(NeuralNet):
     """A skorch ``NeuralNet`` that trains an energy with MCMC negatives.
 
-    One training step (:meth:`train_step_single`) asks the chain
-    initialisation strategy for chain starts, runs the Langevin sampler on
-    the current energy, writes the chains back to the strategy's bank, and
-    back-propagates the maximum-likelihood loss
-    ``mean E(x+) - mean E(x-)`` (see :class:`MaxLikelihoodLoss`). Extend it by
-    overriding :meth:`train_step_single` or :meth:`get_loss`, as with any
-    skorch net. An energy module that defines ``penalty(x_pos, x_neg)``
-    (a scalar tensor) has it added to the loss: a regulariser of its own
-    internals, e.g. of a network output before a bound.
+    The engine owns every piece of fitted MCMC state, created in
+    :meth:`initialize` as registered modules (so skorch moves them to the
+    device, pickles them with CUDA-safe storage, and its
+    :class:`~skorch.callbacks.Checkpoint` saves them):
+
+    - ``module_``: the energy network;
+    - ``chain_init_``: the chain-initialisation strategy with its banks
+      (a copy of ``chain_init``, set up on ``source``);
+    - ``rng_``: the random generators of every draw (:class:`RandomGenerators`);
+    - ``sampler_``: a copy of ``sampler`` (the step size may adapt).
+
+    Its ``energy``, ``run_chains`` and ``draw_negatives`` methods are the
+    one path from a batch to energies and chains, with one temperature and
+    one precision. One training step (:meth:`train_step_single`) asks the
+    chain initialisation for starts, runs the sampler on the current
+    energy, writes the chains back to the bank and back-propagates the
+    maximum-likelihood loss of ``E(x+) / T`` and ``E(x-) / T`` (see
+    :class:`MaxLikelihoodLoss`). Extend it by overriding
+    :meth:`train_step_single` or :meth:`get_loss`, as with any skorch net.
+    An energy module that defines ``penalty(x_pos, x_neg)`` (a scalar
+    tensor) has it added to the loss: a regulariser of its own internals.
 
     Parameters
     ----------
     module : torch.nn.Module
         The energy network (see :mod:`skebm.nn` for the output convention).
     sampler : LangevinSampler
-        Langevin settings used to draw negatives.
+        Langevin settings of the negatives (copied into ``sampler_``); a
+        string ``proposal`` names a submodule of ``module`` (shared).
     chain_init : ChainInit
-        Chain-initialisation strategy (copied at initialisation; the fitted
-        copy with its bank is ``chain_init_``).
-    noise : callable
-        ``noise(n, shape, device)``: fresh chain starts.
+        Chain-initialisation strategy (copied into ``chain_init_``).
+    source : torch.nn.Module or str
+        Source of fresh chain starts (e.g. a :class:`~skebm.mcmc.NoiseSource`),
+        or the name of a submodule of ``module`` that is one (``"base"``:
+        the base density of a tilted energy), shared, not copied.
     feature_shape : tuple of int
         Shape of one sample as the network sees it.
     criterion : type, default=MaxLikelihoodLoss
         The loss module, called on ``(e_pos, e_neg)``.
+    temperature : float, default=1.0
+        Temperature ``T``: :meth:`energy` returns ``E(x) / T``.
     data_noise : float, default=0.0
         Standard deviation of Gaussian noise added to data samples.
     conditional : bool, default=False
@@ -50,16 +69,31 @@ class EBMNet(NeuralNet):
         negatives.
     precision : {"fp32", "bf16"}, default="fp32"
         Autocast precision of energy evaluations.
+    seed : int, default=None
+        Seed of ``rng_``; ``None`` draws one.
+    max_updates : int, default=None
+        Parameter updates in all; the last epoch is cut short so that
+        exactly this many are made. ``None``: ``max_epochs`` full epochs.
+    updates_per_epoch : int, default=None
+        Batches per epoch (drawn with replacement); ``None`` uses
+        ``ceil(n_samples / batch_size)``.
     **kwargs
         Any :class:`skorch.NeuralNet` argument.
 
     Attributes
     ----------
     chain_init_ : ChainInit
-        The strategy with its bank after training.
+        The strategy with its banks.
+    rng_ : RandomGenerators
+        The generators of every random draw.
+    sampler_ : LangevinSampler
+        The sampler (its ``step_size`` after any adaptation).
+    interrupted_ : bool
+        Whether the last fit was stopped by Ctrl-C (``KeyboardInterrupt``).
     """
 
-    cuda_dependent_attributes_ = ["chain_init_"]
+    #: pickled together (one torch.save), so the sampler's proposal stays the module's base density
+    cuda_dependent_attributes_ = ["module_", "optimizer_", "criterion_", "sampler_"]
 
     def __init__(
         self,
@@ -67,52 +101,115 @@ class EBMNet(NeuralNet):
         *,
         sampler,
         chain_init,
-        noise,
+        source,
         feature_shape,
         criterion=MaxLikelihoodLoss,
+        temperature=1.0,
         data_noise=0.0,
         conditional=False,
         precision="fp32",
+        seed=None,
+        max_updates=None,
+        updates_per_epoch=None,
         **kwargs,
     ):
         kwargs.setdefault("train_split", None)
-        super().__init__(module, criterion=criterion, **kwargs)
+        # set before NeuralNet.__init__: torch modules given as arguments are parameters, not components
         self.sampler = sampler
         self.chain_init = chain_init
-        self.noise = noise
+        self.source = source
         self.feature_shape = tuple(feature_shape)
+        self.temperature = temperature
         self.data_noise = data_noise
         self.conditional = conditional
         self.precision = precision
+        self.seed = seed
+        self.max_updates = max_updates
+        self.updates_per_epoch = updates_per_epoch
+        super().__init__(module, criterion=criterion, **kwargs)
 
     def get_default_callbacks(self):
         return [*super().get_default_callbacks(), ("divergence_guard", DivergenceGuard())]
 
-    def initialize(self):
-        super().initialize()
-        self.initialize_chains()
+    # ------------------------------------------------------- fitted state
+    def initialize_module(self):
+        super().initialize_module()
+        self.rng_ = RandomGenerators(seed_from(self.seed), self.device)
+        source = getattr(self.module_, self.source) if isinstance(self.source, str) else copy.deepcopy(self.source)
+        self.chain_init_ = copy.deepcopy(self.chain_init).setup(
+            source, self.feature_shape, self.device, generator=self.rng_.generator
+        )
+        self.sampler_ = copy.deepcopy(self.sampler)
+        if isinstance(getattr(self.sampler_, "proposal", None), str):  # e.g. "base": the module's base density
+            self.sampler_.proposal = getattr(self.module_, self.sampler_.proposal)
+        self.interrupted_ = False
         return self
 
-    def initialize_chains(self):
-        """(Re)build the chain bank from ``chain_init``."""
-        self.chain_init_ = copy.deepcopy(self.chain_init).setup(self.noise, self.feature_shape, self.device)
-        return self
+    @property
+    def generator(self):
+        """The chain generator (``rng_.generator``)."""
+        return self.rng_.generator
 
+    @property
+    def runs_chains(self):
+        """Whether training draws MCMC negatives."""
+        return True
+
+    def divergence_hint(self):
+        """Advice appended to a :class:`TrainingDivergedError`."""
+        return "Lower lr or step_size, raise l2_reg, or use fewer Langevin steps (n_steps)."
+
+    def restore_from_history(self):
+        """Restore state recorded in the history (the adapted step size) after loading a checkpoint."""
+        for epoch in reversed(self.history):
+            for row in reversed(epoch["batches"]):
+                if "step_size" in row:
+                    self.sampler_.step_size = row["step_size"]
+                    return
+
+    # ------------------------------------------------- energies and chains
     def energy(self, x, y=None):
-        """Energies of ``x`` (conditioned on ``y``) under autocast, as float32."""
-        with autocast_context(self.device, self.precision):
+        """``E(x) / T`` (conditioned on ``y``) under autocast, as float32; gradients flow.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (n, *feature_shape)
+            Inputs in the model's space.
+        y : torch.Tensor of int, default=None
+            Class indices of a conditional energy.
+
+        Returns
+        -------
+        energy : torch.Tensor of shape (n,)
+        """
+        with autocast_context(x.device, self.precision):
             out = self.module_(x)
-        return output_to_energy(out, y).float()
+        return output_to_energy(out, y).float() / self.temperature
 
-    def energy_fn(self, y=None):
-        """Energy as a callable of ``x`` alone, for the sampler."""
-        module = self.module_
-        return lambda x: output_to_energy(module(x), y)
+    def run_chains(self, x0, y=None, *, generator=None, noise=None, **overrides):
+        """Run ``sampler_`` on the current energy from ``x0``.
 
-    def run_chains(self, x0, y=None, **overrides):
-        """Run the Langevin sampler on the current energy from ``x0``."""
-        overrides.setdefault("precision", self.precision)
-        return self.sampler(self.energy_fn(y), x0, **overrides)
+        Parameters
+        ----------
+        x0 : torch.Tensor
+            Chain starts.
+        y : torch.Tensor of int, default=None
+            Class of each chain (conditional energies).
+        generator : torch.Generator, default=None
+            Generator of the noise; ``None`` uses ``rng_.generator``.
+        noise : object, default=None
+            An explicit noise stream (e.g. :class:`~skebm.mcmc.RowNoise`).
+        **overrides
+            Sampler settings for this call (``n_steps``, ``step_size``,
+            ``mask``, ``return_chains``...).
+
+        Returns
+        -------
+        x : torch.Tensor
+            End states (and what ``overrides`` asked for).
+        """
+        generator = self.generator if generator is None else generator
+        return self.sampler_(lambda x: self.energy(x, y), x0, generator=generator, noise=noise, **overrides)
 
     def draw_negatives(self, x_pos, y=None):
         """One round of MCMC negatives for the data batch ``x_pos``.
@@ -120,25 +217,41 @@ class EBMNet(NeuralNet):
         Asks the chain-initialisation strategy for starts, runs the sampler
         on the current energy (conditioned on ``y``), writes the chains back
         to the bank and returns the end states that serve as negatives.
-        Engines that add negatives to another loss reuse it.
-        """
-        x0, token = self.chain_init_.draw(x_pos)
-        x_neg = self.run_chains(x0, y)
-        self.chain_init_.update(token, x_neg, y)
-        if getattr(self.sampler, "metropolis", False):
-            self.history.record_batch("acceptance", self.sampler.acceptance_rate_)
-        if getattr(self.sampler, "proposal", None) is not None:
-            self.history.record_batch("jump_acceptance", self.sampler.jump_acceptance_)
-        return self.chain_init_.negatives(token, x_neg)
 
+        Parameters
+        ----------
+        x_pos : torch.Tensor
+            The data batch.
+        y : torch.Tensor of int, default=None
+            Its labels (conditional energies).
+
+        Returns
+        -------
+        x_neg : torch.Tensor
+        """
+        g = self.generator
+        draw = self.chain_init_.draw(x_pos, y, generator=g)
+        x_neg = self.run_chains(draw.x0, y)
+        self.chain_init_.update(draw, x_neg, y, generator=g)
+        self.history.record_batch("step_size", float(self.sampler_.step_size))
+        if getattr(self.sampler_, "metropolis", False):
+            self.history.record_batch("acceptance", self.sampler_.acceptance_rate_)
+        if getattr(self.sampler_, "proposal", None) is not None:
+            self.history.record_batch("jump_acceptance", self.sampler_.jump_acceptance_)
+        return self.chain_init_.negatives(draw, x_neg)
+
+    def _noisy(self, x):
+        if not self.data_noise:
+            return x
+        return x + self.data_noise * torch.randn(x.shape, generator=self.generator, device=x.device)
+
+    # ---------------------------------------------------------- training
     def train_step_single(self, batch, **fit_params):
         """Draw negatives, compute the loss, back-propagate."""
         self._set_training(True)
         x_pos, y = unpack_data(batch)
-        x_pos = to_tensor(x_pos, device=self.device).float()
+        x_pos = self._noisy(to_tensor(x_pos, device=self.device).float())
         y = to_tensor(y, device=self.device).long() if (self.conditional and y is not None) else None
-        if self.data_noise:
-            x_pos = x_pos + self.data_noise * torch.randn_like(x_pos)
         x_neg = self.draw_negatives(x_pos, y)
         e_pos, e_neg = self.energy(x_pos, y), self.energy(x_neg, y)
         loss = self.get_loss((e_pos, e_neg), y, X=x_pos, training=True)
@@ -154,8 +267,39 @@ class EBMNet(NeuralNet):
         """The criterion on ``y_pred = (e_pos, e_neg)``."""
         return self.criterion_(y_pred, y_true)
 
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if "chain_init_" in vars(self):
-            self.chain_init_.to(self.device)
+    def n_updates(self):
+        """Parameter updates made so far (from the history)."""
+        return sum(len(epoch["batches"]) for epoch in self.history)
 
+    def _per_epoch(self, n_samples):
+        return self.updates_per_epoch or max(1, math.ceil(n_samples / self.batch_size))
+
+    def get_iterator(self, dataset, training=False):
+        """Training batches drawn with replacement from ``rng_.data_generator``."""
+        if not training:
+            return super().get_iterator(dataset, training)
+        per_epoch = self._per_epoch(len(dataset))
+        if self.max_updates is not None:
+            per_epoch = max(0, min(per_epoch, self.max_updates - self.n_updates()))
+        kwargs = self.get_params_for("iterator_train")
+        batch_size = kwargs.pop("batch_size", self.batch_size)
+        gen = self.rng_.data_generator
+        sampler = RandomSampler(range(len(dataset)), replacement=True, num_samples=per_epoch * batch_size, generator=gen)
+        return self.iterator_train(dataset, batch_size=batch_size, sampler=sampler, generator=gen, **kwargs)
+
+    def epochs_to_run(self, n_samples):
+        """Epochs left to reach ``max_updates`` (or ``max_epochs``) from the history."""
+        if self.max_updates is None:
+            return max(0, self.max_epochs - len(self.history))
+        return math.ceil(max(0, self.max_updates - self.n_updates()) / self._per_epoch(n_samples))
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        """skorch's fit loop, for the epochs left; records a Ctrl-C in ``interrupted_``."""
+        self.interrupted_ = False
+        if epochs is None:
+            epochs = self.epochs_to_run(len(X))
+        try:
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        except KeyboardInterrupt:
+            self.interrupted_ = True
+            raise

@@ -5,7 +5,7 @@ from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
 
 from ..mcmc import autocast_context
-from ._callbacks import DivergenceGuard
+from ..nn import output_to_energy
 from ._losses import NGEBMLoss
 from ._ml import EBMNet
 
@@ -29,9 +29,9 @@ class NGEBMNet(EBMNet):
     (``cross_entropy``, ``energy_variance``, ``approximate_mass``,
     ``max_likelihood``) together with the mean energy of the data
     (``energy_data``) and, in JEM mode, of the negatives
-    (``energy_samples``); the :class:`DivergenceGuard` callback turns a
-    non-finite loss or exploding energies into a
-    :class:`TrainingDivergedError`.
+    (``energy_samples``); the :class:`DivergenceGuard` callback recovers
+    from a non-finite loss or exploding energies (or raises
+    :class:`TrainingDivergedError`).
 
     Parameters
     ----------
@@ -41,7 +41,8 @@ class NGEBMNet(EBMNet):
         Set its weights with ``criterion__energy_variance`` etc.
     **kwargs
         The arguments of :class:`EBMNet` (``sampler``, ``chain_init``,
-        ``noise``, ``feature_shape``, ``data_noise``, ``precision``) and of
+        ``source``, ``feature_shape``, ``temperature``, ``data_noise``,
+        ``precision``, ``seed``, ``max_updates``) and of
         :class:`skorch.NeuralNet`.
 
     Attributes
@@ -53,18 +54,24 @@ class NGEBMNet(EBMNet):
     def __init__(self, module, *, criterion=NGEBMLoss, **kwargs):
         super().__init__(module, criterion=criterion, **kwargs)
 
-    def get_default_callbacks(self):
-        callbacks = [item for item in super().get_default_callbacks() if item[0] != "divergence_guard"]
-        hint = (
-            "JEM mode (generative_weight > 0) is known to diverge: lower lr, step_size or generative_weight, "
-            "or train without the p(x) term (generative_weight=0, NG-EBM). Otherwise lower lr."
-        )
-        return [*callbacks, ("divergence_guard", DivergenceGuard(hint=hint))]
-
     @property
     def generative(self):
         """Whether the p(x) term (JEM mode) is on."""
         return bool(getattr(self.criterion_, "generative_weight", 0.0))
+
+    @property
+    def runs_chains(self):
+        """Whether training draws MCMC negatives (JEM mode only)."""
+        return self.generative
+
+    def divergence_hint(self):
+        """Advice appended to a :class:`TrainingDivergedError`."""
+        if self.generative:
+            return (
+                "JEM mode (generative_weight > 0) is known to diverge: lower lr, step_size or generative_weight, "
+                "or train without the p(x) term (generative_weight=0, NG-EBM)."
+            )
+        return "Lower lr, or the energy_variance and approximate_mass weights."
 
     def logits(self, x):
         """Logits of ``x`` under autocast, as float32 (gradients flow).
@@ -102,10 +109,8 @@ class NGEBMNet(EBMNet):
         """
         self._set_training(True)
         x, y = unpack_data(batch)
-        x = to_tensor(x, device=self.device).float()
+        x = self._noisy(to_tensor(x, device=self.device).float())
         y = to_tensor(y, device=self.device).long()
-        if self.data_noise:
-            x = x + self.data_noise * torch.randn_like(x)
         if self.criterion_.approximate_mass:
             x.requires_grad_(True)
         logits = self.logits(x)
@@ -142,11 +147,12 @@ class NGEBMNet(EBMNet):
         y_true = to_tensor(y_true, device=logits.device).long()
         if not training:
             return torch.nn.functional.cross_entropy(logits.float(), y_true)
-        terms = self.criterion_.terms(logits, y_true, x=X, energy_neg=energy_neg)
+        energy_pos = None if energy_neg is None else output_to_energy(logits) / self.temperature
+        terms = self.criterion_.terms(logits, y_true, x=X, energy_neg=energy_neg, energy_pos=energy_pos)
         loss = self.criterion_.combine(terms)
         for name, value in terms.items():
             self.history.record_batch(name, value.item())
-        self.history.record_batch("energy_data", -torch.logsumexp(logits.detach(), dim=1).mean().item())
+        self.history.record_batch("energy_data", (output_to_energy(logits.detach()) / self.temperature).mean().item())
         if energy_neg is not None:
             self.history.record_batch("energy_samples", energy_neg.detach().mean().item())
         return loss

@@ -1,28 +1,36 @@
-"""MCMC: the Langevin sampler, chain-initialisation strategies, normalising constants."""
+"""MCMC: the Langevin sampler, chain sources and initialisation strategies, normalising constants.
+
+Everything here takes an energy function (a callable mapping a batch to one
+energy per sample) and tensors, so research code can use it directly; every
+random draw takes an optional :class:`torch.Generator`.
+"""
 
 from ._ais import ais_log_partition, grid_log_partition, sigmoid_schedule
 from ._diagnostics import chain_diagnostics
 from ._init import (
     CHAIN_INITS,
+    ChainDraw,
     ChainInit,
     DataInit,
-    GaussianMixtureSource,
     LongrunInit,
     NoiseInit,
-    NoiseSource,
     PersistentInit,
     ReplayInit,
     make_chain_init,
 )
 from ._langevin import LangevinSampler, autocast_context, expected_stationary_std, independence_mh, langevin
-from ._noise import GLOBAL_NOISE, RowNoise, row_keys
+from ._partition import estimate_log_partition, grid_box
+from ._noise import GLOBAL_NOISE, GeneratorNoise, RowNoise, as_noise, row_keys
+from ._sources import GaussianMixtureSource, NoiseSource
 
 __all__ = [
     "CHAIN_INITS",
     "GLOBAL_NOISE",
+    "ChainDraw",
     "ChainInit",
     "DataInit",
     "GaussianMixtureSource",
+    "GeneratorNoise",
     "LangevinSampler",
     "LongrunInit",
     "NoiseInit",
@@ -31,9 +39,12 @@ __all__ = [
     "ReplayInit",
     "RowNoise",
     "ais_log_partition",
+    "as_noise",
     "autocast_context",
     "chain_diagnostics",
+    "estimate_log_partition",
     "expected_stationary_std",
+    "grid_box",
     "grid_log_partition",
     "independence_mh",
     "langevin",

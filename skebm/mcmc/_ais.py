@@ -12,14 +12,15 @@ import math
 import numpy as np
 import torch
 
-from ._langevin import _check_settings, _mala, langevin
+from .._torch_utils import batched
+from ._langevin import _check_settings, _run
+from ._noise import as_noise
 
 __all__ = ["ais_log_partition", "grid_log_partition", "sigmoid_schedule"]
 
 
 def _batched(fn, x, batch_size):
-    with torch.no_grad():
-        return torch.cat([fn(x[i : i + batch_size]).detach().double() for i in range(0, len(x), batch_size)])
+    return batched(lambda part: fn(part).detach().double(), x, batch_size)
 
 
 def grid_log_partition(energy_fn, low, high, *, resolution=None, batch_size=65536, return_error=False):
@@ -131,6 +132,7 @@ def ais_log_partition(
     target_acceptance=0.6,
     metropolis=True,
     batch_size=None,
+    generator=None,
     return_samples=False,
 ):
     r"""Estimate ``log Z`` of ``exp(-energy_fn)`` by annealed importance sampling.
@@ -158,8 +160,8 @@ def ais_log_partition(
     energy_fn : callable
         Maps a tensor ``(n, *shape)`` to ``(n,)`` energies ``E``.
     base : GaussianMixtureSource or object
-        The normalised starting density: ``base.sample(n)`` returns ``(n,
-        d)`` draws and ``base.log_prob(x)`` their log-density; pick one
+        The normalised starting density: ``base.sample(n, generator=...)``
+        returns ``n`` draws and ``base.log_prob(x)`` their log-density; pick one
         close to the target (e.g. fitted to data) for small error bars.
     n_chains : int, default=256
         Number of independent AIS chains (importance weights).
@@ -180,6 +182,9 @@ def ais_log_partition(
         MALA transitions; ``False`` uses unadjusted Langevin (biased).
     batch_size : int, default=None
         Chains per evaluation of ``energy_fn``; ``None`` runs all at once.
+    generator : torch.Generator, default=None
+        Generator of every random draw (base samples, Langevin noise, MALA
+        acceptance), on the base's device; ``None`` uses the global one.
     return_samples : bool, default=False
         Also return the final states and their log weights.
 
@@ -219,7 +224,8 @@ def ais_log_partition(
     def log_ratio(x):  # -E(x) - log q(x)
         return -energy_fn(x).double() - base.log_prob(x).double()
 
-    x = base.sample(n_chains)
+    noise = as_noise(None, generator)
+    x = base.sample(n_chains, generator=generator)
     log_w = torch.zeros(n_chains, dtype=torch.float64, device=x.device)
     eps = float(step_size)
     for k in range(1, len(betas)):
@@ -230,11 +236,8 @@ def ais_log_partition(
         chunks, accepted = [], []
         for i in range(0, n_chains, batch_size):
             part = x[i : i + batch_size]
-            if metropolis:
-                out, rate = _mala(fn, part, n_steps, eps, eps, 1.0, None, None, None, "fp32", False, False)
-                accepted.append(rate * len(part))
-            else:
-                out = langevin(fn, part, n_steps, eps)
+            out, rate = _run(fn, part, n_steps, eps, metropolis=metropolis, noise=noise)
+            accepted.append(rate * len(part))
             chunks.append(out)
         x = torch.cat(chunks)
         if metropolis and adapt_step_size:

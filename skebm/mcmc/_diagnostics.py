@@ -9,17 +9,17 @@ Metropolis-adjusted chain keeps accepting at a stable rate.
 import numpy as np
 import torch
 
+from .._torch_utils import batched
 from ._langevin import LangevinSampler
 
 __all__ = ["chain_diagnostics"]
 
 
-def _mean_energy(energy_fn, x, batch_size=4096):
-    with torch.no_grad():
-        return float(torch.cat([energy_fn(x[i : i + batch_size]).float() for i in range(0, len(x), batch_size)]).mean())
+def _mean_energy(energy_fn, x):
+    return float(batched(lambda part: energy_fn(part).float(), x).mean())
 
 
-def chain_diagnostics(energy_fn, x_data, x_chains, sampler, *, n_steps=100):
+def chain_diagnostics(energy_fn, x_data, x_chains, sampler, *, n_steps=100, generator=None):
     """Run chains further and report steady-state statistics.
 
     Parameters
@@ -34,6 +34,8 @@ def chain_diagnostics(energy_fn, x_data, x_chains, sampler, *, n_steps=100):
         Langevin settings (``metropolis=True`` also reports acceptance).
     n_steps : int, default=100
         Number of further steps.
+    generator : torch.Generator, default=None
+        Generator of the chains' noise; ``None`` uses the global one.
 
     Returns
     -------
@@ -59,7 +61,7 @@ def chain_diagnostics(energy_fn, x_data, x_chains, sampler, *, n_steps=100):
     """
     if not isinstance(sampler, LangevinSampler):
         raise TypeError(f"sampler must be a LangevinSampler, got {type(sampler).__name__}.")
-    x, trace = sampler(energy_fn, x_chains, n_steps=n_steps, return_trace=True)
+    x, trace = sampler(energy_fn, x_chains, n_steps=n_steps, return_trace=True, generator=generator)
     e_data = _mean_energy(energy_fn, x_data)
     e_end = _mean_energy(energy_fn, x)
     return {

@@ -1,24 +1,34 @@
 """Chain-initialisation strategies: where each Langevin chain starts.
 
-Every strategy is a small stateful object with the same three methods:
+A strategy is a :class:`torch.nn.Module` whose banks are buffers (so they
+move with ``.to``, travel in ``state_dict``, checkpoint and pickle with the
+training engine). Every strategy has the same methods:
 
-- ``setup(noise, shape, device)`` once before training (allocates banks);
-- ``draw(x_data)`` returns chain starts for a batch plus a token;
-- ``update(token, x_neg)`` stores the chains' end states back.
+- ``setup(source, shape, device)`` once before training (allocates banks);
+- ``draw(x_data, y=None)`` returns a :class:`ChainDraw`: chain starts for a
+  batch, and where they came from;
+- ``update(draw, x_neg, y=None)`` stores the chains' end states back;
+- ``negatives(draw, x_neg)`` picks the end states that serve as negatives;
+- ``starts(n, y=None)`` gives starts for sampling from a fitted model.
 
-The estimators pick one by name through :func:`make_chain_init`; research
-code can use the classes directly.
+Five strategies: :class:`NoiseInit`, :class:`DataInit`,
+:class:`ReplayInit`, :class:`PersistentInit` and :class:`LongrunInit`
+(see each). Every random draw takes an optional ``generator``; ``None``
+uses torch's global generator. The estimators build one by name through
+:func:`make_chain_init`; research code can use the classes directly.
 """
 
-import math
-import numbers
+import copy
+from typing import NamedTuple, Optional
 
-import numpy as np
 import torch
+from torch import nn
+
+from .._validation import POSITIVE_INT, PROB, Float, StrOptions, check_params
+from ._sources import check_source
 
 __all__ = [
-    "NoiseSource",
-    "GaussianMixtureSource",
+    "ChainDraw",
     "ChainInit",
     "NoiseInit",
     "DataInit",
@@ -30,249 +40,213 @@ __all__ = [
 ]
 
 
-class NoiseSource:
-    """Picklable source of fresh chain starts.
-
-    Parameters
-    ----------
-    kind : {"uniform", "gaussian"}, default="uniform"
-        ``"uniform"`` draws from U[low, high], ``"gaussian"`` from
-        N(loc, scale^2).
-    low, high : float, default=-1, 1
-        Bounds of the uniform noise.
-    loc, scale : float, default=0, 1
-        Mean and standard deviation of the Gaussian noise.
-    """
-
-    def __init__(self, kind="uniform", low=-1.0, high=1.0, loc=0.0, scale=1.0):
-        if kind not in ("uniform", "gaussian"):
-            raise ValueError(f"kind must be 'uniform' or 'gaussian', got {kind!r}.")
-        self.kind = kind
-        self.low = low
-        self.high = high
-        self.loc = loc
-        self.scale = scale
-
-    def __call__(self, n, shape, device="cpu"):
-        """Draw ``n`` starts of feature shape ``shape`` on ``device``."""
-        size = (int(n), *shape)
-        if self.kind == "uniform":
-            return torch.rand(size, device=device) * (self.high - self.low) + self.low
-        return torch.randn(size, device=device) * self.scale + self.loc
-
-    def __repr__(self):
-        if self.kind == "uniform":
-            return f"NoiseSource('uniform', low={self.low}, high={self.high})"
-        return f"NoiseSource('gaussian', loc={self.loc}, scale={self.scale})"
-
-
-def _float64(a):
-    """A float64 CPU tensor copy of an array-like or a tensor."""
-    if isinstance(a, torch.Tensor):
-        return a.detach().cpu().double()
-    return torch.tensor(np.asarray(a, dtype=np.float64))
-
-
-class GaussianMixtureSource:
-    """Gaussian mixture with exact sampling and log-density.
-
-    A source of fresh chain starts (call it like a :class:`NoiseSource`)
-    that is also a tractable, normalised base density: annealed importance
-    sampling (:func:`ais_log_partition`) starts from it and
-    :class:`~skebm.EBMDensity` tilts it. Flat features only: a sample has
-    ``n_features`` entries (reshaped to the requested feature shape).
-
-    Parameters
-    ----------
-    weights : array-like of shape (n_components,)
-        Mixture weights (normalised internally).
-    means : array-like of shape (n_components, n_features)
-        Component means.
-    covariances : array-like of shape (n_components, n_features, n_features)
-        Full covariance matrices (symmetric positive definite).
+class ChainDraw(NamedTuple):
+    """Chain starts of one update and where they came from.
 
     Attributes
     ----------
-    n_components : int
-    n_features : int
-
-    Examples
-    --------
-    >>> import torch
-    >>> from skebm.mcmc import GaussianMixtureSource
-    >>> base = GaussianMixtureSource([1.0], [[0.0, 0.0]], [[[1.0, 0.0], [0.0, 1.0]]])
-    >>> x = base.sample(5)
-    >>> x.shape
-    torch.Size([5, 2])
-    >>> round(float(base.log_prob(torch.zeros(1, 2))[0]), 4)  # -log(2 pi)
-    -1.8379
+    x0 : torch.Tensor
+        The chain starts.
+    index : torch.Tensor or None
+        Bank rows the chains were drawn from (persistent bank, longrun
+        update bank), ``None`` otherwise.
+    burnin_index : torch.Tensor or None
+        Burn-in rows advanced with them (longrun only).
+    x_data : torch.Tensor or None
+        The data batch, kept where chains may restart from data.
     """
 
-    def __init__(self, weights, means, covariances):
-        means, covariances, weights = _float64(means), _float64(covariances), _float64(weights).reshape(-1)
-        if means.ndim != 2 or covariances.shape != (*means.shape, means.shape[1]) or len(weights) != len(means):
-            raise ValueError(
-                "weights, means and covariances must have shapes (k,), (k, d) and (k, d, d); got "
-                f"{tuple(weights.shape)}, {tuple(means.shape)} and {tuple(covariances.shape)}."
-            )
-        if not (weights >= 0).all() or not weights.sum() > 0:
-            raise ValueError("weights must be non-negative with a positive sum.")
-        chol = torch.linalg.cholesky(covariances)  # raises for a non positive definite covariance
-        self.n_components, self.n_features = means.shape
-        self.log_weights = torch.log(weights / weights.sum()).float()
-        self.means = means.float()
-        self.chol = chol.float()
-        # precision factor: y = L^-1 (x - mu) whitens a component
-        self.inv_chol = torch.linalg.inv(chol).float()
-        self.log_det = torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(1).float()
-
-    @classmethod
-    def from_estimator(cls, gmm):
-        """Build from a fitted :class:`sklearn.mixture.GaussianMixture` (any covariance type)."""
-        k, d = gmm.means_.shape
-        cov = np.asarray(gmm.covariances_, dtype=np.float64)
-        if gmm.covariance_type == "full":
-            full = cov
-        elif gmm.covariance_type == "tied":
-            full = np.broadcast_to(cov, (k, d, d))
-        elif gmm.covariance_type == "diag":
-            full = np.stack([np.diag(c) for c in cov])
-        else:  # spherical
-            full = np.stack([np.eye(d) * c for c in cov])
-        return cls(gmm.weights_, gmm.means_, full)
-
-    def to(self, device):
-        """Move the parameters to ``device``; returns self."""
-        for key, value in list(vars(self).items()):
-            if isinstance(value, torch.Tensor):
-                setattr(self, key, value.to(device))
-        return self
-
-    def sample(self, n, device=None):
-        """``n`` exact draws, shape ``(n, n_features)``."""
-        device = self.means.device if device is None else torch.device(device)
-        comp = torch.multinomial(self.log_weights.exp().to(device), int(n), replacement=True)
-        eps = torch.randn(int(n), self.n_features, device=device)
-        return self.means.to(device)[comp] + torch.einsum("nde,ne->nd", self.chol.to(device)[comp], eps)
-
-    def __call__(self, n, shape, device="cpu"):
-        """Draw ``n`` starts of feature shape ``shape`` (NoiseSource protocol)."""
-        return self.sample(n, device).reshape(int(n), *shape)
-
-    def log_prob(self, x):
-        """Normalised log-density of a batch (flattened to ``n_features``), differentiable."""
-        x = x.reshape(len(x), -1)
-        k, d = self.n_components, self.n_features
-        # whitened coordinates of every component in one matmul: y_k = L_k^-1 (x - mu_k)
-        inv_chol = self.inv_chol.to(x.device)
-        weight = inv_chol.permute(2, 0, 1).reshape(d, k * d)
-        shift = torch.einsum("kde,ke->kd", inv_chol, self.means.to(x.device)).reshape(k * d)
-        y = (x @ weight - shift).view(len(x), k, d)
-        log_comp = -0.5 * y.pow(2).sum(-1) - self.log_det.to(x.device) - 0.5 * self.n_features * math.log(2 * math.pi)
-        return torch.logsumexp(self.log_weights.to(x.device) + log_comp, dim=1)
-
-    def __repr__(self):
-        return f"GaussianMixtureSource(n_components={self.n_components}, n_features={self.n_features})"
+    x0: torch.Tensor
+    index: Optional[torch.Tensor] = None
+    burnin_index: Optional[torch.Tensor] = None
+    x_data: Optional[torch.Tensor] = None
 
 
-class ChainInit:
+class ChainInit(nn.Module):
     """Base class of the chain-initialisation strategies.
 
     Subclasses override :meth:`draw` and, when they keep state,
-    :meth:`_allocate` and :meth:`update`.
+    :meth:`_allocate`, :meth:`update` and :meth:`starts`.
     """
 
     name = None
+    _parameter_constraints = {}
 
-    def setup(self, noise, shape, device="cpu"):
+    def __init__(self, **params):
+        super().__init__()
+        check_params(self._parameter_constraints, params, type(self).__name__)
+        for key, value in params.items():
+            setattr(self, key, value)
+        self._params = tuple(params)
+        self.shape_ = None
+        self.register_buffer("_anchor", torch.zeros(0), persistent=False)
+
+    @property
+    def device(self):
+        """Device of the banks."""
+        return self._anchor.device
+
+    def setup(self, source, shape, device="cpu", generator=None):
         """Prepare the strategy for chains of feature shape ``shape``.
 
         Parameters
         ----------
-        noise : callable
-            ``noise(n, shape, device)`` returns ``n`` fresh starts, e.g. a
-            :class:`NoiseSource`.
+        source : object
+            Source of fresh starts: ``source.sample(n, shape, generator=...,
+            device=...)``, e.g. a :class:`~skebm.mcmc.NoiseSource`.
         shape : tuple of int
             Feature shape of one chain state.
         device : str or torch.device, default="cpu"
             Device on which the banks live.
+        generator : torch.Generator, default=None
+            Generator (on ``device``) of the initial bank draws.
 
         Returns
         -------
         self
         """
-        self.noise_ = noise
+        self.source = check_source(source)
         self.shape_ = tuple(shape)
-        self.device_ = torch.device(device)
-        self._allocate()
+        self._anchor = torch.zeros(0, device=device)
+        self._allocate(generator)
         return self
 
-    def _allocate(self):
+    def _allocate(self, generator):
         pass
 
-    def _fresh(self, n):
-        return self.noise_(n, self.shape_, self.device_)
+    def _bank(self, name, value):
+        self.register_buffer(name, value)
 
-    def draw(self, x_data):
-        """Return ``(x0, token)``: chain starts for the data batch ``x_data``."""
+    def fresh(self, n, generator=None):
+        """``n`` fresh starts from the source.
+
+        Parameters
+        ----------
+        n : int
+            Number of starts.
+        generator : torch.Generator, default=None
+            Random generator on the bank's device.
+
+        Returns
+        -------
+        x0 : torch.Tensor of shape (n, *shape)
+        """
+        if self.shape_ is None:
+            raise RuntimeError(f"{type(self).__name__} is not set up: call setup(source, shape) first.")
+        return self.source.sample(int(n), self.shape_, generator=generator, device=self.device).float()
+
+    def draw(self, x_data, y=None, generator=None):
+        """Chain starts for the data batch ``x_data`` (of class ``y``).
+
+        Parameters
+        ----------
+        x_data : torch.Tensor of shape (n, *shape)
+            The data batch.
+        y : torch.Tensor of int, default=None
+            Class labels of a conditional energy.
+        generator : torch.Generator, default=None
+            Random generator on the bank's device.
+
+        Returns
+        -------
+        draw : ChainDraw
+        """
         raise NotImplementedError
 
-    def update(self, token, x_neg, y=None):
-        """Store the end states ``x_neg`` (of class ``y``) of the chains drawn with ``token``."""
+    def update(self, draw, x_neg, y=None, generator=None):
+        """Store the end states ``x_neg`` (of class ``y``) of the chains of ``draw``.
 
-    def negatives(self, token, x_neg):
-        """The chains, among the end states ``x_neg`` of a draw, that serve as negatives.
+        Parameters
+        ----------
+        draw : ChainDraw
+            What :meth:`draw` returned.
+        x_neg : torch.Tensor
+            End states of the chains.
+        y : torch.Tensor of int, default=None
+            Class labels the chains ran with.
+        generator : torch.Generator, default=None
+            Random generator on the bank's device.
+        """
+
+    def negatives(self, draw, x_neg):
+        """The end states of a draw that serve as negatives.
 
         All of them by default; a strategy that also advances chains which
         must not enter the loss (the burn-in bank of :class:`LongrunInit`)
         selects here.
+
+        Parameters
+        ----------
+        draw : ChainDraw
+            What :meth:`draw` returned.
+        x_neg : torch.Tensor
+            End states of the chains.
+
+        Returns
+        -------
+        negatives : torch.Tensor
         """
         return x_neg
 
-    def starts(self, n, y=None):
-        """Chain starts for sampling from a fitted model (fresh noise)."""
-        return self._fresh(n)
+    def starts(self, n, y=None, generator=None):
+        """Chain starts for sampling from a fitted model (fresh starts here).
 
-    def _bank_starts(self, bank, n_valid, labels, n, y):
-        """Draw ``n`` starts among the first ``n_valid`` bank rows.
+        Parameters
+        ----------
+        n : int
+            Number of chains.
+        y : torch.Tensor of int, default=None
+            Class of each chain.
+        generator : torch.Generator, default=None
+            Random generator on the bank's device.
 
-        With class labels ``y``, each start comes from a row last run with
-        the same label (fresh noise where the bank holds none).
+        Returns
+        -------
+        x0 : torch.Tensor of shape (n, *shape)
         """
+        return self.fresh(n, generator)
+
+    def _rows(self, labels, n_valid, n, y, generator):
+        """Bank rows for ``n`` chains, uniform among the first ``n_valid``.
+
+        With labels ``y``, each chain's row is drawn among the rows last run
+        with its label; ``-1`` where the bank holds none.
+        """
+        dev = labels.device
         if n_valid == 0:
-            return self._fresh(n)
+            return torch.full((n,), -1, dtype=torch.long, device=dev)
         if y is None:
-            return bank[torch.randint(n_valid, (n,), device=self.device_)].clone()
-        x0 = self._fresh(n)
-        valid_labels = labels[:n_valid]
+            return torch.randint(n_valid, (n,), generator=generator, device=dev)
+        rows = torch.full((n,), -1, dtype=torch.long, device=dev)
+        valid = labels[:n_valid]
+        y = y.to(dev)
         for label in torch.unique(y):
-            rows = torch.nonzero(valid_labels == label)[:, 0]
+            candidates = torch.nonzero(valid == label)[:, 0]
             want = torch.nonzero(y == label)[:, 0]
-            if len(rows):
-                x0[want] = bank[rows[torch.randint(len(rows), (len(want),), device=self.device_)]]
+            if len(candidates):
+                rows[want] = candidates[torch.randint(len(candidates), (len(want),), generator=generator, device=dev)]
+        return rows
+
+    def _bank_starts(self, bank, n_valid, labels, n, y, generator):
+        """Starts drawn from ``bank`` rows (per class with ``y``), fresh where none."""
+        rows = self._rows(labels, n_valid, n, y, generator)
+        x0 = bank[rows.clamp_min(0)].clone()
+        missing = rows < 0
+        if bool(missing.any()):
+            x0[missing] = self.fresh(int(missing.sum()), generator)
         return x0
 
-    def to(self, device):
-        """Move any bank to ``device``; returns self."""
-        self.device_ = torch.device(device)
-        for key, value in list(vars(self).items()):
-            if isinstance(value, torch.Tensor):
-                setattr(self, key, value.to(self.device_))
-        return self
-
-    def __repr__(self):
-        params = {k: v for k, v in vars(self).items() if not k.endswith("_")}
-        args = ", ".join(f"{k}={v!r}" for k, v in params.items())
-        return f"{type(self).__name__}({args})"
+    def extra_repr(self):
+        return ", ".join(f"{k}={getattr(self, k)!r}" for k in self._params)
 
 
 class NoiseInit(ChainInit):
-    """Every chain starts from fresh noise (IGEBM, non-convergent shortrun)."""
+    """Every chain starts from a fresh draw of the source (IGEBM, non-convergent shortrun)."""
 
     name = "noise"
 
-    def draw(self, x_data):
-        return self._fresh(len(x_data)), None
+    def draw(self, x_data, y=None, generator=None):
+        return ChainDraw(self.fresh(len(x_data), generator))
 
 
 class DataInit(ChainInit):
@@ -280,109 +254,105 @@ class DataInit(ChainInit):
 
     Parameters
     ----------
-    noise_std : float, default=0.0
+    init_noise : float, default=0.0
         Standard deviation of Gaussian noise added to the data starts.
     """
 
     name = "data"
+    _parameter_constraints = {"init_noise": [Float(0)]}
 
-    def __init__(self, noise_std=0.0):
-        self.noise_std = noise_std
+    def __init__(self, init_noise=0.0):
+        super().__init__(init_noise=init_noise)
 
-    def draw(self, x_data):
-        x0 = x_data.detach().clone()
-        if self.noise_std:
-            x0.add_(torch.randn_like(x0), alpha=self.noise_std)
-        return x0, None
-
-
-def _check_prob(value, name):
-    if not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}.")
-
-
-def _check_size(value, name):
-    if not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    def draw(self, x_data, y=None, generator=None):
+        x0 = x_data.detach().clone().float()
+        if self.init_noise:
+            x0.add_(torch.randn(x0.shape, generator=generator, device=x0.device), alpha=self.init_noise)
+        return ChainDraw(x0)
 
 
 class ReplayInit(ChainInit):
     """Replay buffer of past negatives (IGEBM, JEM).
 
     A ring buffer holds the end states of past chains. Each new chain starts
-    from a uniformly drawn buffer entry, except that with probability
-    ``reinit_prob`` it restarts from fresh noise: the real IGEBM
-    reinitialisation, not a perturbation of a buffer entry. While the buffer
-    holds fewer entries than the batch, chains start from noise.
+    from a uniformly drawn buffer entry (of its own class for a conditional
+    energy), except that with probability ``reinit_prob`` it restarts from
+    the source: the real IGEBM reinitialisation, not a perturbation of a
+    buffer entry. While the buffer holds fewer entries than the batch,
+    chains start from the source.
 
     Parameters
     ----------
     buffer_size : int, default=10000
         Capacity of the ring buffer.
     reinit_prob : float, default=0.05
-        Probability that a chain restarts from noise.
+        Probability that a chain restarts from the source.
 
     Attributes
     ----------
     buffer_ : torch.Tensor
         The buffer, shape ``(buffer_size, *shape)``; rows past ``n_filled_``
         are unused.
-    n_filled_ : int
-        Number of valid entries.
+    labels_ : torch.Tensor
+        Class each buffer row last ran with (-1 without classes).
+    n_filled_ : torch.Tensor
+        Number of valid entries (a 0-d tensor).
+    write_pos_ : torch.Tensor
+        Next row to write (a 0-d tensor).
     last_reinit_ : torch.Tensor
-        Boolean mask of the chains restarted from noise in the last draw.
+        Boolean mask of the chains restarted from the source in the last draw.
     """
 
     name = "replay"
+    _parameter_constraints = {"buffer_size": [POSITIVE_INT], "reinit_prob": [PROB]}
 
     def __init__(self, buffer_size=10000, reinit_prob=0.05):
-        _check_size(buffer_size, "buffer_size")
-        _check_prob(reinit_prob, "reinit_prob")
-        self.buffer_size = buffer_size
-        self.reinit_prob = reinit_prob
+        super().__init__(buffer_size=buffer_size, reinit_prob=reinit_prob)
 
-    def _allocate(self):
-        self.buffer_ = torch.empty((self.buffer_size, *self.shape_), device=self.device_)
-        self.labels_ = torch.full((self.buffer_size,), -1, dtype=torch.long, device=self.device_)
-        self.n_filled_ = 0
-        self.write_pos_ = 0
+    def _allocate(self, generator):
+        dev = self.device
+        self._bank("buffer_", torch.zeros((self.buffer_size, *self.shape_), device=dev))
+        self._bank("labels_", torch.full((self.buffer_size,), -1, dtype=torch.long, device=dev))
+        self._bank("n_filled_", torch.zeros((), dtype=torch.long, device=dev))
+        self._bank("write_pos_", torch.zeros((), dtype=torch.long, device=dev))
+        self.register_buffer("last_reinit_", torch.zeros(0, dtype=torch.bool, device=dev), persistent=False)
 
-    def draw(self, x_data):
-        n = len(x_data)
-        if self.n_filled_ < n:
-            self.last_reinit_ = torch.ones(n, dtype=torch.bool, device=self.device_)
-            return self._fresh(n), None
-        idx = torch.randint(self.n_filled_, (n,), device=self.device_)
-        x0 = self.buffer_[idx].clone()
-        reinit = torch.rand(n, device=self.device_) < self.reinit_prob
+    def draw(self, x_data, y=None, generator=None):
+        n, n_filled = len(x_data), int(self.n_filled_)
+        if n_filled < n:
+            self.last_reinit_ = torch.ones(n, dtype=torch.bool, device=self.device)
+            return ChainDraw(self.fresh(n, generator))
+        x0 = self._bank_starts(self.buffer_, n_filled, self.labels_, n, y, generator)
+        reinit = torch.rand(n, generator=generator, device=self.device) < self.reinit_prob
         n_reinit = int(reinit.sum())
         if n_reinit:
-            x0[reinit] = self._fresh(n_reinit)
+            x0[reinit] = self.fresh(n_reinit, generator)
         self.last_reinit_ = reinit
-        return x0, None
+        return ChainDraw(x0)
 
-    def update(self, token, x_neg, y=None):
+    def update(self, draw, x_neg, y=None, generator=None):
         x_neg = x_neg.detach()[: self.buffer_size]
         n = len(x_neg)
-        pos = (self.write_pos_ + torch.arange(n, device=self.device_)) % self.buffer_size
+        pos = (self.write_pos_ + torch.arange(n, device=self.device)) % self.buffer_size
         self.buffer_[pos] = x_neg.to(self.buffer_.dtype)
-        self.labels_[pos] = -1 if y is None else y[:n].to(self.labels_.device)
-        self.write_pos_ = int((self.write_pos_ + n) % self.buffer_size)
-        self.n_filled_ = min(self.buffer_size, self.n_filled_ + n)
+        self.labels_[pos] = -1 if y is None else y[:n].to(self.device)
+        self.write_pos_.copy_((self.write_pos_ + n) % self.buffer_size)
+        self.n_filled_.clamp_(max=self.buffer_size - n).add_(n)
 
-    def starts(self, n, y=None):
+    def starts(self, n, y=None, generator=None):
         """Chain starts drawn from the buffer (per class when ``y`` is given)."""
-        return self._bank_starts(self.buffer_, self.n_filled_, self.labels_, n, y)
+        return self._bank_starts(self.buffer_, int(self.n_filled_), self.labels_, n, y, generator)
 
 
 class PersistentInit(ChainInit):
     """Persistent bank of chains with rejuvenation (EBM Life Cycle).
 
-    The bank is filled at set-up. Each update draws a batch of bank chains,
-    runs them and writes their end states back in place. A drawn chain is
-    rejuvenated (restarted from noise or from data) with probability
-    ``reinit_prob``, and always once it has been updated ``max_updates``
-    times.
+    The bank is filled from the source at set-up. Each update draws a batch
+    of bank chains (for a conditional energy, chains last run with each
+    chain's class where the bank has them), runs them and writes their end
+    states back in place. A drawn chain is rejuvenated (restarted from the
+    source or from the data) with probability ``reinit_prob``, and always
+    once it has been updated ``max_updates`` times.
 
     Parameters
     ----------
@@ -390,8 +360,9 @@ class PersistentInit(ChainInit):
         Number of chains in the bank.
     reinit_prob : float, default=0.05
         Rejuvenation probability of a drawn chain.
-    rejuvenate : {"noise", "data"}, default="noise"
-        Where rejuvenated chains restart: fresh noise or the data batch.
+    rejuvenate : {"source", "data"}, default="source"
+        Where rejuvenated chains restart: a fresh draw of the source or
+        the data batch.
     max_updates : int, default=None
         Forced reset of a chain after this many updates; ``None`` never.
 
@@ -401,85 +372,92 @@ class PersistentInit(ChainInit):
         The chains, shape ``(buffer_size, *shape)``.
     n_updates_ : torch.Tensor
         Number of updates of each chain since its last (re)start.
+    labels_ : torch.Tensor
+        Class each chain last ran with (-1 without classes).
     last_reinit_ : torch.Tensor
         Boolean mask of the chains rejuvenated in the last draw.
     """
 
     name = "persistent"
+    _parameter_constraints = {
+        "buffer_size": [POSITIVE_INT],
+        "reinit_prob": [PROB],
+        "rejuvenate": [StrOptions({"source", "data"})],
+        "max_updates": [POSITIVE_INT, None],
+    }
 
-    def __init__(self, buffer_size=10000, reinit_prob=0.05, rejuvenate="noise", max_updates=None):
-        _check_size(buffer_size, "buffer_size")
-        _check_prob(reinit_prob, "reinit_prob")
-        if rejuvenate not in ("noise", "data"):
-            raise ValueError(f"rejuvenate must be 'noise' or 'data', got {rejuvenate!r}.")
-        if max_updates is not None:
-            _check_size(max_updates, "max_updates")
-        self.buffer_size = buffer_size
-        self.reinit_prob = reinit_prob
-        self.rejuvenate = rejuvenate
-        self.max_updates = max_updates
+    def __init__(self, buffer_size=10000, reinit_prob=0.05, rejuvenate="source", max_updates=None):
+        super().__init__(buffer_size=buffer_size, reinit_prob=reinit_prob, rejuvenate=rejuvenate, max_updates=max_updates)
 
-    def _allocate(self):
-        self.bank_ = self._fresh(self.buffer_size)
-        self.n_updates_ = torch.zeros(self.buffer_size, dtype=torch.long, device=self.device_)
-        self.labels_ = torch.full((self.buffer_size,), -1, dtype=torch.long, device=self.device_)
+    def _allocate(self, generator):
+        dev = self.device
+        self._bank("bank_", self.fresh(self.buffer_size, generator))
+        self._bank("n_updates_", torch.zeros(self.buffer_size, dtype=torch.long, device=dev))
+        self._bank("labels_", torch.full((self.buffer_size,), -1, dtype=torch.long, device=dev))
+        self.register_buffer("last_reinit_", torch.zeros(0, dtype=torch.bool, device=dev), persistent=False)
 
-    def draw(self, x_data):
-        n = len(x_data)
-        if n <= self.buffer_size:
-            idx = torch.randperm(self.buffer_size, device=self.device_)[:n]
+    def draw(self, x_data, y=None, generator=None):
+        n, dev = len(x_data), self.device
+        if y is not None:
+            idx = self._rows(self.labels_, self.buffer_size, n, y, generator)
+            other = idx < 0  # no chain of this class yet: take any row, restarted below
+            idx[other] = torch.randint(self.buffer_size, (int(other.sum()),), generator=generator, device=dev)
+        elif n <= self.buffer_size:
+            idx, other = torch.randperm(self.buffer_size, generator=generator, device=dev)[:n], None
         else:
-            idx = torch.randint(self.buffer_size, (n,), device=self.device_)
+            idx, other = torch.randint(self.buffer_size, (n,), generator=generator, device=dev), None
         x0 = self.bank_[idx].clone()
-        reinit = torch.rand(n, device=self.device_) < self.reinit_prob
+        reinit = torch.rand(n, generator=generator, device=dev) < self.reinit_prob
         if self.max_updates is not None:
             reinit |= self.n_updates_[idx] >= self.max_updates
+        if other is not None:
+            reinit |= other
         n_reinit = int(reinit.sum())
         if n_reinit:
             if self.rejuvenate == "data":
                 x0[reinit] = x_data.detach()[reinit].to(x0.dtype)
             else:
-                x0[reinit] = self._fresh(n_reinit)
+                x0[reinit] = self.fresh(n_reinit, generator)
             self.n_updates_[idx[reinit]] = 0
         self.last_reinit_ = reinit
-        return x0, idx
+        return ChainDraw(x0, index=idx)
 
-    def update(self, token, x_neg, y=None):
-        self.bank_[token] = x_neg.detach().to(self.bank_.dtype)
-        self.n_updates_[token] += 1
-        self.labels_[token] = -1 if y is None else y.to(self.labels_.device)
+    def update(self, draw, x_neg, y=None, generator=None):
+        self.bank_[draw.index] = x_neg.detach().to(self.bank_.dtype)
+        self.n_updates_[draw.index] += 1
+        self.labels_[draw.index] = -1 if y is None else y.to(self.device)
 
-    def starts(self, n, y=None):
+    def starts(self, n, y=None, generator=None):
         """Chain starts drawn from the bank (per class when ``y`` is given)."""
-        return self._bank_starts(self.bank_, self.buffer_size, self.labels_, n, y)
+        return self._bank_starts(self.bank_, self.buffer_size, self.labels_, n, y, generator)
 
 
 class LongrunInit(ChainInit):
     """Longrun chains: a burn-in bank feeding an update bank (EBM Life Cycle).
 
     Two banks. The *burn-in bank* holds ``burnin_size`` chains that start
-    from fresh noise (or data) with *staggered* update counters, drawn
+    from the source (or the data) with *staggered* update counters, drawn
     uniformly in ``[0, burnin_updates)`` at set-up so that chains mature at
     a steady rate. Every draw advances a random batch of burn-in chains
     together with the negatives; a burn-in chain that has been advanced
     ``burnin_updates`` times *graduates*: it moves into the *update bank*
-    and its burn-in slot restarts from noise with a zero counter.
+    and its burn-in slot restarts with a zero counter.
 
     The update bank (``buffer_size`` chains) supplies the negatives. Its
     chains are never restarted: a drawn chain is run and written back in
     place. Graduates are appended while the bank fills; once it is full,
     they overwrite chains drawn in the same update (random old states, as
     in the reference code), so the bank keeps receiving chains that
-    started from noise and burnt in for ``burnin_updates`` updates.
+    started afresh and burnt in for ``burnin_updates`` updates.
 
     While the update bank holds fewer chains than one batch (at the start
     of training), the burn-in chains advanced in that update supply the
     negatives instead.
 
     Each draw returns the update-bank batch followed by the burn-in batch
-    (the sampler runs both with the same settings);
-    :meth:`negatives` picks the update-bank part. Class-conditional
-    energies are not supported.
+    (the sampler runs both with the same settings); :meth:`negatives`
+    picks the update-bank part. Class-conditional energies are not
+    supported.
 
     Parameters
     ----------
@@ -492,22 +470,23 @@ class LongrunInit(ChainInit):
     burnin_batch : int, default=None
         Burn-in chains advanced per draw; ``None`` uses the batch size of
         the draw (capped at ``burnin_size``).
-    rejuvenate : {"noise", "data"}, default="noise"
-        Where burn-in chains (re)start: fresh noise or the data batch.
+    rejuvenate : {"source", "data"}, default="source"
+        Where burn-in chains (re)start: a draw of the source or the data
+        batch.
 
     Attributes
     ----------
     update_bank_ : torch.Tensor
         The update bank, shape ``(buffer_size, *shape)``; rows past
         ``n_filled_`` are unused.
-    n_filled_ : int
-        Number of chains in the update bank.
+    n_filled_ : torch.Tensor
+        Number of chains in the update bank (a 0-d tensor).
     burnin_bank_ : torch.Tensor
         The burn-in chains, shape ``(burnin_size, *shape)``.
     burnin_count_ : torch.Tensor
         Updates received by each burn-in chain since its (re)start.
-    n_graduated_ : int
-        Number of chains moved into the update bank so far.
+    n_graduated_ : torch.Tensor
+        Number of chains moved into the update bank so far (a 0-d tensor).
 
     Examples
     --------
@@ -515,68 +494,74 @@ class LongrunInit(ChainInit):
     >>> from skebm.mcmc import LongrunInit, NoiseSource
     >>> init = LongrunInit(buffer_size=100, burnin_size=20, burnin_updates=3)
     >>> init = init.setup(NoiseSource("gaussian"), (2,))
-    >>> x0, token = init.draw(torch.zeros(8, 2))
-    >>> x0.shape  # 8 burn-in chains (the update bank is still empty)
+    >>> draw = init.draw(torch.zeros(8, 2))
+    >>> draw.x0.shape  # 8 burn-in chains (the update bank is still empty)
     torch.Size([8, 2])
-    >>> init.update(token, x0 + 0.1)
-    >>> init.negatives(token, x0).shape
+    >>> init.update(draw, draw.x0 + 0.1)
+    >>> init.negatives(draw, draw.x0).shape
     torch.Size([8, 2])
     """
 
     name = "longrun"
+    _parameter_constraints = {
+        "buffer_size": [POSITIVE_INT],
+        "burnin_size": [POSITIVE_INT],
+        "burnin_updates": [POSITIVE_INT],
+        "burnin_batch": [POSITIVE_INT, None],
+        "rejuvenate": [StrOptions({"source", "data"})],
+    }
 
-    def __init__(self, buffer_size=10000, burnin_size=1000, burnin_updates=750, burnin_batch=None, rejuvenate="noise"):
-        _check_size(buffer_size, "buffer_size")
-        _check_size(burnin_size, "burnin_size")
-        _check_size(burnin_updates, "burnin_updates")
-        if burnin_batch is not None:
-            _check_size(burnin_batch, "burnin_batch")
-        if rejuvenate not in ("noise", "data"):
-            raise ValueError(f"rejuvenate must be 'noise' or 'data', got {rejuvenate!r}.")
-        self.buffer_size = buffer_size
-        self.burnin_size = burnin_size
-        self.burnin_updates = burnin_updates
-        self.burnin_batch = burnin_batch
-        self.rejuvenate = rejuvenate
+    def __init__(self, buffer_size=10000, burnin_size=1000, burnin_updates=750, burnin_batch=None, rejuvenate="source"):
+        super().__init__(
+            buffer_size=buffer_size,
+            burnin_size=burnin_size,
+            burnin_updates=burnin_updates,
+            burnin_batch=burnin_batch,
+            rejuvenate=rejuvenate,
+        )
 
-    def _allocate(self):
-        self.update_bank_ = torch.zeros((self.buffer_size, *self.shape_), device=self.device_)
-        self.labels_ = torch.full((self.buffer_size,), -1, dtype=torch.long, device=self.device_)
-        self.n_filled_ = 0
-        self.n_graduated_ = 0
-        self.burnin_bank_ = self._fresh(self.burnin_size)
-        self.burnin_count_ = torch.randint(self.burnin_updates, (self.burnin_size,), device=self.device_)
+    def _allocate(self, generator):
+        dev = self.device
+        self._bank("update_bank_", torch.zeros((self.buffer_size, *self.shape_), device=dev))
+        self._bank("n_filled_", torch.zeros((), dtype=torch.long, device=dev))
+        self._bank("n_graduated_", torch.zeros((), dtype=torch.long, device=dev))
+        self._bank("burnin_bank_", self.fresh(self.burnin_size, generator))
+        self._bank(
+            "burnin_count_", torch.randint(self.burnin_updates, (self.burnin_size,), generator=generator, device=dev)
+        )
 
-    def _restart(self, n, x_data):
+    def _restart(self, n, x_data, generator):
         if self.rejuvenate == "data" and x_data is not None and len(x_data):
-            rows = torch.randint(len(x_data), (n,), device=x_data.device)
-            return x_data.detach()[rows].to(device=self.device_, dtype=self.burnin_bank_.dtype)
-        return self._fresh(n)
+            rows = torch.randint(len(x_data), (n,), generator=generator, device=self.device)
+            return x_data.detach().to(self.device)[rows].to(self.burnin_bank_.dtype)
+        return self.fresh(n, generator)
 
-    def draw(self, x_data):
-        n = len(x_data)
+    def draw(self, x_data, y=None, generator=None):
+        if y is not None:
+            raise ValueError("LongrunInit does not support class-conditional energies.")
+        n, dev, n_filled = len(x_data), self.device, int(self.n_filled_)
         m = min(self.burnin_batch or n, self.burnin_size)
-        burnin_idx = torch.randperm(self.burnin_size, device=self.device_)[:m]
+        burnin_idx = torch.randperm(self.burnin_size, generator=generator, device=dev)[:m]
         update_idx = None
-        if self.n_filled_ >= min(n, self.buffer_size):
-            if n <= self.n_filled_:
-                update_idx = torch.randperm(self.n_filled_, device=self.device_)[:n]
+        if n_filled >= min(n, self.buffer_size):
+            if n <= n_filled:
+                update_idx = torch.randperm(n_filled, generator=generator, device=dev)[:n]
             else:
-                update_idx = torch.randint(self.n_filled_, (n,), device=self.device_)
+                update_idx = torch.randint(n_filled, (n,), generator=generator, device=dev)
         parts = [self.burnin_bank_[burnin_idx]]
         if update_idx is not None:
             parts.insert(0, self.update_bank_[update_idx])
-        x0 = torch.cat(parts).clone()
-        return x0, (update_idx, burnin_idx, x_data.detach() if self.rejuvenate == "data" else None)
+        x_keep = x_data.detach() if self.rejuvenate == "data" else None
+        return ChainDraw(torch.cat(parts).clone(), index=update_idx, burnin_index=burnin_idx, x_data=x_keep)
 
-    def negatives(self, token, x_neg):
-        update_idx = token[0]
-        return x_neg if update_idx is None else x_neg[: len(update_idx)]
+    def negatives(self, draw, x_neg):
+        return x_neg if draw.index is None else x_neg[: len(draw.index)]
 
-    def update(self, token, x_neg, y=None):
+    def update(self, draw, x_neg, y=None, generator=None):
         if y is not None:
             raise ValueError("LongrunInit does not support class-conditional energies.")
-        update_idx, burnin_idx, x_data = token
+        dev = self.device
+        update_idx, burnin_idx = draw.index, draw.burnin_index
         x_neg = x_neg.detach().to(self.burnin_bank_.dtype)
         n_update = 0 if update_idx is None else len(update_idx)
         if n_update:
@@ -589,30 +574,38 @@ class LongrunInit(ChainInit):
         if not n_done:
             return
         graduates = x_burn[done]
-        n_append = min(n_done, self.buffer_size - self.n_filled_)
+        n_filled = int(self.n_filled_)
+        n_append = min(n_done, self.buffer_size - n_filled)
         if n_append:
-            self.update_bank_[self.n_filled_ : self.n_filled_ + n_append] = graduates[:n_append]
-            self.n_filled_ += n_append
+            self.update_bank_[n_filled : n_filled + n_append] = graduates[:n_append]
+            self.n_filled_.add_(n_append)
         rest = graduates[n_append:]
         if len(rest):
             # the bank is full: graduates replace chains drawn in this update, then random ones
-            drawn = torch.unique(update_idx) if n_update else torch.empty(0, dtype=torch.long, device=self.device_)
-            drawn = drawn[torch.randperm(len(drawn), device=self.device_)]
+            drawn = torch.unique(update_idx) if n_update else torch.empty(0, dtype=torch.long, device=dev)
+            drawn = drawn[torch.randperm(len(drawn), generator=generator, device=dev)]
             if len(drawn) < len(rest):
-                drawn = torch.cat([drawn, torch.randint(self.buffer_size, (len(rest) - len(drawn),), device=self.device_)])
+                extra = torch.randint(self.buffer_size, (len(rest) - len(drawn),), generator=generator, device=dev)
+                drawn = torch.cat([drawn, extra])
             self.update_bank_[drawn[: len(rest)]] = rest
-        self.n_graduated_ += n_done
+        self.n_graduated_.add_(n_done)
         restart = burnin_idx[done]
-        self.burnin_bank_[restart] = self._restart(n_done, x_data)
+        self.burnin_bank_[restart] = self._restart(n_done, draw.x_data, generator)
         self.burnin_count_[restart] = 0
 
-    def starts(self, n, y=None):
+    def starts(self, n, y=None, generator=None):
         """Chain starts drawn from the update bank (the burn-in bank while it is empty)."""
-        if self.n_filled_ == 0:
-            return self.burnin_bank_[torch.randint(self.burnin_size, (n,), device=self.device_)].clone()
-        return self._bank_starts(self.update_bank_, self.n_filled_, self.labels_, n, y)
+        if y is not None:
+            raise ValueError("LongrunInit does not support class-conditional energies.")
+        n_filled = int(self.n_filled_)
+        if n_filled == 0:
+            rows = torch.randint(self.burnin_size, (n,), generator=generator, device=self.device)
+            return self.burnin_bank_[rows].clone()
+        rows = torch.randint(n_filled, (n,), generator=generator, device=self.device)
+        return self.update_bank_[rows].clone()
 
 
+#: The strategies by name, as the estimators' ``init`` parameter gives them.
 CHAIN_INITS = {
     "noise": NoiseInit,
     "data": DataInit,
@@ -622,7 +615,7 @@ CHAIN_INITS = {
 }
 
 
-def make_chain_init(init, *, buffer_size=10000, reinit_prob=0.05, **kwargs):
+def make_chain_init(init, **params):
     """Build a chain-initialisation strategy from a name or pass one through.
 
     Parameters
@@ -630,27 +623,18 @@ def make_chain_init(init, *, buffer_size=10000, reinit_prob=0.05, **kwargs):
     init : str or ChainInit
         A name in :data:`CHAIN_INITS` or a :class:`ChainInit` instance
         (returned as a fresh copy so the caller's object is not mutated).
-    buffer_size, reinit_prob : int, float
-        Used by the strategies that keep a bank.
-    **kwargs
-        Further constructor arguments of the chosen strategy.
+    **params
+        Constructor arguments; those the chosen strategy does not take are
+        ignored, so one set of estimator parameters serves every strategy.
 
     Returns
     -------
     strategy : ChainInit
     """
-    import copy
-
     if isinstance(init, ChainInit):
         return copy.deepcopy(init)
     if init not in CHAIN_INITS:
-        raise ValueError(
-            f"init must be one of {sorted(CHAIN_INITS)} or a ChainInit instance, got {init!r}."
-        )
+        raise ValueError(f"init must be one of {sorted(CHAIN_INITS)} or a ChainInit instance, got {init!r}.")
     cls = CHAIN_INITS[init]
-    if cls in (ReplayInit, PersistentInit):
-        return cls(buffer_size=buffer_size, reinit_prob=reinit_prob, **kwargs)
-    if cls is LongrunInit:
-        # the update bank is never rejuvenated: reinit_prob does not apply
-        return cls(buffer_size=buffer_size, **kwargs)
-    return cls(**kwargs)
+    accepted = cls._parameter_constraints
+    return cls(**{k: v for k, v in params.items() if k in accepted})

@@ -10,7 +10,8 @@ import math
 
 import torch
 
-from ._noise import GLOBAL_NOISE
+from .._validation import NONNEG, NONNEG_INT, POSITIVE, check_params
+from ._noise import GLOBAL_NOISE, as_noise
 
 __all__ = ["LangevinSampler", "langevin", "independence_mh", "autocast_context"]
 
@@ -53,6 +54,7 @@ def langevin(
     precision="fp32",
     metropolis=False,
     noise=None,
+    generator=None,
     return_chains=False,
     return_trace=False,
 ):
@@ -119,8 +121,11 @@ def langevin(
         Source of the injected noise (and of MALA's acceptance draws): an
         object with ``randn_like(x)`` and ``rand_like(t)`` methods, such as
         :class:`RowNoise`, which makes each chain's noise a function of its
-        own key, whatever the batch. ``None`` draws from torch's global
-        generator.
+        own key, whatever the batch. ``None`` draws from ``generator``.
+    generator : torch.Generator, default=None
+        Generator (on the device of ``x0``) of the noise when ``noise`` is
+        None; ``None`` uses torch's global generator. A seeded generator
+        makes the call depend on nothing global (thread-safe).
     return_chains : bool, default=False
         Also return every state, shape ``(n_steps + 1, n_chains, ...)``.
     return_trace : bool, default=False
@@ -140,18 +145,20 @@ def langevin(
         gradient norms are those of ``energy_fn`` itself at the state before
         each step.
     """
-    sigma = _check_settings(n_steps, step_size, noise_scale, temperature, metropolis, clamp)
-    if metropolis:
-        out, _ = _mala(
-            energy_fn, x0, n_steps, step_size, sigma, temperature, tau, grad_clip, mask, precision,
-            return_chains, return_trace, noise,
-        )
-        return out
+    out, _ = _run(
+        energy_fn, x0, n_steps, step_size, noise_scale=noise_scale, temperature=temperature, tau=tau,
+        grad_clip=grad_clip, clamp=clamp, mask=mask, precision=precision, metropolis=metropolis,
+        noise=as_noise(noise, generator), return_chains=return_chains, return_trace=return_trace,
+    )
+    return out
+
+
+def _ula(energy_fn, x0, n_steps, step_size, sigma, temperature, tau, grad_clip, clamp, mask, ctx,
+         return_chains, return_trace, noise):
+    """Unadjusted Langevin; see :func:`langevin`."""
     drift_coef = step_size**2 / 2.0
     energy_coef = drift_coef / temperature
     prior_coef = None if tau is None else drift_coef / tau**2
-    noise = GLOBAL_NOISE if noise is None else noise
-    ctx = autocast_context(x0.device, precision)
     x = x0.detach().to(torch.float32).clone()
     chains = [x.clone()] if return_chains else None
     trace = {"energy": [], "grad_norm": []} if return_trace else None
@@ -164,7 +171,7 @@ def langevin(
                 energy = energy_fn(x)
             (grad,) = torch.autograd.grad(energy.sum(), x)
             x = x.detach()
-            drift = grad * energy_coef
+            drift = grad.float() * energy_coef
             if prior_coef is not None:
                 drift.add_(x, alpha=prior_coef)
             if grad_clip is not None:
@@ -180,22 +187,47 @@ def langevin(
             if return_trace:
                 trace["energy"].append(float(energy.detach().float().mean()))
                 trace["grad_norm"].append(float(grad.flatten(1).norm(dim=1).mean()))
+    return x, chains, trace, float("nan")
+
+
+def _run(energy_fn, x0, n_steps, step_size, *, noise_scale=None, temperature=1.0, tau=None, grad_clip=None,
+         clamp=None, mask=None, precision="fp32", metropolis=False, noise=GLOBAL_NOISE, return_chains=False,
+         return_trace=False):
+    """Validate the settings, run ULA or MALA; return ``(output, acceptance_rate)``."""
+    sigma = _check_settings(n_steps, step_size, noise_scale, temperature, metropolis, clamp, tau, grad_clip)
+    ctx = autocast_context(x0.device, precision)
+    run = _mala if metropolis else _ula
+    x, chains, trace, rate = run(
+        energy_fn, x0, n_steps, step_size, sigma, temperature, tau, grad_clip, clamp, mask, ctx,
+        return_chains, return_trace, noise,
+    )
     out = [x]
     if return_chains:
         out.append(torch.stack(chains))
     if return_trace:
         out.append(trace)
-    return out[0] if len(out) == 1 else tuple(out)
+    return (out[0] if len(out) == 1 else tuple(out)), rate
 
 
-def _check_settings(n_steps, step_size, noise_scale, temperature, metropolis=False, clamp=None):
+_SETTINGS = {
+    "n_steps": [NONNEG_INT],
+    "step_size": [POSITIVE],
+    "noise_scale": [NONNEG, None],
+    "temperature": [POSITIVE],
+    "tau": [POSITIVE, None],
+    "grad_clip": [POSITIVE, None],
+}
+
+
+def _check_settings(n_steps, step_size, noise_scale, temperature, metropolis=False, clamp=None, tau=None,
+                    grad_clip=None):
     """Validate Langevin settings; return the noise standard deviation."""
-    if n_steps < 0:
-        raise ValueError(f"n_steps must be >= 0, got {n_steps}.")
-    if step_size <= 0:
-        raise ValueError(f"step_size must be > 0, got {step_size}.")
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}.")
+    check_params(
+        _SETTINGS,
+        dict(n_steps=n_steps, step_size=step_size, noise_scale=noise_scale, temperature=temperature, tau=tau,
+             grad_clip=grad_clip),
+        "langevin",
+    )
     sigma = step_size if noise_scale is None else noise_scale
     if metropolis:
         if clamp is not None:
@@ -221,12 +253,10 @@ def _potential(energy_fn, x, ctx, temperature, tau):
     return energy, grad, u, u_grad
 
 
-def _mala(energy_fn, x0, n_steps, step_size, sigma, temperature, tau, grad_clip, mask, precision,
-          return_chains, return_trace, noise=None):
+def _mala(energy_fn, x0, n_steps, step_size, sigma, temperature, tau, grad_clip, clamp, mask, ctx,
+          return_chains, return_trace, noise):
     """Metropolis-adjusted Langevin; see :func:`langevin` (``metropolis=True``)."""
-    noise = GLOBAL_NOISE if noise is None else noise
     drift_coef = step_size**2 / 2.0
-    ctx = autocast_context(x0.device, precision)
     x = x0.detach().to(torch.float32).clone()
     if mask is not None:
         mask = mask.to(device=x.device, dtype=x.dtype)
@@ -274,16 +304,13 @@ def _mala(energy_fn, x0, n_steps, step_size, sigma, temperature, tau, grad_clip,
             u = torch.where(accept, u_y, u)
             if return_chains:
                 chains.append(x.clone())
-    out = [x]
-    if return_chains:
-        out.append(torch.stack(chains))
-    if return_trace:
-        out.append(trace)
     rate = float(n_accepted) / (n_steps * len(x)) if n_steps and len(x) else float("nan")
-    return (out[0] if len(out) == 1 else tuple(out)), rate
+    return x, chains, trace, rate
 
 
-def independence_mh(energy_fn, x, proposal, *, n_steps=1, temperature=1.0, tau=None, return_acceptance=False):
+def independence_mh(
+    energy_fn, x, proposal, *, n_steps=1, temperature=1.0, tau=None, generator=None, return_acceptance=False
+):
     r"""Independence Metropolis-Hastings moves with proposals from a base density.
 
     Each step proposes ``y ~ proposal`` for every chain, independently of
@@ -307,15 +334,18 @@ def independence_mh(energy_fn, x, proposal, *, n_steps=1, temperature=1.0, tau=N
     x : torch.Tensor
         Current states, shape ``(n, ...)``. Not modified.
     proposal : object
-        ``proposal.sample(n, device)`` returns ``n`` draws (any shape with
-        ``x``'s number of entries per sample) and ``proposal.log_prob(x)``
-        their log-density, e.g. a :class:`GaussianMixtureSource`.
+        ``proposal.sample(n, shape, generator=...)`` returns ``n`` draws of
+        ``x``'s feature shape and ``proposal.log_prob(x)`` their
+        log-density, e.g. a :class:`GaussianMixtureSource`.
     n_steps : int, default=1
         Number of independence moves.
     temperature : float, default=1.0
         Temperature ``T`` dividing the energy.
     tau : float, default=None
         Scale of the optional Gaussian prior.
+    generator : torch.Generator, default=None
+        Generator (on ``x``'s device) of the proposals and acceptance
+        draws; ``None`` uses torch's global generator.
     return_acceptance : bool, default=False
         Also return the mean acceptance rate.
 
@@ -349,9 +379,9 @@ def independence_mh(energy_fn, x, proposal, *, n_steps=1, temperature=1.0, tau=N
     with torch.no_grad():
         current = log_target(x)
         for _ in range(n_steps):
-            y = proposal.sample(n, x.device).reshape(x.shape).to(x.dtype)
+            y = proposal.sample(n, x.shape[1:], generator=generator, device=x.device).to(x.dtype)
             proposed = log_target(y)
-            accept = torch.log(torch.rand(n, device=x.device)) < proposed - current
+            accept = torch.log(torch.rand(n, generator=generator, device=x.device)) < proposed - current
             x = torch.where(accept.view(-1, *([1] * (x.ndim - 1))), y, x)
             current = torch.where(accept, proposed, current)
             accepted += float(accept.float().mean())
@@ -439,7 +469,29 @@ class LangevinSampler:
         """Return the stored settings as a dict."""
         return {k: v for k, v in vars(self).items() if not k.endswith("_")}
 
-    def __call__(self, energy_fn, x0, **overrides):
+    def __call__(self, energy_fn, x0, *, generator=None, noise=None, **overrides):
+        """Run the chains from ``x0`` on ``energy_fn`` (see :func:`langevin`).
+
+        Parameters
+        ----------
+        energy_fn : callable
+            Maps a batch to ``(n,)`` energies.
+        x0 : torch.Tensor
+            Chain starts.
+        generator : torch.Generator, default=None
+            Generator of every random draw of the call (noise, MALA
+            acceptance, independence moves); ``None`` uses the global one.
+        noise : object, default=None
+            An explicit Langevin noise stream (e.g. :class:`RowNoise`).
+        **overrides
+            Any stored setting, for this call only, and ``mask``,
+            ``return_chains``, ``return_trace``.
+
+        Returns
+        -------
+        x : torch.Tensor
+            As :func:`langevin`.
+        """
         kwargs = self.settings()
         kwargs.update({k: v for k, v in overrides.items() if v is not None or k == "mask"})
         n_steps = kwargs.pop("n_steps")
@@ -447,16 +499,12 @@ class LangevinSampler:
         proposal = kwargs.pop("proposal", None)
         if proposal is not None and n_steps > 0 and kwargs.get("mask") is None:
             x0, self.jump_acceptance_ = independence_mh(
-                energy_fn, x0, proposal, temperature=kwargs["temperature"], tau=kwargs["tau"], return_acceptance=True
+                energy_fn, x0, proposal, temperature=kwargs["temperature"], tau=kwargs["tau"], generator=generator,
+                return_acceptance=True,
             )
-        if not kwargs.get("metropolis"):
-            return langevin(energy_fn, x0, n_steps, step_size, **kwargs)
-        sigma = _check_settings(n_steps, step_size, kwargs["noise_scale"], kwargs["temperature"], True, kwargs["clamp"])
-        out, self.acceptance_rate_ = _mala(
-            energy_fn, x0, n_steps, step_size, sigma, kwargs["temperature"], kwargs["tau"], kwargs["grad_clip"],
-            kwargs.get("mask"), kwargs["precision"], kwargs.get("return_chains", False),
-            kwargs.get("return_trace", False), kwargs.get("noise"),
-        )
+        out, rate = _run(energy_fn, x0, n_steps, step_size, noise=as_noise(noise, generator), **kwargs)
+        if kwargs.get("metropolis"):
+            self.acceptance_rate_ = rate
         return out
 
     def __repr__(self):

@@ -1,4 +1,12 @@
-"""Counter-based per-chain noise: each chain's draws depend on its own key only."""
+"""Langevin noise streams.
+
+The noise a Langevin step injects (and the uniforms of MALA's acceptance
+test) come from a *noise stream*: an object with ``randn_like(x)`` and
+``rand_like(t)``. :class:`GeneratorNoise` draws from a
+:class:`torch.Generator` (``GLOBAL_NOISE``: torch's global one);
+:class:`RowNoise` is counter-based, each chain's draws a function of its own
+key only, so a chain's trajectory does not depend on the batch it runs in.
+"""
 
 import hashlib
 import math
@@ -6,7 +14,7 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["GLOBAL_NOISE", "RowNoise", "row_keys"]
+__all__ = ["GLOBAL_NOISE", "GeneratorNoise", "RowNoise", "as_noise", "row_keys"]
 
 _MASK = 0xFFFFFFFF
 _GOLDEN = 0x9E3779B9
@@ -61,15 +69,40 @@ def row_keys(X, seed=0):
     return torch.tensor(keys, dtype=torch.int64)
 
 
-class _GlobalNoise:
-    """Noise from torch's global generators, with the interface of :class:`RowNoise`.
+class GeneratorNoise:
+    """Langevin noise drawn from a :class:`torch.Generator`, with the interface of :class:`RowNoise`.
 
-    Subsets and replicates share the one global stream, so both return the
-    object itself.
+    All chains share the generator's one stream, so :meth:`subset` and
+    :meth:`replicate` return the object itself. ``generator=None`` draws
+    from torch's global generator (:data:`GLOBAL_NOISE`); an explicit
+    generator makes a seeded call independent of any global state, and so
+    safe to run in several threads at once.
+
+    Parameters
+    ----------
+    generator : torch.Generator, default=None
+        Generator on the device of the chains.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skebm.mcmc import GeneratorNoise
+    >>> a = GeneratorNoise(torch.Generator().manual_seed(0)).randn_like(torch.empty(2, 3))
+    >>> b = GeneratorNoise(torch.Generator().manual_seed(0)).randn_like(torch.empty(2, 3))
+    >>> bool(torch.equal(a, b))
+    True
     """
 
-    randn_like = staticmethod(torch.randn_like)
-    rand_like = staticmethod(torch.rand_like)
+    def __init__(self, generator=None):
+        self.generator = generator
+
+    def randn_like(self, x):
+        """Standard normals of ``x``'s shape, device and (floating) dtype."""
+        return torch.randn(x.shape, generator=self.generator, device=x.device, dtype=x.dtype)
+
+    def rand_like(self, t):
+        """Uniforms in [0, 1) of ``t``'s shape and device, float32."""
+        return torch.rand(t.shape, generator=self.generator, device=t.device)
 
     def subset(self, index):
         return self
@@ -78,11 +111,11 @@ class _GlobalNoise:
         return self
 
     def __repr__(self):
-        return "GLOBAL_NOISE"
+        return "GLOBAL_NOISE" if self.generator is None else "GeneratorNoise(<generator>)"
 
 
-#: The default noise source of :func:`~skebm.mcmc.langevin`: torch's global generators.
-GLOBAL_NOISE = _GlobalNoise()
+#: The default noise of :func:`~skebm.mcmc.langevin`: torch's global generator.
+GLOBAL_NOISE = GeneratorNoise()
 
 
 class RowNoise:
@@ -161,3 +194,22 @@ class RowNoise:
     def rand_like(self, t):
         """Uniforms in (0, 1), one per chain: ``t`` has shape (n_chains,)."""
         return self._uniform(len(t), 1, t.device)[:, 0].to(torch.float32)
+
+
+def as_noise(noise=None, generator=None):
+    """The Langevin noise stream of a call: ``noise`` if given, else one drawn from ``generator``.
+
+    Parameters
+    ----------
+    noise : GeneratorNoise, RowNoise or None
+        An explicit stream.
+    generator : torch.Generator or None
+        Used when ``noise`` is None; ``None`` gives :data:`GLOBAL_NOISE`.
+
+    Returns
+    -------
+    noise : object with ``randn_like`` and ``rand_like``
+    """
+    if noise is not None:
+        return noise
+    return GLOBAL_NOISE if generator is None else GeneratorNoise(generator)

@@ -2,13 +2,18 @@
 
 from ._factory import ENERGIES, make_energy, resolve_energy_name
 from ._nets import ConvEnergy, MLPEnergy, ResNetEnergy, output_to_energy
+from ._reset import reset_parameters
+from ._tilted import TiltedEnergy, zero_init_output
 
 __all__ = [
     "ENERGIES",
     "ConvEnergy",
     "MLPEnergy",
     "ResNetEnergy",
+    "TiltedEnergy",
     "make_energy",
     "output_to_energy",
+    "reset_parameters",
     "resolve_energy_name",
+    "zero_init_output",
 ]

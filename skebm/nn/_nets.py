@@ -117,6 +117,7 @@ class MLPEnergy(nn.Module):
     ):
         super().__init__()
         self.n_outputs = n_outputs
+        self.fourier_scale = float(fourier_scale)
         layers, width = [], n_features
         if fourier_features:
             self.register_buffer("frequencies", torch.randn(n_features, int(fourier_features)) * fourier_scale)
@@ -128,6 +129,12 @@ class MLPEnergy(nn.Module):
             width = units
         layers.append(_maybe_sn(nn.Linear(width, n_outputs), spectral_norm))
         self.net = nn.Sequential(*layers)
+
+    def reset_parameters(self, generator=None):
+        """Redraw the random Fourier frequencies (the layers are reset by :func:`~skebm.nn.reset_parameters`)."""
+        if self.frequencies is not None:
+            with torch.no_grad():
+                self.frequencies.normal_(0.0, self.fourier_scale, generator=generator)
 
     def forward(self, x):
         x = x.flatten(1)

@@ -1,0 +1,125 @@
+"""What every attack shares: inputs, the ball, seeding, replicate batches, verdicts."""
+
+import contextlib
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+def _draw_seed(rng):
+    return int(rng.randint(_INT32_MAX))
+
+
+@contextlib.contextmanager
+def _seeded(seed, device="cpu"):
+    """Torch's global generators seeded with ``seed``; the caller's state is restored on exit.
+
+    The purifiers draw their fresh noise from torch's global generator (a
+    user's callable cannot be handed a generator), so a seeded attack seeds
+    that, inside :func:`torch.random.fork_rng`.
+    """
+    device = torch.device(device)
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def _as_rng(random_state):
+    return check_random_state(random_state)
+
+
+# ------------------------------------------------------------------ inputs
+class _Inputs:
+    """Validated inputs of an attack: float32 tensor, label indices, bounds, and the way back."""
+
+    def __init__(self, view, X, y, bounds):
+        self.is_tensor = isinstance(X, torch.Tensor)
+        self.original = X
+        X_np = X.detach().cpu().numpy() if self.is_tensor else np.asarray(X)
+        if X_np.dtype == object or not np.issubdtype(X_np.dtype, np.number):
+            raise ValueError("X must be numeric.")
+        if X_np.ndim < 2:
+            raise ValueError(f"X must have one row per sample (at least 2-D), got shape {X_np.shape}.")
+        if not np.all(np.isfinite(X_np)):
+            raise ValueError("X contains NaN or infinity.")
+        self.y = torch.as_tensor(view.encode(y))
+        if len(self.y) != len(X_np):
+            raise ValueError(f"X has {len(X_np)} samples but y has {len(self.y)}.")
+        if bounds is None:
+            low, high = float(X_np.min()), float(X_np.max())
+        else:
+            if len(bounds) != 2:
+                raise ValueError(f"bounds must be (low, high), got {bounds!r}.")
+            low, high = float(bounds[0]), float(bounds[1])
+        if not low <= high:
+            raise ValueError(f"bounds must be (low, high) with low <= high, got {bounds!r}.")
+        self.low, self.high = low, high
+        self.dtype = X_np.dtype if np.issubdtype(X_np.dtype, np.floating) else np.float32
+        self.X = torch.as_tensor(X_np, dtype=torch.float32)
+
+    def __len__(self):
+        return len(self.X)
+
+    def batches(self, batch_size):
+        for start in range(0, len(self.X), batch_size):
+            yield slice(start, start + batch_size)
+
+    def restore(self, adv):
+        """Adversarial tensor (CPU float32) -> the caller's type, shape and float dtype."""
+        out = adv.numpy().astype(self.dtype)
+        if self.is_tensor:
+            return torch.as_tensor(out, device=self.original.device)
+        return out
+
+
+# -------------------------------------------------------------- the ball
+def _flat_norm(t):
+    return t.reshape(len(t), -1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (t.ndim - 1)))
+
+
+def _project(x_adv, x_nat, eps, norm, low, high):
+    delta = x_adv - x_nat
+    if norm == "inf":
+        delta = delta.clamp(-eps, eps)
+    else:
+        delta = delta * (eps / _flat_norm(delta)).clamp(max=1.0)
+    return (x_nat + delta).clamp(low, high)
+
+
+def _random_start(x_nat, eps, norm):
+    if norm == "inf":
+        return x_nat + (torch.rand_like(x_nat) * 2 - 1) * eps
+    direction = torch.randn_like(x_nat)
+    direction = direction / _flat_norm(direction)
+    d = x_nat[0].numel()
+    radius = eps * torch.rand(len(x_nat), device=x_nat.device).pow(1.0 / d).view(-1, *([1] * (x_nat.ndim - 1)))
+    return x_nat + direction * radius
+
+
+def _direction(grad, norm):
+    return grad.sign() if norm == "inf" else grad / _flat_norm(grad)
+
+
+# ------------------------------------------------------ replicate batches
+def _replicate(x, k):
+    """``k`` copies of the batch ``x``, replicate-major: ``(k * n, ...)``."""
+    return x.unsqueeze(0).expand(k, *x.shape).reshape(-1, *x.shape[1:])
+
+
+def _defended_logits(view, purify, x, k):
+    """Logits averaged over ``k`` purifications of each row (no graph); ``purify=None``: bare logits."""
+    with torch.no_grad():
+        if purify is None:
+            return view.logits(x).float()
+        batch = purify(_replicate(x, k))
+        return view.logits(batch).float().view(k, len(x), -1).mean(dim=0)
+
+
+def _defended_wrong(view, purify, x, target, k):
+    """The defence's verdict: is the prediction (``k`` replicates, averaged logits) wrong?"""
+    logits = _defended_logits(view, purify, x, k)
+    return (logits.argmax(dim=1) != target.to(logits.device)).to(x.device)

@@ -1,0 +1,110 @@
+"""The tilted energy of a density model: a network on top of a tractable base density."""
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from ._nets import output_to_energy
+
+__all__ = ["TiltedEnergy", "zero_init_output"]
+
+
+class TiltedEnergy(nn.Module):
+    """Energy ``E(z) = f(z) - log q(z) + |z|^2 / (2 tau^2)`` of an exponentially tilted base density.
+
+    ``exp(-E)`` is the unnormalised model density ``q(z) exp(-f(z) -
+    |z|^2 / (2 tau^2))``: the base ``q`` (a normalised, tractable density,
+    or none), tilted by the trained network. ``f = M tanh(g / M)`` is the
+    network ``g`` bounded softly to ``(-M, M)`` (``M = bound``; unbounded
+    when None), so the model stays within a factor ``exp(2 M)`` of ``q``.
+    ``log q`` is evaluated in float32 even under bfloat16 autocast.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        The network ``g`` (one output per sample).
+    base : torch.nn.Module, default=None
+        The base density, with ``log_prob(z)`` (and ``sample``, as the
+        source of fresh chains), e.g. a :class:`~skebm.mcmc.GaussianMixtureSource`.
+    tau : float, default=None
+        Scale of the optional Gaussian prior.
+    bound : float, default=None
+        Soft bound ``M`` of the tilt.
+    l2_reg : float, default=0.0
+        Weight of :meth:`penalty`.
+    """
+
+    def __init__(self, net, base=None, tau=None, bound=None, l2_reg=0.0):
+        super().__init__()
+        self.net = net
+        self.base = base
+        self.tau = tau
+        self.bound = bound
+        self.l2_reg = l2_reg
+
+    def tilt(self, x):
+        """The bounded network output ``f(x)``."""
+        energy = output_to_energy(self.net(x))
+        if self.bound is not None:
+            energy = self.bound * torch.tanh(energy / self.bound)
+        return energy
+
+    def penalty(self, x_pos, x_neg):
+        """``l2_reg`` times the mean square of the raw network output on data and negatives.
+
+        It acts on ``g`` before the bound, where ``tanh`` saturates and the
+        likelihood gradient vanishes: a region that the bound has pinned at
+        ``-M`` (or ``+M``) is pulled back as soon as chains (or data) visit.
+        """
+        if not self.l2_reg:
+            return 0.0
+        raw = output_to_energy(self.net(torch.cat([x_pos, x_neg])))
+        return self.l2_reg * raw.pow(2).mean()
+
+    def forward(self, x):
+        energy = self.tilt(x)
+        if self.base is not None:
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                log_q = self.base.log_prob(x.float())
+            energy = energy - log_q
+        if self.tau is not None:
+            energy = energy + x.flatten(1).pow(2).sum(1) / (2.0 * self.tau**2)
+        return energy
+
+
+class _Gain(nn.Module):
+    """A learnable scalar gain on a network's output, starting at zero."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        self.gain = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return self.gain * self.net(x)
+
+
+def zero_init_output(net):
+    """Make ``net`` start at output 0: zero its last linear layer, or wrap it in a zero gain.
+
+    A spectrally normalised last layer cannot be zeroed (its weight is
+    ``W / sigma(W)``), so such a network is wrapped in a learnable scalar
+    gain that starts at 0.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+
+    Returns
+    -------
+    net : torch.nn.Module
+        ``net`` itself or its wrapper.
+    """
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    if not linears or parametrize.is_parametrized(linears[-1], "weight"):
+        return _Gain(net)
+    with torch.no_grad():
+        linears[-1].weight.zero_()
+        if linears[-1].bias is not None:
+            linears[-1].bias.zero_()
+    return net
