@@ -7,11 +7,11 @@ Cycle): :class:`EBMGenerator` (shortrun synthesis), :class:`EBMPurifier`
 """
 
 from ._persistence import load, save
+from ._version import __version__
 from .classifier import NGEBMClassifier
 from .density import EBMDensity
 from .generator import EBMGenerator, compose
 from .purifier import EBMPurifier, PurifiedClassifier
 
-__version__ = "0.1.0"
 
 __all__ = ["EBMDensity", "EBMGenerator", "EBMPurifier", "NGEBMClassifier", "PurifiedClassifier", "compose", "save", "load", "__version__"]

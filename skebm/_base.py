@@ -20,6 +20,7 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from ._version import __version__
 from ._validation import NONNEG, NONNEG_INT, POSITIVE, POSITIVE_INT, PROB
 from .engine import EBMNet, MaxLikelihoodLoss, ProgressBar
 from .engine._random import seed_from
@@ -470,7 +471,8 @@ class BaseEBM(BaseEstimator):
         """Engine class and its estimator-specific arguments (override to change)."""
         return EBMNet, {"criterion": MaxLikelihoodLoss, "criterion__l2_reg": getattr(self, "l2_reg", 0.0)}
 
-    def _callbacks(self, total):
+    def _callbacks(self, total, done=0, n_samples=None):
+        """User callbacks plus the estimator's: a progress bar to ``total`` updates (``done`` made already)."""
         callbacks = list(self.callbacks or [])
         if self.verbose:
             callbacks.append(("progress", ProgressBar(total=total, desc=type(self).__name__)))
@@ -496,7 +498,7 @@ class BaseEBM(BaseEstimator):
             optimizer=optimizer,
             lr=self.lr,
             batch_size=self.batch_size,
-            callbacks=self._callbacks(self.max_iter),
+            callbacks=self._callbacks(self.max_iter, 0, None if Z is None else len(Z)),
             callbacks__divergence_guard__on_divergence=self.on_divergence,
             warm_start=False,
             verbose=0,
@@ -512,6 +514,8 @@ class BaseEBM(BaseEstimator):
         def lr(value):
             for group in net.optimizer_.param_groups:
                 group["lr"] = value
+                if "initial_lr" in group:  # the base of an LR schedule
+                    group["initial_lr"] = value
 
         def sampler(name):
             return lambda value: setattr(net.sampler_, name, value)
@@ -529,7 +533,7 @@ class BaseEBM(BaseEstimator):
             "l2_reg": lambda value: setattr(net.criterion_, "l2_reg", value),
         }
 
-    def _apply_warm_params(self):
+    def _apply_warm_params(self, n_samples):
         """Apply the training parameters changed since the last fit; refuse those that cannot change."""
         before, now = self._fit_params_, self.get_params(deep=False)
         changed = [k for k in now if k in before and not _same(now[k], before[k])]
@@ -544,7 +548,7 @@ class BaseEBM(BaseEstimator):
             if name in setters:
                 setters[name](now[name])
         net = self.net_
-        net.callbacks = self._callbacks(net.n_updates() + self.max_iter)
+        net.callbacks = self._callbacks(net.n_updates() + self.max_iter, net.n_updates(), n_samples)
         net.callbacks__divergence_guard__on_divergence = self.on_divergence
         net.initialize_callbacks()
 
@@ -564,7 +568,7 @@ class BaseEBM(BaseEstimator):
             raise ValueError(f"warm_start=True cannot change the number of outputs ({self._n_outputs_} -> {n_outputs}).")
         Z = self._to_model(X)
         if warm:
-            self._apply_warm_params()
+            self._apply_warm_params(len(Z))
             self.net_.max_updates = self.net_.n_updates() + self.max_iter
             self.net_.partial_fit(Z, y)
         else:
@@ -581,6 +585,22 @@ class BaseEBM(BaseEstimator):
             )
         self._fit_params_ = {k: v for k, v in self.get_params(deep=False).items() if _is_plain(v)}
         return Z
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["_skebm_version"] = __version__
+        return state
+
+    def __setstate__(self, state):
+        version = state.pop("_skebm_version", None)
+        if version != __version__:
+            warnings.warn(
+                f"Trying to unpickle {type(self).__name__} from skebm {version or '< 0.2'} with skebm {__version__}: "
+                "this might lead to breaking code or invalid results; refit the model, or use skebm.save/load.",
+                UserWarning,
+                stacklevel=2,
+            )
+        super().__setstate__(state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

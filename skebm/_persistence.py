@@ -241,23 +241,20 @@ def _parse(data, where):
     """(state dict, tensors) of a safetensors file written by :func:`save`; ValueError otherwise."""
     from safetensors.torch import load as st_load
 
+    foreign = f"{where} is not a file written by skebm.save"
     if data[:2] == b"PK" or data[:1] == b"\x80":
-        raise ValueError(
-            f"{where} is a pickle or zip archive (torch.save, skebm < 0.2 or another library), not a skebm file; "
-            "skebm.load reads only files written by skebm.save (it never unpickles)."
+        foreign += (
+            " (it looks like a pickle or zip archive: torch.save, skebm < 0.2 or another library; skebm.load never "
+            "unpickles)"
         )
-    if len(data) < 8:
-        raise ValueError(f"{where} is not a file written by skebm.save (too short).")
-    (n_header,) = struct.unpack("<Q", data[:8])
-    if n_header > len(data) - 8:
-        raise ValueError(f"{where} is not a file written by skebm.save (bad header).")
     try:
+        (n_header,) = struct.unpack("<Q", data[:8])
         header = json.loads(data[8 : 8 + n_header])
         state = json.loads(header["__metadata__"][_META_KEY])
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise ValueError(f"{where} is not a file written by skebm.save.") from None
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, struct.error):
+        raise ValueError(foreign + ".") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{where} is not a file written by skebm.save.")
+        raise ValueError(foreign + ".")
     version = state.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ValueError(
@@ -266,7 +263,10 @@ def _parse(data, where):
         )
     if version < FORMAT_VERSION:
         raise ValueError(f"{where} uses the old file format {version}; refit the model and save it again.")
-    tensors = st_load(data)
+    try:
+        tensors = st_load(data)
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+        raise ValueError(f"{where} is not a valid skebm file: {exc}") from None
     return state, tensors
 
 

@@ -8,6 +8,8 @@ from scipy.special import logsumexp, softmax
 from sklearn.base import ClassifierMixin
 from sklearn.utils._param_validation import Hidden, StrOptions
 
+from sklearn.utils.validation import _num_samples
+
 from ._base import BaseEBM, _ClassLabelsMixin, transactional_fit
 from ._docs import fill_doc
 from ._validation import NONNEG
@@ -64,8 +66,6 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         ``mean ||grad_x logsumexp f(x)||_2``.
     data_noise : float, default=0.03
         {data_noise} Sigma, 0.03 in NG-EBM and JEM.
-    input_noise : float
-        Deprecated alias of ``data_noise``.
     generative_weight : float, default=0.0
         Weight of JEM's ``p(x)`` maximum-likelihood term; 0 is NG-EBM (no
         MCMC at all), a positive value turns on JEM mode.
@@ -104,6 +104,8 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
     {warm_start}
     {on_divergence}
     {random_state}
+    input_noise : float, default="deprecated"
+        Deprecated alias of ``data_noise``; will be removed.
 
     Attributes
     ----------
@@ -259,8 +261,7 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         self : NGEBMClassifier
             The fitted classifier.
         """
-        n_samples = X.shape[0] if hasattr(X, "shape") else len(X)
-        codes = self._fit_classes(y, n_samples, min_classes=2)
+        codes = self._fit_classes(y, _num_samples(X), min_classes=2)
         self._fit_engine(X, codes, n_outputs=len(self.classes_))
         return self
 

@@ -73,14 +73,18 @@ def fit_base_density(Z, kind="gmm", components="cv", random_state=None):
 
 
 class _LinearDecay:
-    """Picklable LambdaLR factor decaying linearly from 1 to ``floor``."""
+    """Picklable LambdaLR factor decaying linearly from 1 (at epoch ``start``) to 0 over ``n_epochs`` epochs.
 
-    def __init__(self, total, floor=0.0):
-        self.total = max(1, int(total))
-        self.floor = floor
+    Stepped per epoch, so that skorch's LRScheduler resumes it exactly from
+    a checkpoint (it restarts the schedule at ``len(history) - 1``).
+    """
 
-    def __call__(self, step):
-        return max(self.floor, 1.0 - step / self.total)
+    def __init__(self, n_epochs, start=0):
+        self.n_epochs = max(1, int(n_epochs))
+        self.start = int(start)
+
+    def __call__(self, epoch):
+        return max(0.0, 1.0 - (epoch - self.start) / self.n_epochs)
 
 
 class _AdaptStepSize(Callback):
@@ -101,6 +105,7 @@ class _AdaptStepSize(Callback):
         acceptance = net.history[-1]["batches"][-1].get("acceptance")
         if acceptance is not None and math.isfinite(acceptance):
             net.sampler_.step_size *= math.exp(self.rate * (acceptance - self.target))
+            net.history.record_batch("step_size", float(net.sampler_.step_size))  # what a resume restores
 
 
 @fill_doc
@@ -162,7 +167,8 @@ class EBMDensity(DensityMixin, BaseEBM):
         chain goes, and training cannot diverge. ``None`` leaves ``f``
         unbounded.
     max_iter : int, default=1500
-        {max_iter} The learning rate decays linearly to zero over them.
+        {max_iter} The learning rate decays linearly to zero over them
+        (epoch by epoch).
     batch_size : int, default=256
         Data samples and negatives per update.
     lr : float, default=3e-3
@@ -443,16 +449,15 @@ class EBMDensity(DensityMixin, BaseEBM):
         # l2_reg acts on the raw network output (the module's penalty), not on the full energy
         return net_cls, {**extra, "criterion__l2_reg": 0.0}
 
-    def _callbacks(self, total):
-        callbacks = super()._callbacks(total)
-        callbacks.append(
-            (
-                "lr_decay",
-                LRScheduler(
-                    policy=torch.optim.lr_scheduler.LambdaLR, lr_lambda=_LinearDecay(total), step_every="batch"
-                ),
+    def _callbacks(self, total, done=0, n_samples=None):
+        callbacks = super()._callbacks(total, done, n_samples)
+        if n_samples is not None:  # training (not loading a saved model)
+            per_epoch = max(1, math.ceil(n_samples / self.batch_size))
+            start, n_epochs = math.ceil(done / per_epoch), math.ceil((total - done) / per_epoch)
+            decay = _LinearDecay(n_epochs, start)
+            callbacks.append(
+                ("lr_decay", LRScheduler(policy=torch.optim.lr_scheduler.LambdaLR, lr_lambda=decay, step_every="epoch"))
             )
-        )
         if self.metropolis and self.target_acceptance is not None:
             callbacks.append(("adapt_step_size", _AdaptStepSize(float(self.target_acceptance))))
         return callbacks

@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import StrOptions
 
+from sklearn.utils.validation import _num_samples
+
 from ._base import BaseEBM, _ClassLabelsMixin, make_generator, transactional_fit
 from ._docs import fill_doc
 from ._validation import NONNEG_INT, POSITIVE_INT, check_params
@@ -200,7 +202,7 @@ class EBMGenerator(_ClassLabelsMixin, BaseEBM):
         if not self.conditional:
             self._fit_engine(X, None, n_outputs=1)
             return self
-        codes = self._fit_classes(y, len(X) if not hasattr(X, "shape") else X.shape[0])
+        codes = self._fit_classes(y, _num_samples(X))
         self._fit_engine(X, codes, n_outputs=max(2, len(self.classes_)))
         return self
 

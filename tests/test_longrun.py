@@ -2,17 +2,24 @@
 
 import math
 import pickle
+import re
 
 import numpy as np
 import pytest
 import torch
 
+from sklearn.utils._param_validation import InvalidParameterError
+
 from skebm.mcmc import (
+    ChainDraw,
     GaussianMixtureSource,
     LangevinSampler,
     LongrunInit,
     NoiseSource,
+    ais_log_partition,
     chain_diagnostics,
+    estimate_log_partition,
+    grid_box,
     grid_log_partition,
     independence_mh,
     langevin,
@@ -23,17 +30,43 @@ from skebm.mcmc import (
 SHAPE = (3,)
 
 
-def _setup(strategy):
+def _setup(strategy, generator=None):
     # fresh chains in [10, 11]: easy to tell from anything the "sampler" produced
-    return strategy.setup(NoiseSource("uniform", low=10.0, high=11.0), SHAPE)
+    return strategy.setup(NoiseSource("uniform", low=10.0, high=11.0), SHAPE, generator=generator)
 
 
-def _step(init, data, shift=1.0):
+def _step(init, data, shift=1.0, generator=None):
     """One training update with a fake sampler that adds ``shift`` to every chain."""
-    x0, token = init.draw(data)
-    x_out = x0 + shift
-    init.update(token, x_out)
-    return x0, token, init.negatives(token, x_out)
+    draw = init.draw(data, generator=generator)
+    x_out = draw.x0 + shift
+    init.update(draw, x_out, generator=generator)
+    return draw.x0, draw, init.negatives(draw, x_out)
+
+
+def _same(a, b):
+    """Equal nested results: tensors exactly, numbers and None as they are."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def assert_seeded(run):
+    """``run(generator)`` depends on its generator only, and leaves torch's global stream alone."""
+    torch.manual_seed(1)
+    first = run(torch.Generator().manual_seed(7))
+    torch.manual_seed(2)
+    second = run(torch.Generator().manual_seed(7))
+    assert _same(first, second), "a seeded call depends on torch's global RNG"
+    assert not _same(first, run(torch.Generator().manual_seed(8))), "the generator is not used"
+    torch.manual_seed(3)
+    uninterrupted = torch.rand(2)
+    torch.manual_seed(3)
+    before = torch.rand(1)
+    run(torch.Generator().manual_seed(7))
+    after = torch.rand(1)
+    assert torch.equal(torch.cat([before, after]), uninterrupted), "a seeded call consumed the global RNG"
 
 
 # ------------------------------------------------------------------ longrun
@@ -41,10 +74,12 @@ def test_longrun_staggered_counters_and_negatives_while_filling():
     init = _setup(LongrunInit(buffer_size=50, burnin_size=40, burnin_updates=5, burnin_batch=8))
     counts = init.burnin_count_
     assert counts.min() >= 0 and counts.max() < 5 and len(torch.unique(counts)) > 1  # staggered
-    assert init.n_filled_ == 0
+    assert init.n_filled_.shape == () and int(init.n_filled_) == 0 and int(init.n_graduated_) == 0
     data = torch.zeros(10, 3)
-    x0, token, neg = _step(init, data)
+    x0, draw, neg = _step(init, data)
     # empty update bank: the 8 advanced burn-in chains are the negatives
+    assert isinstance(draw, ChainDraw) and draw.index is None and len(draw.burnin_index) == 8
+    assert draw.x_data is None  # rejuvenate="source" keeps no data
     assert x0.shape == (8, 3) and neg.shape == (8, 3)
     assert torch.equal(neg, x0 + 1.0)
 
@@ -55,10 +90,10 @@ def test_longrun_graduation_moves_burnin_chains_into_update_bank():
     data = torch.zeros(5, 3)
     for i in range(3):
         _step(init, data)
-        assert init.n_filled_ == 0
+        assert int(init.n_filled_) == 0
     assert init.burnin_count_.tolist() == [3] * 20
     _step(init, data)  # 4th update: all graduate
-    assert init.n_filled_ == 20 and init.n_graduated_ == 20
+    assert int(init.n_filled_) == 20 and int(init.n_graduated_) == 20
     # graduates advanced exactly 4 times (+1 each) from noise in [10, 11]
     bank = init.update_bank_[:20]
     assert bank.min() >= 14.0 and bank.max() <= 15.0
@@ -71,19 +106,20 @@ def test_longrun_update_bank_supplies_negatives_and_is_never_reset():
     init = _setup(LongrunInit(buffer_size=30, burnin_size=60, burnin_updates=3, burnin_batch=20))
     data = torch.zeros(10, 3)
     for _ in range(40):
-        x0, token, neg = _step(init, data)
-    assert init.n_filled_ == 30
-    update_idx, burnin_idx, _ = token
+        x0, draw, neg = _step(init, data)
+    assert int(init.n_filled_) == 30
+    update_idx, burnin_idx = draw.index, draw.burnin_index
     assert update_idx is not None and len(update_idx) == 10 and len(burnin_idx) == 20
+    assert len(torch.unique(update_idx)) == 10  # without replacement
     # negatives are the update-bank part of the draw, advanced once
     assert neg.shape == (10, 3) and torch.equal(neg, x0[:10] + 1.0)
     # no update-bank chain is fresh noise: each has had >= 3 updates (value >= 13)
     assert init.update_bank_.min() >= 13.0
     # graduates keep flowing in once the bank is full (they replace drawn chains)
-    before = init.n_graduated_
+    before = int(init.n_graduated_)
     for _ in range(10):
         _step(init, data)
-    assert init.n_graduated_ > before and init.n_filled_ == 30
+    assert int(init.n_graduated_) > before and int(init.n_filled_) == 30
 
 
 def test_longrun_rate_of_graduation_is_steady():
@@ -92,9 +128,9 @@ def test_longrun_rate_of_graduation_is_steady():
     data = torch.zeros(10, 3)
     per_update = []
     for _ in range(30):
-        before = init.n_graduated_
+        before = int(init.n_graduated_)
         _step(init, data)
-        per_update.append(init.n_graduated_ - before)
+        per_update.append(int(init.n_graduated_) - before)
     assert 5 <= np.mean(per_update[:10]) <= 15 and 5 <= np.mean(per_update[10:]) <= 15
 
 
@@ -102,19 +138,78 @@ def test_longrun_starts_data_rejuvenation_and_errors():
     init = _setup(LongrunInit(buffer_size=10, burnin_size=10, burnin_updates=1, rejuvenate="data"))
     assert init.starts(4).min() >= 10.0  # empty bank: burn-in chains
     data = torch.full((10, 3), -7.0)
-    _step(init, data)  # every burn-in chain graduates and restarts from the data
+    _, draw, _ = _step(init, data)  # every burn-in chain graduates and restarts from the data
+    assert torch.equal(draw.x_data, data)
     assert torch.equal(init.burnin_bank_, data)
     assert init.starts(4).shape == (4, 3)
+    y = torch.zeros(10, dtype=torch.long)
     with pytest.raises(ValueError, match="class-conditional"):
-        x0, token = init.draw(data)
-        init.update(token, x0, y=torch.zeros(10, dtype=torch.long))
-    with pytest.raises(ValueError, match="rejuvenate"):
-        LongrunInit(rejuvenate="generator")
-    with pytest.raises(ValueError, match="burnin_updates"):
+        init.draw(data, y)
+    draw = init.draw(data)
+    with pytest.raises(ValueError, match="class-conditional"):
+        init.update(draw, draw.x0, y=y)
+    with pytest.raises(ValueError, match="class-conditional"):
+        init.starts(4, y=y[:4])
+    for bad in ("generator", "noise"):  # "noise" is now "source"
+        with pytest.raises(InvalidParameterError, match=r"The 'rejuvenate' parameter of LongrunInit must be a str among"):
+            LongrunInit(rejuvenate=bad)
+    with pytest.raises(
+        InvalidParameterError,
+        match=re.escape("The 'burnin_updates' parameter of LongrunInit must be an int in the range [1, inf). Got 0"),
+    ):
         LongrunInit(burnin_updates=0)
+    with pytest.raises(InvalidParameterError, match=r"The 'burnin_batch' parameter of LongrunInit must be an int"):
+        LongrunInit(burnin_batch=0)
     made = make_chain_init("longrun", buffer_size=7, reinit_prob=0.3, burnin_size=5)
     assert isinstance(made, LongrunInit) and made.buffer_size == 7 and made.burnin_size == 5
-    assert pickle.loads(pickle.dumps(init)).n_filled_ == init.n_filled_
+    assert not hasattr(made, "reinit_prob")  # a parameter longrun does not take is ignored
+    assert int(pickle.loads(pickle.dumps(init)).n_filled_) == int(init.n_filled_) == 10
+
+
+def _longrun_run(generator):
+    init = _setup(LongrunInit(buffer_size=12, burnin_size=16, burnin_updates=2, burnin_batch=8), generator)
+    out = [init.burnin_bank_.clone(), init.burnin_count_.clone()]
+    for _ in range(8):  # fills the bank, then graduates replace drawn chains
+        x0, draw, _ = _step(init, torch.zeros(6, 3), generator=generator)
+        out += [x0, draw.index, draw.burnin_index]
+    assert int(init.n_graduated_) > 12  # the full-bank replacement path ran
+    return out + [init.update_bank_.clone(), init.starts(5, generator=generator)]
+
+
+def test_longrun_seeded_draws_and_updates_are_reproducible():
+    assert_seeded(_longrun_run)
+
+
+def _longrun_continue(init):
+    g = torch.Generator().manual_seed(11)
+    x0, draw, neg = _step(init, torch.zeros(6, 3), generator=g)
+    return [x0, draw.index, draw.burnin_index, neg, init.update_bank_, init.burnin_bank_, init.burnin_count_,
+            int(init.n_filled_), int(init.n_graduated_), init.starts(4, generator=g)]
+
+
+def test_longrun_state_dict_and_pickle_round_trip():
+    def make(seed):
+        return _setup(LongrunInit(buffer_size=12, burnin_size=16, burnin_updates=3, burnin_batch=8),
+                      torch.Generator().manual_seed(seed))
+
+    init = make(0)
+    for _ in range(4):
+        _step(init, torch.zeros(6, 3), generator=torch.Generator().manual_seed(1))
+    assert 0 < int(init.n_filled_) < 12  # mid-way: both banks and the counters carry state
+    state = {k: v.clone() for k, v in init.state_dict().items()}
+    assert {"update_bank_", "burnin_bank_", "burnin_count_", "n_filled_", "n_graduated_"} <= set(state)
+    fresh = make(99)
+    assert not torch.equal(fresh.burnin_bank_, state["burnin_bank_"])
+    fresh.load_state_dict(init.state_dict())
+    clone = pickle.loads(pickle.dumps(init))
+    for other in (fresh, clone):
+        restored = other.state_dict()
+        assert set(restored) == set(state)
+        for key, value in state.items():
+            assert restored[key].dtype == value.dtype and torch.equal(restored[key], value), key
+        assert int(other.n_filled_) == int(init.n_filled_) and int(other.n_graduated_) == int(init.n_graduated_)
+    expected = _longrun_continue(init)
+    assert _same(_longrun_continue(fresh), expected) and _same(_longrun_continue(clone), expected)
 
 
 def test_generator_engine_trains_with_longrun():
@@ -131,7 +226,7 @@ def test_generator_engine_trains_with_longrun():
         random_state=0,
     ).fit(X)
     bank = gen.net_.chain_init_
-    assert bank.n_graduated_ > 0 and bank.n_filled_ > 0
+    assert int(bank.n_graduated_) > 0 and int(bank.n_filled_) > 0
 
 
 # --------------------------------------------------------------------- MALA

@@ -153,6 +153,7 @@ DEFAULT = dict(
     warm=0,
     time_limit=120.0,
     seed=0,
+    ema=0.0,  # Polyak/EMA decay of the weights used for evaluation (0: off)
 )
 
 
@@ -193,6 +194,7 @@ def fit(X, cfg, verbose=False):
 
     best, best_state, bad, hist = -np.inf, None, 0, []
     step = 0
+    ema = {k: v.detach().clone() for k, v in net.state_dict().items()} if cfg["ema"] else None
     for step in range(1, steps + 1):
         if cfg["batch"]:
             xb = zt[torch.randint(len(zt), (cfg["batch"],))]
@@ -206,7 +208,15 @@ def fit(X, cfg, verbose=False):
         loss.backward()
         opt.step()
         sched.step()
+        if ema is not None:
+            with torch.no_grad():
+                for k, v in net.state_dict().items():
+                    if v.dtype.is_floating_point:
+                        ema[k].mul_(cfg["ema"]).add_(v, alpha=1 - cfg["ema"])
         if step % cfg["eval_every"] == 0 or step == steps:
+            if ema is not None:
+                live = {k: v.clone() for k, v in net.state_dict().items()}
+                net.load_state_dict(ema)
             with torch.no_grad():
                 lz = float(log_z(mid))
                 val = float(-model(zv).mean()) - lz
@@ -219,6 +229,8 @@ def fit(X, cfg, verbose=False):
                 best_state = {k: v.clone() for k, v in net.state_dict().items()}
             else:
                 bad += 1
+            if ema is not None:
+                net.load_state_dict(live)
             if bad >= cfg["patience"] or time.perf_counter() - t0 > cfg["time_limit"]:
                 break
     net.load_state_dict(best_state)

@@ -5,7 +5,7 @@ from sklearn.utils._param_validation import HasMethods, StrOptions, validate_par
 from torch import nn
 
 from .._validation import NONNEG, NONNEG_INT, POSITIVE, POSITIVE_INT
-from ._adapter import _unwrap, as_torch_classifier
+from ._adapter import _resolve_defence, as_torch_classifier
 from ._utils import _as_rng, _draw_seed, _flat_norm, _Inputs, _project, _random_start, _seeded
 
 __all__ = ["pgd_attack"]
@@ -31,17 +31,8 @@ _COMMON = {
 
 def _resolve_purifier(purifier):
     """The BPDA purifier: ``x -> purified x`` with fresh noise (no graph needed)."""
-    if purifier is None:
-        return None
-    purifier = _unwrap(purifier)
-    if callable(getattr(purifier, "purify_tensor", None)):
-        return purifier.purify_tensor
-    if callable(purifier):
-        return purifier
-    raise TypeError(
-        "purifier must have a purify_tensor method (EBMPurifier) or be a callable on tensors, "
-        f"got {type(purifier).__name__}."
-    )
+    defence = _resolve_defence(purifier)
+    return None if defence is None else defence.sample
 
 
 def _attack_batch(

@@ -120,6 +120,7 @@ class DivergenceGuard(Callback):
         sampler = getattr(net, "sampler_", None)
         if sampler is not None and net.runs_chains:
             sampler.step_size *= 0.5
+            net.history.record_batch("step_size", float(sampler.step_size))  # what a resume restores
         net.history.record_batch("recovered", True)
         warnings.warn(
             f"Training diverged at update {n_iter} ({problem}); rolled back to the last good state and halved the "

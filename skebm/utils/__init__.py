@@ -1,0 +1,1 @@
+"""Utilities for developers of skebm and of estimators built on it (estimator checks)."""

@@ -1,0 +1,56 @@
+"""Every estimator against scikit-learn's checks and skebm's own contract (skebm.utils.estimator_checks)."""
+
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks as sklearn_checks
+
+from skebm import EBMDensity, EBMGenerator, EBMPurifier, NGEBMClassifier, PurifiedClassifier
+from skebm.utils.estimator_checks import parametrize_with_checks as skebm_checks
+
+SMALL_MLP = {"hidden_units": (16,)}
+SMALL_CONV = {"channels": (8, 8)}
+
+
+def flat_estimators():
+    """Small, fast instances of every estimator on flat features."""
+    return [
+        EBMGenerator(max_iter=4, batch_size=16, n_steps=3, buffer_size=64, energy_params=SMALL_MLP, random_state=0),
+        EBMPurifier(max_iter=4, batch_size=16, n_steps=2, n_purify_steps=3, energy_params=SMALL_MLP, random_state=0),
+        EBMDensity(
+            max_iter=4, batch_size=32, n_steps=3, buffer_size=64, burnin_size=32, burnin_updates=2,
+            energy_params={"hidden_units": (16,), "fourier_features": 8}, n_ais_chains=16, n_ais_temperatures=10,
+            grid_resolution=65, base_components=2, random_state=0,
+        ),
+        # sklearn's check_classifiers_train wants accuracy > 0.83: a little more training
+        NGEBMClassifier(max_iter=60, batch_size=32, lr=1e-2, energy_params=SMALL_MLP, random_state=0),
+    ]
+
+
+def image_estimators():
+    """The image variants (sklearn's checks use arbitrary feature counts, so only skebm's run on these)."""
+    common = dict(image_shape=(1, 8, 8), max_iter=4, batch_size=16, n_steps=2, energy_params=SMALL_CONV, random_state=0)
+    return [
+        EBMGenerator(buffer_size=64, **common),
+        EBMPurifier(n_purify_steps=3, **common),
+        NGEBMClassifier(**{k: v for k, v in common.items() if k != "n_steps"}),
+    ]
+
+
+@sklearn_checks(flat_estimators())
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+@skebm_checks(flat_estimators() + image_estimators())
+def test_skebm_contract(estimator, check):
+    check(estimator)
+
+
+def test_purified_classifier_sklearn_compatible():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.utils.estimator_checks import check_estimator
+
+    purifier = EBMPurifier(max_iter=2, batch_size=16, n_steps=2, n_purify_steps=2, energy_params=SMALL_MLP, random_state=0)
+    check_estimator(PurifiedClassifier(purifier, LogisticRegression(max_iter=200), n_replicates=2))
+
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
