@@ -25,7 +25,7 @@ from ._validation import NONNEG, NONNEG_INT, POSITIVE, POSITIVE_INT, PROB
 from .engine import EBMNet, MaxLikelihoodLoss, ProgressBar
 from .engine._random import seed_from
 from .mcmc import CHAIN_INITS, ChainInit, LangevinSampler, NoiseSource, make_chain_init
-from .nn import make_energy, reset_parameters
+from .nn import make_energy
 
 __all__ = ["BaseEBM", "Rescaler", "resolve_device", "transactional_fit"]
 
@@ -426,16 +426,14 @@ class BaseEBM(BaseEstimator):
 
     # ----------------------------------------------------------- the engine
     def _make_energy(self, n_outputs, generator, Z):
-        module = make_energy(
+        return make_energy(
             self.energy,
             n_features=self.n_features_in_,
             image_shape=self.image_shape_,
             n_outputs=n_outputs,
             params=self.energy_params,
+            generator=generator,
         )
-        if not isinstance(self.energy, torch.nn.Module):  # a user's instance keeps its weights
-            reset_parameters(module, generator)
-        return module
 
     @property
     def _data_noise(self):

@@ -17,7 +17,7 @@ from ._docs import fill_doc
 from ._validation import NONNEG_INT, POSITIVE, POSITIVE_INT, Float, Int, check_params
 from .engine._random import seed_from
 from .mcmc import GaussianMixtureSource, LangevinSampler, NoiseSource, chain_diagnostics, estimate_log_partition
-from .nn import TiltedEnergy, make_energy, reset_parameters, zero_init_output
+from .nn import TiltedEnergy, make_energy, zero_init_output
 
 __all__ = ["EBMDensity"]
 
@@ -414,10 +414,10 @@ class EBMDensity(DensityMixin, BaseEBM):
             params.setdefault("fourier_features", 64)
             params.setdefault("fourier_scale", 3.0 * math.sqrt(2.0 / self.n_features_in_))
         net = make_energy(
-            self.energy, n_features=self.n_features_in_, image_shape=self.image_shape_, n_outputs=1, params=params
+            self.energy, n_features=self.n_features_in_, image_shape=self.image_shape_, n_outputs=1, params=params,
+            generator=generator,
         )
         if not isinstance(self.energy, torch.nn.Module):
-            reset_parameters(net, generator)
             net = zero_init_output(net)  # training starts from the base density: f = 0
         base = None
         if self.base is not None and Z is None:  # loading a saved model: the state dict sets the mixture

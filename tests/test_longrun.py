@@ -151,7 +151,7 @@ def test_longrun_starts_data_rejuvenation_and_errors():
     with pytest.raises(ValueError, match="class-conditional"):
         init.starts(4, y=y[:4])
     for bad in ("generator", "noise"):  # "noise" is now "source"
-        with pytest.raises(InvalidParameterError, match=r"The 'rejuvenate' parameter of LongrunInit must be a str among"):
+        with pytest.raises(InvalidParameterError, match=r"The 'rejuvenate' parameter of LongrunInit must be a str"):
             LongrunInit(rejuvenate=bad)
     with pytest.raises(
         InvalidParameterError,
@@ -189,13 +189,14 @@ def _longrun_continue(init):
 
 def test_longrun_state_dict_and_pickle_round_trip():
     def make(seed):
-        return _setup(LongrunInit(buffer_size=12, burnin_size=16, burnin_updates=3, burnin_batch=8),
+        return _setup(LongrunInit(buffer_size=40, burnin_size=16, burnin_updates=3, burnin_batch=8),
                       torch.Generator().manual_seed(seed))
 
     init = make(0)
+    g = torch.Generator().manual_seed(1)
     for _ in range(4):
-        _step(init, torch.zeros(6, 3), generator=torch.Generator().manual_seed(1))
-    assert 0 < int(init.n_filled_) < 12  # mid-way: both banks and the counters carry state
+        _step(init, torch.zeros(6, 3), generator=g)
+    assert 0 < int(init.n_filled_) < 40  # mid-way: both banks and the counters carry state
     state = {k: v.clone() for k, v in init.state_dict().items()}
     assert {"update_bank_", "burnin_bank_", "burnin_count_", "n_filled_", "n_graduated_"} <= set(state)
     fresh = make(99)
@@ -333,10 +334,132 @@ def test_gaussian_mixture_source():
         np.testing.assert_allclose(
             src.log_prob(torch.as_tensor(X[:20], dtype=torch.float32)).numpy(), gmm.score_samples(X[:20]), rtol=1e-4
         )
-    x = src(5000, (2,))
+        sd = src.component_std()
+        assert sd.dtype == np.float64 and sd.shape == (2, 2)
+        if cov == "diag":
+            np.testing.assert_allclose(sd, np.sqrt(gmm.covariances_), rtol=1e-5)
+        elif cov == "full":
+            np.testing.assert_allclose(sd, np.sqrt(np.diagonal(gmm.covariances_, axis1=1, axis2=2)), rtol=1e-5)
+    x = src.sample(5000, (2,))
     assert x.shape == (5000, 2) and abs(float(x[:, 0].mean())) < 0.2
+    assert src.sample(7).shape == (7, 2)  # default shape: (n, n_features)
+    assert src.sample(4, (1, 2)).shape == (4, 1, 2)
+    with pytest.raises(ValueError, match="does not hold"):
+        src.sample(4, (3,))
     with pytest.raises(ValueError, match="shapes"):
         GaussianMixtureSource([1.0], [[0.0]], [[[1.0, 0.0], [0.0, 1.0]]])
+
+
+def test_gaussian_mixture_state_dict_resizes_to_the_saved_components():
+    covariances = torch.stack([torch.eye(2), 0.5 * torch.eye(2), torch.tensor([[1.0, 0.3], [0.3, 2.0]])])
+    three = GaussianMixtureSource([0.2, 0.3, 0.5], [[-2.0, 0.0], [0.0, 1.0], [2.0, -1.0]], covariances)
+    one = GaussianMixtureSource([1.0], [[5.0, 5.0]], [torch.eye(2)])
+    x = torch.randn(50, 2) * 2
+    assert not torch.equal(one.log_prob(x), three.log_prob(x))
+    one.load_state_dict(three.state_dict())
+    assert one.n_components == 3 and one.n_features == 2
+    assert torch.equal(one.log_prob(x), three.log_prob(x))
+    np.testing.assert_array_equal(one.component_std(), three.component_std())
+    g = torch.Generator()
+    assert torch.equal(one.sample(20, generator=g.manual_seed(0)), three.sample(20, generator=g.manual_seed(0)))
+    # and back to one component
+    three.load_state_dict(GaussianMixtureSource([1.0], [[5.0, 5.0]], [torch.eye(2)]).state_dict())
+    assert three.n_components == 1
+    torch.testing.assert_close(three.log_prob(torch.tensor([[5.0, 5.0]])), torch.tensor([-math.log(2 * math.pi)]))
+
+
+def test_seeded_sources_ais_and_diagnostics_are_reproducible():
+    base = GaussianMixtureSource([0.5, 0.5], [[-1.0, 0.0], [1.0, 0.0]], [torch.eye(2), torch.eye(2)])
+    energy = lambda x: 0.5 * (x**2).sum(1)  # noqa: E731
+    assert_seeded(lambda g: base.sample(30, generator=g))
+    assert_seeded(
+        lambda g: list(
+            ais_log_partition(energy, base, n_chains=32, n_temperatures=10, generator=g, return_samples=True)
+        )
+    )
+    assert_seeded(
+        lambda g: list(
+            estimate_log_partition(energy, (2,), points=[np.zeros((1, 2))], base=base, method="ais",
+                                   n_ais_chains=32, n_ais_temperatures=10, generator=g)
+        )
+    )
+    sampler = LangevinSampler(step_size=0.5, metropolis=True)
+    assert_seeded(
+        lambda g: [
+            v for k, v in sorted(chain_diagnostics(energy, torch.zeros(4, 2), torch.zeros(30, 2), sampler,
+                                                   n_steps=5, generator=g).items())
+        ]
+    )
+
+
+def test_ais_rejects_bad_settings():
+    base = GaussianMixtureSource([1.0], [[0.0]], [[[1.0]]])
+    energy = lambda x: 0.5 * (x**2).sum(1)  # noqa: E731
+    with pytest.raises(ValueError, match="n_chains"):
+        ais_log_partition(energy, base, n_chains=1)
+    with pytest.raises(InvalidParameterError, match="'step_size' parameter of langevin"):
+        ais_log_partition(energy, base, step_size=float("inf"))
+    with pytest.raises(InvalidParameterError, match="'n_steps' parameter of langevin"):
+        ais_log_partition(energy, base, n_steps=-1)
+
+
+def test_grid_box():
+    points = [np.array([[0.0, 0.0], [1.0, 2.0]]), np.array([[np.nan, 5.0], [-1.0, 0.0]])]
+    # the points (rows with a non-finite entry dropped), padded by 10% of the width + 0.1
+    lo, hi = grid_box(points)
+    np.testing.assert_allclose(lo, [-1.3, -0.3])
+    np.testing.assert_allclose(hi, [1.3, 2.3])
+    lo, hi = grid_box(points[:1], tau=2.0)  # +- 6 tau
+    np.testing.assert_allclose(lo, [-14.5, -14.5])
+    np.testing.assert_allclose(hi, [14.5, 14.5])
+    base = GaussianMixtureSource([0.5, 0.5], [[-1.0, 0.0], [3.0, 0.0]], [torch.eye(2), 0.25 * torch.eye(2)])
+    # +- 6 standard deviations around every component (the base wins over the prior): [-7, 6] x [-6, 6]
+    lo, hi = grid_box(points[:1], base=base, tau=100.0)
+    np.testing.assert_allclose(lo, [-7 - 1.4, -6 - 1.3])
+    np.testing.assert_allclose(hi, [6 + 1.4, 6 + 1.3])
+
+
+def test_estimate_log_partition_grid_within_its_error():
+    sigma = 0.6
+    energy = lambda x: 0.5 * ((x / sigma) ** 2).sum(1)  # noqa: E731
+    truth = math.log(2 * math.pi * sigma**2)
+    points = [np.random.RandomState(0).randn(400, 2) * sigma]
+    base = GaussianMixtureSource([1.0], [[0.2, -0.1]], [torch.eye(2)])
+    errors = []
+    for resolution in (15, 21, 31):  # coarse grids: the quadrature error is real, and bounded by the estimate
+        log_z, err, method = estimate_log_partition(energy, (2,), points=points, base=base, method="grid",
+                                                    grid_resolution=resolution)
+        assert method == "grid" and abs(log_z - truth) <= err < 1.0
+        errors.append(err)
+    assert errors[0] > errors[1] > errors[2]
+    # the default grid (auto in 2-D): accurate to float32 rounding
+    for kwargs in ({"base": base}, {"tau": sigma}):
+        log_z, err, method = estimate_log_partition(energy, (2,), points=points, **kwargs)
+        assert method == "grid" and abs(log_z - truth) < 1e-6 and err < 1e-6
+    with pytest.raises(ValueError, match="1 or 2 features"):
+        estimate_log_partition(lambda x: 0.5 * (x**2).sum(1), (3,), points=[np.zeros((2, 3))], method="grid")
+
+
+def test_estimate_log_partition_ais_in_3d_within_4_standard_errors():
+    sigma = 0.7
+    energy = lambda x: 0.5 * ((x / sigma) ** 2).sum(1)  # noqa: E731
+    truth = 1.5 * math.log(2 * math.pi * sigma**2)
+    # a base wider than the target and off-centre: the weights spread, the standard error is not zero
+    base = GaussianMixtureSource([1.0], [[0.3, 0.0, -0.2]], [1.44 * torch.eye(3)])
+    log_z, se, method = estimate_log_partition(
+        energy, (3,), points=[np.zeros((1, 3))], base=base, n_ais_chains=256, n_ais_temperatures=200,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert method == "ais" and 0 < se < 0.05
+    assert abs(log_z - truth) < 4 * se
+    # no base: a Gaussian fitted to the points starts the annealing
+    points = [np.random.RandomState(0).randn(300, 3) * sigma]
+    log_z, se, method = estimate_log_partition(
+        energy, (3,), points=points, n_ais_chains=256, n_ais_temperatures=100,
+        generator=torch.Generator().manual_seed(1),
+    )
+    assert method == "ais" and 0 < se < 0.05
+    assert abs(log_z - truth) < 4 * se
 
 
 def test_chain_diagnostics_detects_a_wrong_chain():

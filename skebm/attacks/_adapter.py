@@ -235,12 +235,18 @@ class _Defence:
     takes_noise : bool
         Whether ``differentiable`` honours a given noise stream (needed by
         the reparameterised full-gradient attack).
+    same_path : bool
+        Whether ``differentiable(x, None)`` is the deployed purification
+        itself (a callable), so that its fresh draws may serve as verdicts;
+        ``purify_tensor`` defences are judged by their own non-differentiable
+        path.
     """
 
-    def __init__(self, sample, differentiable=None, takes_noise=False):
+    def __init__(self, sample, differentiable=None, takes_noise=False, same_path=False):
         self.sample = sample
         self.differentiable = differentiable
         self.takes_noise = takes_noise
+        self.same_path = same_path
 
 
 def _has_parameters(fn, *names):
@@ -288,7 +294,7 @@ def _resolve_defence(purifier):
     if callable(purifier):
         takes = _takes_noise(purifier)
         sample = (lambda x: _call_with_noise(purifier, x, None)) if takes else purifier
-        return _Defence(sample, _as_differentiable_purifier(purifier), takes)
+        return _Defence(sample, _as_differentiable_purifier(purifier), takes, same_path=True)
     raise TypeError(
         "purifier must have a purify_tensor method (EBMPurifier) or be a callable on tensors, "
         f"got {type(purifier).__name__}."

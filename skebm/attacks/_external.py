@@ -32,7 +32,7 @@ import torch
 from sklearn.utils._param_validation import StrOptions, validate_params
 from torch import nn
 
-from .._validation import POSITIVE_INT
+from .._validation import POSITIVE_INT, check_params
 from ._adapter import _resolve_defence, as_torch_classifier
 from ._full_gradient import _require_differentiable
 from ._pgd import _COMMON
@@ -88,10 +88,16 @@ class PurifiedModule(nn.Module):
     def __init__(self, classifier, purifier=None, *, bounds=(0.0, 1.0), input_shape=None, gradient="full",
                  n_replicates=1):
         super().__init__()
-        if gradient not in ("full", "bpda"):
-            raise ValueError(f"gradient must be 'full' or 'bpda', got {gradient!r}.")
-        if isinstance(n_replicates, bool) or not isinstance(n_replicates, int) or n_replicates < 1:
-            raise ValueError(f"n_replicates must be a positive integer, got {n_replicates!r}.")
+        check_params(
+            {
+                "bounds": ["array-like"],
+                "input_shape": ["array-like", None],
+                "gradient": [StrOptions({"full", "bpda"})],
+                "n_replicates": [POSITIVE_INT],
+            },
+            {"bounds": bounds, "input_shape": input_shape, "gradient": gradient, "n_replicates": n_replicates},
+            "PurifiedModule",
+        )
         self.view = as_torch_classifier(classifier)
         self.defence = _resolve_defence(purifier)
         if gradient == "full":

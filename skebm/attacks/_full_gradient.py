@@ -54,8 +54,8 @@ def _full_gradient_batch(
     broken = torch.zeros(len(x_nat), dtype=torch.bool, device=x_nat.device)
     if defence is None:
         eot = reps = 1
-    # fresh draws of the defence itself: the EOT copies are a verdict too
-    reuse = defence is None or (not reparam and eot == reps)
+    # fresh draws of the deployed purification itself: the EOT copies are a verdict too
+    reuse = defence is None or (defence.same_path and not reparam and eot == reps)
 
     def forward(xa, idx, need_grad):
         """Logits of the ``eot`` purified copies, ``(eot, m, C)``; the EOT gradient if asked."""
@@ -77,7 +77,8 @@ def _full_gradient_batch(
         (grad,) = torch.autograd.grad(loss, xa, allow_unused=True)
         if grad is None:
             raise TypeError(
-                "The purifier's output does not depend on its input in the autograd graph: use pgd_attack (BPDA)."
+                "The purifier's output carries no gradient to its input (it does not depend on it in the autograd "
+                "graph): use pgd_attack (BPDA) for this purifier."
             )
         return logits.detach(), grad
 
@@ -157,8 +158,10 @@ def full_gradient_attack(
     checks at the clean input, the random start and after every step,
     broken once, broken for good. Each check is the defence's own verdict:
     logits averaged over ``n_replicates`` purifications with fresh noise
-    (with ``noise="fresh"`` and ``eot_samples == n_replicates`` the EOT
-    draws are that verdict).
+    by the deployed purification (for a callable purifier with
+    ``noise="fresh"`` and ``eot_samples == n_replicates`` the EOT draws are
+    that verdict; an ``EBMPurifier`` is judged by ``purify_tensor`` without
+    ``differentiable``).
 
     Noise modes:
 

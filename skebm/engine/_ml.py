@@ -274,17 +274,21 @@ class EBMNet(NeuralNet):
     def _per_epoch(self, n_samples):
         return self.updates_per_epoch or max(1, math.ceil(n_samples / self.batch_size))
 
+    def updates_this_epoch(self, n_samples):
+        """Batches of the next epoch: a full epoch, or what is left of ``max_updates``."""
+        per_epoch = self._per_epoch(n_samples)
+        if self.max_updates is None:
+            return per_epoch
+        return max(1, min(per_epoch, self.max_updates - self.n_updates()))
+
     def get_iterator(self, dataset, training=False):
         """Training batches drawn with replacement from ``rng_.data_generator``."""
         if not training:
             return super().get_iterator(dataset, training)
-        per_epoch = self._per_epoch(len(dataset))
-        if self.max_updates is not None:
-            per_epoch = max(0, min(per_epoch, self.max_updates - self.n_updates()))
         kwargs = self.get_params_for("iterator_train")
         batch_size = kwargs.pop("batch_size", self.batch_size)
         gen = self.rng_.data_generator
-        sampler = RandomSampler(range(len(dataset)), replacement=True, num_samples=per_epoch * batch_size, generator=gen)
+        sampler = _BudgetSampler(range(len(dataset)), self, batch_size, gen)
         return self.iterator_train(dataset, batch_size=batch_size, sampler=sampler, generator=gen, **kwargs)
 
     def epochs_to_run(self, n_samples):
@@ -303,3 +307,29 @@ class EBMNet(NeuralNet):
         except KeyboardInterrupt:
             self.interrupted_ = True
             raise
+
+
+class _BudgetSampler(RandomSampler):
+    """Indices drawn with replacement; each epoch as many batches as the engine has left.
+
+    skorch builds the training iterator once per fit, so the length of an
+    epoch is asked of the engine each time the sampler is iterated.
+    """
+
+    def __init__(self, data_source, net, batch_size, generator):
+        self.net, self.batch_size, self._epoch = net, batch_size, None
+        super().__init__(data_source, replacement=True, generator=generator)
+
+    @property
+    def num_samples(self):
+        if self._epoch is not None:  # fixed for the epoch being iterated
+            return self._epoch
+        return self.net.updates_this_epoch(len(self.data_source)) * self.batch_size
+
+    def __iter__(self):
+        self._epoch = None
+        self._epoch = self.num_samples
+        try:
+            yield from super().__iter__()
+        finally:
+            self._epoch = None

@@ -322,8 +322,10 @@ class ReplayInit(ChainInit):
         if n_filled < n:
             self.last_reinit_ = torch.ones(n, dtype=torch.bool, device=self.device)
             return ChainDraw(self.fresh(n, generator))
-        x0 = self._bank_starts(self.buffer_, n_filled, self.labels_, n, y, generator)
-        reinit = torch.rand(n, generator=generator, device=self.device) < self.reinit_prob
+        rows = self._rows(self.labels_, n_filled, n, y, generator)
+        x0 = self.buffer_[rows.clamp_min(0)].clone()
+        # a chain whose class the buffer holds no row of starts from the source too
+        reinit = (torch.rand(n, generator=generator, device=self.device) < self.reinit_prob) | (rows < 0)
         n_reinit = int(reinit.sum())
         if n_reinit:
             x0[reinit] = self.fresh(n_reinit, generator)
@@ -398,10 +400,8 @@ class PersistentInit(ChainInit):
 
     def draw(self, x_data, y=None, generator=None):
         n, dev = len(x_data), self.device
-        if y is not None:
-            idx = self._rows(self.labels_, self.buffer_size, n, y, generator)
-            other = idx < 0  # no chain of this class yet: take any row, restarted below
-            idx[other] = torch.randint(self.buffer_size, (int(other.sum()),), generator=generator, device=dev)
+        if y is not None and n <= self.buffer_size:
+            idx, other = self._class_rows(y, generator)
         elif n <= self.buffer_size:
             idx, other = torch.randperm(self.buffer_size, generator=generator, device=dev)[:n], None
         else:
@@ -421,6 +421,31 @@ class PersistentInit(ChainInit):
             self.n_updates_[idx[reinit]] = 0
         self.last_reinit_ = reinit
         return ChainDraw(x0, index=idx)
+
+    def _class_rows(self, y, generator):
+        """Distinct bank rows, each last run with its chain's class where the bank has enough.
+
+        Rows never repeat within a draw (a repeated row would be written back
+        twice, nondeterministically on CUDA); chains left without a row of
+        their class get unused rows, restarted (the returned mask).
+        """
+        dev, n = self.device, len(y)
+        y = y.to(dev)
+        idx = torch.full((n,), -1, dtype=torch.long, device=dev)
+        for label in torch.unique(y):
+            candidates = torch.nonzero(self.labels_ == label)[:, 0]
+            candidates = candidates[torch.randperm(len(candidates), generator=generator, device=dev)]
+            want = torch.nonzero(y == label)[:, 0]
+            k = min(len(want), len(candidates))
+            idx[want[:k]] = candidates[:k]
+        other = idx < 0
+        if bool(other.any()):
+            free = torch.ones(self.buffer_size, dtype=torch.bool, device=dev)
+            free[idx[~other]] = False
+            unused = torch.nonzero(free)[:, 0]
+            unused = unused[torch.randperm(len(unused), generator=generator, device=dev)]
+            idx[other] = unused[: int(other.sum())]
+        return idx, other
 
     def update(self, draw, x_neg, y=None, generator=None):
         self.bank_[draw.index] = x_neg.detach().to(self.bank_.dtype)

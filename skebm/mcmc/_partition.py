@@ -33,8 +33,13 @@ def grid_box(points, base=None, tau=None, n_std=6.0, pad=0.1):
     """
     pts = [np.asarray(p, dtype=np.float64) for p in points if len(p)]
     pts = [p[np.all(np.isfinite(p), axis=1)] for p in pts]
-    lo = np.min([p.min(0) for p in pts if len(p)], axis=0)
-    hi = np.max([p.max(0) for p in pts if len(p)], axis=0)
+    pts = [p for p in pts if len(p)]
+    if pts:
+        lo, hi = np.min([p.min(0) for p in pts], axis=0), np.max([p.max(0) for p in pts], axis=0)
+    elif base is not None:
+        lo = hi = base.means.detach().cpu().numpy().mean(0)
+    else:
+        raise ValueError("grid_box needs finite points or a base density to bound the box.")
     if base is not None:
         means, sd = base.means.detach().cpu().numpy(), base.component_std()
         lo, hi = np.minimum(lo, (means - n_std * sd).min(0)), np.maximum(hi, (means + n_std * sd).max(0))
@@ -128,7 +133,7 @@ def estimate_log_partition(
         method = "grid" if n_dims <= 2 else "ais"
     if method == "grid":
         if n_dims > 2:
-            raise ValueError(f"log_partition='grid' needs 1 or 2 features, the data has {n_dims}.")
+            raise ValueError(f"method='grid' (log_partition='grid') needs 1 or 2 features, the data has {n_dims}.")
         lo, hi = grid_box(points, base, tau)
         device = base.means.device if base is not None else "cpu"
         log_z, error = grid_log_partition(

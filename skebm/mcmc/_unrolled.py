@@ -8,11 +8,12 @@ blocks of steps in the backward pass (:func:`_checkpoint`).
 """
 
 import math
-import numbers
 import weakref
 
 import torch
+from sklearn.utils._param_validation import StrOptions
 
+from .._validation import POSITIVE_INT, check_params
 from ._langevin import _check_settings, autocast_context
 from ._noise import as_noise
 
@@ -30,14 +31,8 @@ def _as_stream(noise, generator):
 def _block_length(checkpoint_segments, n_steps):
     if checkpoint_segments is None:
         return max(n_steps, 1)
-    if isinstance(checkpoint_segments, str):
-        if checkpoint_segments != "sqrt":
-            raise ValueError(f"checkpoint_segments must be 'sqrt', a positive integer or None, got {checkpoint_segments!r}.")
+    if checkpoint_segments == "sqrt":
         return max(1, math.ceil(math.sqrt(n_steps)))
-    if isinstance(checkpoint_segments, bool) or not isinstance(checkpoint_segments, numbers.Integral):
-        raise TypeError(f"checkpoint_segments must be 'sqrt', a positive integer or None, got {checkpoint_segments!r}.")
-    if checkpoint_segments < 1:
-        raise ValueError(f"checkpoint_segments must be 'sqrt', a positive integer or None, got {checkpoint_segments!r}.")
     return int(checkpoint_segments)
 
 
@@ -290,8 +285,15 @@ def unrolled_langevin(
     True
     """
     sigma = _check_settings(n_steps, step_size, noise_scale, temperature, clamp=clamp)
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}.")
+    check_params(
+        {
+            "checkpoint_segments": [StrOptions({"sqrt"}), POSITIVE_INT, None],
+            "precision": [StrOptions({"fp32", "bf16"})],
+            "clamp": ["array-like", None],
+        },
+        {"checkpoint_segments": checkpoint_segments, "precision": precision, "clamp": clamp},
+        "unrolled_langevin",
+    )
     if not isinstance(x0, torch.Tensor):
         raise TypeError(f"x0 must be a torch.Tensor, got {type(x0).__name__}.")
     block = _block_length(checkpoint_segments, n_steps)

@@ -2,10 +2,13 @@
 
 import copy
 import inspect
+import threading
 
+import torch
 from torch import nn
 
 from ._nets import ConvEnergy, MLPEnergy, ResNetEnergy
+from ._reset import reset_parameters
 
 __all__ = ["ENERGIES", "make_energy", "resolve_energy_name"]
 
@@ -45,7 +48,31 @@ def resolve_energy_name(energy, image_shape):
     return "conv" if h * w < 32 * 32 else "resnet"
 
 
-def make_energy(energy, *, n_features, image_shape=None, n_outputs=1, params=None):
+_GLOBAL_RNG_LOCK = threading.Lock()
+
+
+def _build(cls, kwargs, generator):
+    """Construct ``cls(**kwargs)`` with weights drawn from ``generator``, never from torch's global generator.
+
+    The built-in networks are built on the meta device (no weights drawn
+    at all) and initialised by :func:`reset_parameters`. Another class may
+    keep state its constructor draws itself: it is built with the global
+    generator seeded from ``generator`` inside :func:`torch.random.fork_rng`
+    (the caller's stream is restored), under a lock, then reset as well.
+    """
+    if cls in ENERGIES.values():
+        with torch.device("meta"):
+            module = cls(**kwargs)
+        module = module.to_empty(device="cpu")
+    else:
+        seed = int(torch.randint(2**62, (), generator=generator))
+        with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            module = cls(**kwargs)
+    return reset_parameters(module, generator)
+
+
+def make_energy(energy, *, n_features, image_shape=None, n_outputs=1, params=None, generator=None):
     """Instantiate the energy network.
 
     Parameters
@@ -63,6 +90,10 @@ def make_energy(energy, *, n_features, image_shape=None, n_outputs=1, params=Non
         1 for an energy, k for k logits.
     params : dict, default=None
         Extra constructor keywords.
+    generator : torch.Generator, default=None
+        CPU generator of the initial weights (see :func:`reset_parameters`);
+        ``None`` builds the module as torch does, from the global generator.
+        An instance is copied whatever the generator: it keeps its weights.
 
     Returns
     -------
@@ -92,4 +123,4 @@ def make_energy(energy, *, n_features, image_shape=None, n_outputs=1, params=Non
     shape_args = {"n_features": n_features, "image_shape": image_shape, "n_outputs": n_outputs}
     kwargs = {k: v for k, v in shape_args.items() if k in accepted}
     kwargs.update(params)
-    return cls(**kwargs)
+    return cls(**kwargs) if generator is None else _build(cls, kwargs, generator)
