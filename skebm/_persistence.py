@@ -302,6 +302,19 @@ def load(path, *, device=None):
         raise ValueError(f"{where} is not a valid skebm file ({type(exc).__name__}: {exc}).") from None
 
 
+def _check_finite(value, where):
+    """ValueError if a floating tensor anywhere in ``value`` holds NaN or infinity."""
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{where} holds non-finite values (a diverged model?)")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, f"{where}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{where}[{i}]")
+
+
 def _build(state, tensors, device, where):
     import skebm
     from skebm._base import resolve_device
@@ -351,12 +364,12 @@ def _build(state, tensors, device, where):
         modules = reader.decode(engine["modules"])
         if set(modules) != set(net._modules):
             raise ValueError(f"engine modules {sorted(modules)} do not match {sorted(net._modules)}")
+        optimizer = reader.decode(engine["optimizer"])
+        _check_finite(modules, "engine")
+        _check_finite(optimizer, "optimizer")
         for name, module_state in modules.items():
-            for key, value in module_state.items():
-                if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
-                    raise ValueError(f"the {name} state {key!r} holds non-finite values (a diverged model?)")
             getattr(net, name + "_").load_state_dict(module_state)
-        net.optimizer_.load_state_dict(reader.decode(engine["optimizer"]))
+        net.optimizer_.load_state_dict(optimizer)
         net.history = History(reader.decode(engine["history"]))
         settings = reader.decode(engine["sampler"])
         for key, value in settings.items():

@@ -8,7 +8,7 @@ from scipy.special import logsumexp, softmax
 from sklearn.base import ClassifierMixin
 from sklearn.utils._param_validation import Hidden, StrOptions
 
-from sklearn.utils.validation import _num_samples
+from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from ._base import BaseEBM, _ClassLabelsMixin, transactional_fit
 from ._docs import fill_doc
@@ -287,6 +287,12 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         z = self.rescaler_.transform(X.to(self.net_.device).reshape(len(X), -1)).reshape(-1, *self._feature_shape)
         self.net_.module_.train(False)
         return self.net_.logits(z)
+
+    @property
+    def torch_device(self):
+        """Device :meth:`torch_logits` computes on (the network's)."""
+        check_is_fitted(self, "net_")
+        return torch.device(self.net_.device)
 
     def _logits_tensor(self, Z, *, grad=False):
         """Logits (float32 tensor) of a model-range tensor; with ``grad``, also d logsumexp / dx norms."""

@@ -698,9 +698,9 @@ def plot_diagnostics(diagnostics, *, axes=None):
 
     Parameters
     ----------
-    diagnostics : dict or estimator
-        The ``diagnostics_`` dict of a fitted :class:`~skebm.EBMDensity`
-        (or the estimator itself), with the keys ``"train_energy_data"``,
+    diagnostics : dict
+        What :meth:`EBMDensity.diagnose(X) <skebm.EBMDensity.diagnose>`
+        returns, with the keys ``"train_energy_data"``,
         ``"train_energy_chains"``, ``"chain_energy"``, ``"data_energy"``,
         ``"chain_grad_norm"`` and optionally ``"chain_acceptance"``.
     axes : sequence of 3 matplotlib Axes, default=None
@@ -722,12 +722,10 @@ def plot_diagnostics(diagnostics, *, axes=None):
     >>> len(axes)
     3
     """
-    if hasattr(diagnostics, "diagnostics_") and not isinstance(diagnostics, dict):
-        diagnostics = diagnostics.diagnostics_
     if not isinstance(diagnostics, dict):
+        hint = " (call its diagnose(X) method)" if hasattr(diagnostics, "diagnose") else ""
         raise ValueError(
-            "diagnostics must be a dict (e.g. EBMDensity.diagnostics_) or a fitted estimator with diagnostics_, "
-            f"got {type(diagnostics).__name__}."
+            f"diagnostics must be the dict EBMDensity.diagnose(X) returns, got {type(diagnostics).__name__}{hint}."
         )
     required = ("train_energy_data", "train_energy_chains", "chain_energy", "data_energy", "chain_grad_norm")
     missing = [k for k in required if k not in diagnostics]

@@ -438,6 +438,7 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
             from .mcmc._unrolled import unrolled_langevin
 
             settings = self._purify_settings(n_steps)
+            noise = noise.replicate(1)  # the stream _purify_model gives one replicate: the same chain
             if self.purify_noise:
                 z = z + self.purify_noise * noise.randn_like(z)
             self.net_.module_.train(False)

@@ -114,7 +114,33 @@ def is_log_z(tilt, base, n=2**18, chunk=32768):
     return float(top + torch.log(m)), se, ess
 
 
-DEFAULT = dict(method="is", base="gauss", shrink="lw", hidden=(128, 128), bound=6.0, ff=0, fscale=1.0, lr=1e-3,
+class YeoJohnson:
+    """Per-feature Yeo-Johnson power transform + standardisation, with its log-Jacobian."""
+
+    def __init__(self, Z):
+        from sklearn.preprocessing import PowerTransformer
+
+        self.pt = PowerTransformer(standardize=True).fit(Z)
+
+    def __call__(self, Z):
+        return self.pt.transform(Z)
+
+    def log_jac(self, Z):
+        lam = self.pt.lambdas_
+        a = np.log1p(np.abs(Z))
+        dj = np.where(Z >= 0, (lam - 1) * a, (1 - lam) * a)
+        return dj.sum(1) - np.log(self.pt._scaler.scale_).sum()
+
+
+class Identity:
+    def __call__(self, Z):
+        return Z
+
+    def log_jac(self, Z):
+        return np.zeros(len(Z))
+
+
+DEFAULT = dict(transform="none", method="is", base="gauss", shrink="lw", hidden=(128, 128), bound=6.0, ff=0, fscale=1.0, lr=1e-3,
                wd=0.0, l2=0.0, steps=3000, batch=256, n_neg=4096, data_noise=0.0, val_frac=0.15, eval_every=25,
                patience=12, time_limit=240.0, seed=0, nu=4)
 
@@ -127,6 +153,8 @@ def fit(Z, cfg, verbose=False):
     perm = rng.permutation(len(Z))
     n_val = max(2, int(cfg["val_frac"] * len(Z)))
     Zv, Zt = Z[perm[:n_val]], Z[perm[n_val:]]
+    tf = YeoJohnson(Zt) if cfg["transform"] == "yj" else Identity()
+    Zv, Zt = tf(Zv), tf(Zt)
     base = make_base(Zt, cfg["base"], cfg["seed"], cfg["shrink"])
     t_base = time.perf_counter() - t0
     d = Z.shape[1]
@@ -188,12 +216,13 @@ def fit(Z, cfg, verbose=False):
 
     def log_prob(Zn):
         with torch.no_grad():
-            zn = torch.as_tensor(Zn, dtype=torch.float32)
-            return (base.log_prob(zn) - tilt(zn)).double().numpy() - lz
+            zn = torch.as_tensor(tf(Zn), dtype=torch.float32)
+            return (base.log_prob(zn) - tilt(zn)).double().numpy() - lz + tf.log_jac(Zn)
 
     def base_log_prob(Zn):
         with torch.no_grad():
-            return base.log_prob(torch.as_tensor(Zn, dtype=torch.float32)).double().numpy()
+            zn = torch.as_tensor(tf(Zn), dtype=torch.float32)
+            return base.log_prob(zn).double().numpy() + tf.log_jac(Zn)
 
     info = dict(steps=step, best_val=best, val_base=float(lq_v.mean()), log_z=lz, log_z_se=se, ess=ess,
                 t_base=t_base, t_train=t_train, t_logz=t_logz, t_total=time.perf_counter() - t0)

@@ -164,9 +164,13 @@ def fit(X, cfg, verbose=False):
     rng = np.random.RandomState(cfg["seed"])
     mu, sd = X.mean(0), X.std(0)
     Z = (X - mu) / sd
-    perm = rng.permutation(len(Z))
+    perm = np.random.RandomState(cfg.get("split_seed", cfg["seed"])).permutation(len(Z))
     n_val = int(cfg["val_frac"] * len(Z))
-    Zv, Zt = Z[perm[:n_val]], Z[perm[n_val:]]
+    k = cfg.get("fold", 0)  # which block of the permutation is held out
+    val_idx = perm[k * n_val : (k + 1) * n_val]
+    mask = np.ones(len(Z), bool)
+    mask[val_idx] = False
+    Zv, Zt = Z[val_idx], Z[mask]
     tb = time.perf_counter()
     base = make_base(Zt, cfg["base"], cfg["seed"])
     t_base = time.perf_counter() - tb
@@ -247,6 +251,7 @@ def fit(X, cfg, verbose=False):
             zn = torch.as_tensor((Xn - mu) / sd, dtype=torch.float32)
             return (-model(zn).double().numpy()) - lz_fine - offset
 
+    log_prob.model, log_prob.mu, log_prob.sd, log_prob.lo, log_prob.hi = model, mu, sd, lo, hi
     info = dict(steps=step, best_val=best, lz_mid=lz_mid, lz_fine=lz_fine, t_base=t_base, t_train=t_train,
                 t_logz=t_logz, t_total=time.perf_counter() - t0, n_nodes=grid.n)
     return log_prob, info, hist

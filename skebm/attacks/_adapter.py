@@ -121,9 +121,10 @@ def as_torch_classifier(classifier):
     1. An object with a ``torch_logits(X)`` method (the protocol): it takes
        a float tensor ``X`` shaped like the classifier's input and returns
        ``(n, n_classes)`` logits whose columns follow ``classes_``,
-       differentiably. Estimators that rescale inputs internally (e.g.
-       :class:`~skebm.NGEBMClassifier`) implement it so that attacks
-       perturb the user's values.
+       differentiably; its optional ``torch_device`` attribute says where
+       the inputs go (default CPU). Estimators that rescale inputs
+       internally (e.g. :class:`~skebm.NGEBMClassifier`) implement it so that
+       attacks perturb the user's values.
     2. A :class:`torch.nn.Module` returning ``(n, n_classes)`` logits;
        labels are the column indices.
     3. A fitted skorch ``NeuralNet`` (e.g. ``NeuralNetClassifier``):
@@ -160,16 +161,8 @@ def as_torch_classifier(classifier):
         return classifier
     classifier = _unwrap(classifier)
     if callable(getattr(classifier, "torch_logits", None)):
-        # TODO(lead): let the protocol expose its device publicly (read from net_ / module_ here)
-        holder = getattr(classifier, "net_", None) or getattr(classifier, "module_", None)
-        if holder is not None and hasattr(holder, "device"):
-            device = torch.device(holder.device)
-        elif isinstance(holder, nn.Module):
-            device = _module_device(holder)
-        else:
-            device = torch.device("cpu")
-        module = getattr(holder, "module_", holder if isinstance(holder, nn.Module) else None)
-        return TorchClassifier(classifier.torch_logits, device, getattr(classifier, "classes_", None), module)
+        device = torch.device(getattr(classifier, "torch_device", "cpu"))
+        return TorchClassifier(classifier.torch_logits, device, getattr(classifier, "classes_", None), None)
     if isinstance(classifier, nn.Module):
         return TorchClassifier(classifier, _module_device(classifier), None, classifier)
     try:
@@ -181,18 +174,6 @@ def as_torch_classifier(classifier):
             raise TypeError("The skorch net is not initialised: fit it first.")
         fn, module = _skorch_logits(classifier)
         return TorchClassifier(fn, classifier.device, getattr(classifier, "classes_", None), module)
-    net = getattr(classifier, "net_", None)
-    if net is not None and hasattr(net, "module_") and hasattr(classifier, "_affine"):
-        # TODO(lead): use torch_logits (fallback for skebm estimators fitted before it existed)
-        center, scale = classifier._affine()
-        shape = classifier._feature_shape
-        module = net.module_
-
-        def logits_fn(x):
-            z = (x.reshape(len(x), -1) - center.flatten()) / scale.flatten()
-            return module(z.view(-1, *shape))
-
-        return TorchClassifier(logits_fn, net.device, getattr(classifier, "classes_", None), module)
     raise TypeError(
         f"{type(classifier).__name__} exposes no differentiable torch module: pass a torch.nn.Module, a "
         "fitted skorch net, or an object with a torch_logits(X) method (see as_torch_classifier)."

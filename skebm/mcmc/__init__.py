@@ -22,6 +22,7 @@ from ._langevin import LangevinSampler, autocast_context, expected_stationary_st
 from ._partition import estimate_log_partition, grid_box
 from ._noise import GLOBAL_NOISE, GeneratorNoise, RowNoise, as_noise, row_keys
 from ._sources import GaussianMixtureSource, NoiseSource
+from ._unrolled import unrolled_langevin
 
 __all__ = [
     "CHAIN_INITS",
@@ -51,4 +52,5 @@ __all__ = [
     "make_chain_init",
     "row_keys",
     "sigmoid_schedule",
+    "unrolled_langevin",
 ]
