@@ -144,14 +144,15 @@ class Rescaler:
             self.scale_ = np.where(std > 1e-12 * np.maximum(1.0, np.abs(center)), std, 1.0)
         if not (np.all(np.isfinite(self.center_)) and np.all(np.isfinite(self.scale_))):
             raise ValueError("X has values too large to rescale (their range overflows float64).")
-        if np.any(np.abs(self.center_) > np.finfo(np.float32).max) or np.any(self.scale_ > np.finfo(np.float32).max):
-            raise ValueError(
-                f"X has values of magnitude up to {np.abs(self.center_).max():.3g}, beyond float32's range, in which "
-                "the model works; rescale X first."
-            )
         return self
 
     def _torch_affine(self, like):
+        big = np.finfo(np.float32).max
+        if np.any(np.abs(self.center_) > big) or np.any(self.scale_ > big):
+            raise ValueError(
+                f"The data's scale ({self.scale_.max():.3g}) is beyond float32's range: tensors in the user's units "
+                "cannot hold it; rescale X before fitting to use the torch paths (attacks, compose, purify_tensor)."
+            )
         center = torch.as_tensor(self.center_, dtype=torch.float32, device=like.device)
         scale = torch.as_tensor(self.scale_, dtype=torch.float32, device=like.device)
         return center, scale

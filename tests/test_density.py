@@ -274,3 +274,26 @@ def test_base_none_with_tau_prior():
     est = fast(base=None, tau=2.0, max_iter=10).fit(X)
     assert est.base_ is None
     assert abs(_user_grid_integral(est, X, 201) - 1.0) < 0.02
+
+
+def test_ctrl_c_during_log_partition_leaves_the_estimator_as_it_was(monkeypatch, moons):
+    import skebm.density
+
+    X = moons[0][:200]
+    est = fast()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(skebm.density, "estimate_log_partition", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        est.fit(X)
+    with pytest.raises(NotFittedError):
+        est.score_samples(X)
+    monkeypatch.undo()
+    est.fit(X)
+    before = est.score_samples(X[:5])
+    monkeypatch.setattr(skebm.density, "estimate_log_partition", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        est.fit(X[:150])
+    np.testing.assert_array_equal(est.score_samples(X[:5]), before)

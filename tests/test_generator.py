@@ -314,3 +314,15 @@ def test_verbose_progress_bar(capsys):
     fast(verbose=1, max_iter=5).fit(X)
     err = capsys.readouterr().err
     assert "EBMGenerator" in err and "5/5" in err
+
+
+def test_values_near_the_float64_limit_are_rescaled_robustly():
+    rng = np.random.RandomState(0)
+    X = rng.randn(100, 2) * 1e300
+    gen = fast(max_iter=5).fit(X)
+    assert np.all(np.isfinite(gen.rescaler_.scale_)) and gen.rescaler_.scale_.min() > 1e299
+    out = gen.sample(50, n_steps=0, start="source", random_state=0)
+    assert np.all(np.isfinite(out)) and 1e299 < out.std() < 1e301
+    assert np.all(np.isfinite(gen.score_samples(X[:5])))
+    with pytest.raises(ValueError, match="float32"):
+        compose(gen).sample(2)

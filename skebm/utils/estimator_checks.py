@@ -326,8 +326,10 @@ def check_threaded_seeded_calls(est):
         t.join()
     if errors:
         raise errors[0]
+    # equal up to float rounding: oneDNN may split a convolution differently when two run at once, which
+    # changes the last bits; a wrong random stream would change the results entirely
     for result in results:
-        _assert_same_outputs(result, serial)
+        _assert_same_outputs(result, serial, exact=False)
 
 
 def check_save_load(est):
