@@ -322,7 +322,7 @@ def test_values_near_the_float64_limit_are_rescaled_robustly():
     gen = fast(max_iter=5).fit(X)
     assert np.all(np.isfinite(gen.rescaler_.scale_)) and gen.rescaler_.scale_.min() > 1e299
     out = gen.sample(50, n_steps=0, start="source", random_state=0)
-    assert np.all(np.isfinite(out)) and 1e299 < out.std() < 1e301
+    assert np.all(np.isfinite(out)) and 0.1 < (out / 1e300).std() < 10
     assert np.all(np.isfinite(gen.score_samples(X[:5])))
     with pytest.raises(ValueError, match="float32"):
         compose(gen).sample(2)
