@@ -16,7 +16,7 @@ from numbers import Integral
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, _fit_context
-from sklearn.utils._param_validation import StrOptions
+from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
@@ -318,6 +318,8 @@ class BaseEBM(BaseEstimator):
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
         "on_divergence": [StrOptions({"recover", "raise"})],
+        "n_threads": [POSITIVE_INT, StrOptions({"auto"})],
+        "accelerator": [HasMethods(["prepare", "unwrap_model"]), None],
         "random_state": ["random_state"],
     }
 
@@ -326,7 +328,10 @@ class BaseEBM(BaseEstimator):
     #: Fixed chain-initialisation arguments of this estimator (e.g. where bank chains rejuvenate).
     _chain_init_defaults = {}
     #: Parameters a warm start cannot change (they fix the network or the bank).
-    _warm_fixed = ("energy", "energy_params", "image_shape", "conditional", "init", "buffer_size", "optimizer", "device")
+    _warm_fixed = (
+        "energy", "energy_params", "image_shape", "conditional", "init", "buffer_size", "optimizer", "device",
+        "accelerator",
+    )
     #: Fitted attributes a safe file may set (see :func:`skebm.save`).
     _fitted_attributes = (
         "n_features_in_", "feature_names_in_", "image_shape_", "rescaler_", "n_iter_", "interrupted_",

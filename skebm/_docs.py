@@ -59,6 +59,17 @@ SHARED_PARAMS = {
         times; ``"raise"`` stops at once. Either way a fit that cannot
         finish raises :class:`~skebm.engine.TrainingDivergedError` and
         leaves the estimator as it was before ``fit``.""",
+    "n_threads": """n_threads : int or "auto", default="auto"
+        Torch intra-op threads during ``fit`` and the sampling calls
+        (restored afterwards). Small energies are latency-bound and their
+        threads spin against each other when jobs share cores; ``"auto"``
+        picks the count measured best for the network size (see the
+        user guide's "Scaling out" page).""",
+    "accelerator": """accelerator : accelerate.Accelerator or None, default=None
+        Data-parallel training over several processes (GPUs or nodes) with
+        Hugging Face ``accelerate``: pass ``Accelerator()`` and launch the
+        script with ``accelerate launch`` (see "Scaling out" in the user
+        guide). Each process keeps its own chain bank and chain generator.""",
     "random_state": """random_state : int, RandomState instance or None, default=None
         Seeds every source of randomness (initial weights, batches, chains)
         through generators of the estimator's own, never torch's global

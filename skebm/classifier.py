@@ -103,6 +103,8 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
     {verbose}
     {warm_start}
     {on_divergence}
+    {n_threads}
+    {accelerator}
     {random_state}
     input_noise : float, default="deprecated"
         Deprecated alias of ``data_noise``; will be removed.
@@ -165,6 +167,8 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         verbose=0,
         warm_start=False,
         on_divergence="recover",
+        n_threads="auto",
+        accelerator=None,
         random_state=None,
         input_noise="deprecated",
     ):
@@ -192,6 +196,8 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         self.verbose = verbose
         self.warm_start = warm_start
         self.on_divergence = on_divergence
+        self.n_threads = n_threads
+        self.accelerator = accelerator
         self.random_state = random_state
         self.input_noise = input_noise
 

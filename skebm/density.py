@@ -241,6 +241,8 @@ class EBMDensity(DensityMixin, BaseEBM):
     {verbose}
     {warm_start}
     {on_divergence}
+    {n_threads}
+    {accelerator}
     {random_state}
 
     Attributes
@@ -322,6 +324,8 @@ class EBMDensity(DensityMixin, BaseEBM):
         verbose=0,
         warm_start=False,
         on_divergence="recover",
+        n_threads="auto",
+        accelerator=None,
         random_state=None,
     ):
         self.energy = energy
@@ -360,6 +364,8 @@ class EBMDensity(DensityMixin, BaseEBM):
         self.verbose = verbose
         self.warm_start = warm_start
         self.on_divergence = on_divergence
+        self.n_threads = n_threads
+        self.accelerator = accelerator
         self.random_state = random_state
 
     _parameter_constraints = {

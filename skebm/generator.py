@@ -96,6 +96,8 @@ class EBMGenerator(_ClassLabelsMixin, BaseEBM):
     {verbose}
     {warm_start}
     {on_divergence}
+    {n_threads}
+    {accelerator}
     {random_state}
 
     Attributes
@@ -155,6 +157,8 @@ class EBMGenerator(_ClassLabelsMixin, BaseEBM):
         verbose=0,
         warm_start=False,
         on_divergence="recover",
+        n_threads="auto",
+        accelerator=None,
         random_state=None,
     ):
         self.energy = energy
@@ -180,6 +184,8 @@ class EBMGenerator(_ClassLabelsMixin, BaseEBM):
         self.verbose = verbose
         self.warm_start = warm_start
         self.on_divergence = on_divergence
+        self.n_threads = n_threads
+        self.accelerator = accelerator
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit

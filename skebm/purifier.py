@@ -131,6 +131,8 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
     {verbose}
     {warm_start}
     {on_divergence}
+    {n_threads}
+    {accelerator}
     {random_state}
 
     Attributes
@@ -213,6 +215,8 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
         verbose=0,
         warm_start=False,
         on_divergence="recover",
+        n_threads="auto",
+        accelerator=None,
         random_state=None,
     ):
         self.energy = energy
@@ -242,6 +246,8 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
         self.verbose = verbose
         self.warm_start = warm_start
         self.on_divergence = on_divergence
+        self.n_threads = n_threads
+        self.accelerator = accelerator
         self.random_state = random_state
 
     _parameter_constraints = {
