@@ -47,10 +47,10 @@ print(f"{gen.n_iter_} updates in {time.perf_counter() - start:.0f} s")
 # ``score_samples`` returns :math:`-E(x)`, an unnormalised log-density, so it
 # is passed with ``log_density=True``; the plot normalises
 # :math:`\exp(-E)` over the window. Samples start from the replay buffer
-# kept from training; ``init="noise"`` shows what 20 steps from fresh noise
+# kept from training; ``start="source"`` shows what 20 steps from fresh noise
 # give.
 samples = gen.sample(1000, random_state=0)
-from_noise = gen.sample(1000, init="noise", random_state=0)
+from_noise = gen.sample(1000, start="source", random_state=0)
 
 fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharex=True, sharey=True)
 plot_energy_landscape(gen.score_samples, log_density=True, xlim=(-3, 3), ylim=(-2.5, 2.5), ax=axes[0])

@@ -321,6 +321,7 @@ def test_energy_terms_make_noise_out_of_distribution(digits):
 
 
 # ------------------------------------------------------------ scikit-learn tools
+@pytest.mark.slow
 def test_pipeline_grid_search_and_cross_val(digits):
     X, y = digits
     X, y = X[:200], y[:200]

@@ -45,6 +45,7 @@ def test_skebm_contract(estimator, check):
     check(estimator)
 
 
+@pytest.mark.slow
 def test_purified_classifier_sklearn_compatible():
     from sklearn.linear_model import LogisticRegression
     from sklearn.utils.estimator_checks import check_estimator

@@ -132,6 +132,7 @@ def test_ais_mixture_within_reported_error():
 
 
 # ------------------------------------------------------ a density of the data
+@pytest.mark.slow
 def test_heldout_likelihood_beats_shortrun_model(fitted, moons):
     from skebm import EBMGenerator
 
@@ -148,6 +149,7 @@ def test_heldout_likelihood_beats_shortrun_model(fitted, moons):
     assert ours - JACOBIAN > -1.6
 
 
+@pytest.mark.slow
 def test_samples_stay_on_the_data_after_10000_steps(fitted, moons):
     est, X = fitted
     X_test = _transform(moons[1])
@@ -184,6 +186,7 @@ def test_diagnostics_and_plot(fitted, moons):
 
 
 # ------------------------------------------------------------ scikit-learn
+@pytest.mark.slow
 def test_grid_search_selects_by_likelihood(moons):
     X, _ = moons
     # barely trained tilts: a single Gaussian base scores about -2.7, the mixture about -1.5

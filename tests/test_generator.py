@@ -188,6 +188,7 @@ def test_warm_start_continues_and_applies_changed_parameters(digits):
     assert cold.n_iter_ == 3
 
 
+@pytest.mark.slow
 def test_grid_search_over_sampler_parameter():
     from skebm.datasets import make_toy_2d
 
@@ -211,6 +212,7 @@ def test_score_samples_is_negative_energy_over_temperature(digits):
     np.testing.assert_allclose(gen.score_samples(X[:8]), -energy / 2.0, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_conditional_sampling_and_labels():
     rng = np.random.RandomState(0)
     X = np.vstack([rng.normal(-3, 0.3, size=(200, 2)), rng.normal(3, 0.3, size=(200, 2))])
@@ -244,6 +246,7 @@ def test_inpaint_keeps_observed_entries(fitted_digits, digits):
         fitted_digits.inpaint(X, np.ones((4, 3), dtype=bool))
 
 
+@pytest.mark.slow
 def test_inpaint_recovers_correlated_coordinate():
     # x2 = x1 exactly (up to small noise): inpainting x2 given x1 must recover it
     rng = np.random.RandomState(0)
@@ -256,6 +259,7 @@ def test_inpaint_recovers_correlated_coordinate():
     assert np.corrcoef(out[:, 0], out[:, 1])[0, 1] > 0.9
 
 
+@pytest.mark.slow
 def test_compose_two_energies():
     rng = np.random.RandomState(0)
     # a: mass on x0 > 0 bands; b: mass on x1 > 0 bands -> composition concentrates on the quadrant

@@ -198,6 +198,7 @@ def test_data_init_and_verbose_bar(digits, capsys):
     assert "EBMPurifier" in err and "purify" in err
 
 
+@pytest.mark.slow
 def test_purification_moves_noisy_digits_towards_the_data(purifier, digits):
     X, y, X_test, y_test = digits
     rng = np.random.RandomState(0)
@@ -213,6 +214,7 @@ def test_purification_moves_noisy_digits_towards_the_data(purifier, digits):
     assert np.mean(purifier.score_samples(purified)) > np.mean(purifier.score_samples(noisy))
 
 
+@pytest.mark.slow
 def test_purified_clean_digits_stay_recognisable(purifier, digits):
     X, y, X_test, y_test = digits
     clf = LogisticRegression(max_iter=2000).fit(X, y)
@@ -223,6 +225,7 @@ def test_purified_clean_digits_stay_recognisable(purifier, digits):
 
 
 # ------------------------------------------------------- defended classifier
+@pytest.mark.slow
 def test_pipeline_and_purified_classifier(purifier, digits):
     X, y, X_test, y_test = digits
     labels = np.array(list("abcdefghij"))
@@ -246,6 +249,7 @@ def test_pipeline_and_purified_classifier(purifier, digits):
     np.testing.assert_allclose(defended.predict_proba(X_test[:5]), manual, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_purified_classifier_averages_logits_of_torch_classifiers(purifier, tiny_net, digits):
     from skorch import NeuralNetClassifier
 

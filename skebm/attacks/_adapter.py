@@ -8,6 +8,8 @@ import torch
 from sklearn.frozen import FrozenEstimator
 from torch import nn
 
+from .._torch_utils import batched
+
 __all__ = ["TorchClassifier", "as_torch_classifier"]
 
 
@@ -70,12 +72,8 @@ class TorchClassifier:
 
     def predict_logits(self, X, batch_size=1024):
         """Logits of an array ``X`` as a float64 ndarray, without gradients."""
-        X = np.asarray(X, dtype=np.float32)
-        out = []
-        with torch.no_grad():
-            for start in range(0, len(X), batch_size):
-                out.append(self.logits(torch.as_tensor(X[start : start + batch_size])).float().cpu())
-        return torch.cat(out).double().numpy()
+        X = torch.as_tensor(np.asarray(X, dtype=np.float32))
+        return batched(lambda x: self.logits(x).float().cpu(), X, batch_size).double().numpy()
 
     def encode(self, y):
         """Class labels -> logit column indices (int64 ndarray)."""

@@ -19,9 +19,11 @@ uses torch's global generator. The estimators build one by name through
 """
 
 import copy
+import warnings
 from typing import NamedTuple, Optional
 
 import torch
+from sklearn.utils._param_validation import Hidden
 from torch import nn
 
 from .._validation import POSITIVE_INT, PROB, Float, StrOptions, check_params
@@ -38,6 +40,13 @@ __all__ = [
     "make_chain_init",
     "CHAIN_INITS",
 ]
+
+
+def _rejuvenate(value):
+    if value == "noise":
+        warnings.warn('rejuvenate="noise" is deprecated: use "source".', FutureWarning, stacklevel=3)
+        return "source"
+    return value
 
 
 class ChainDraw(NamedTuple):
@@ -256,12 +265,17 @@ class DataInit(ChainInit):
     ----------
     init_noise : float, default=0.0
         Standard deviation of Gaussian noise added to the data starts.
+    noise_std : float, default=None
+        Deprecated alias of ``init_noise``.
     """
 
     name = "data"
     _parameter_constraints = {"init_noise": [Float(0)]}
 
-    def __init__(self, init_noise=0.0):
+    def __init__(self, init_noise=0.0, noise_std=None):
+        if noise_std is not None:
+            warnings.warn("DataInit(noise_std=...) is deprecated: use init_noise.", FutureWarning, stacklevel=2)
+            init_noise = noise_std
         super().__init__(init_noise=init_noise)
 
     def draw(self, x_data, y=None, generator=None):
@@ -384,12 +398,14 @@ class PersistentInit(ChainInit):
     _parameter_constraints = {
         "buffer_size": [POSITIVE_INT],
         "reinit_prob": [PROB],
-        "rejuvenate": [StrOptions({"source", "data"})],
+        "rejuvenate": [StrOptions({"source", "data"}), Hidden(StrOptions({"noise"}))],
         "max_updates": [POSITIVE_INT, None],
     }
 
     def __init__(self, buffer_size=10000, reinit_prob=0.05, rejuvenate="source", max_updates=None):
-        super().__init__(buffer_size=buffer_size, reinit_prob=reinit_prob, rejuvenate=rejuvenate, max_updates=max_updates)
+        super().__init__(
+            buffer_size=buffer_size, reinit_prob=reinit_prob, rejuvenate=_rejuvenate(rejuvenate), max_updates=max_updates
+        )
 
     def _allocate(self, generator):
         dev = self.device
@@ -533,7 +549,7 @@ class LongrunInit(ChainInit):
         "burnin_size": [POSITIVE_INT],
         "burnin_updates": [POSITIVE_INT],
         "burnin_batch": [POSITIVE_INT, None],
-        "rejuvenate": [StrOptions({"source", "data"})],
+        "rejuvenate": [StrOptions({"source", "data"}), Hidden(StrOptions({"noise"}))],
     }
 
     def __init__(self, buffer_size=10000, burnin_size=1000, burnin_updates=750, burnin_batch=None, rejuvenate="source"):
@@ -542,7 +558,7 @@ class LongrunInit(ChainInit):
             burnin_size=burnin_size,
             burnin_updates=burnin_updates,
             burnin_batch=burnin_batch,
-            rejuvenate=rejuvenate,
+            rejuvenate=_rejuvenate(rejuvenate),
         )
 
     def _allocate(self, generator):
