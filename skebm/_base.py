@@ -20,6 +20,7 @@ from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from ._threads import thread_limit
 from ._version import __version__
 from ._validation import NONNEG, NONNEG_INT, POSITIVE, POSITIVE_INT, PROB
 from .engine import EBMNet, MaxLikelihoodLoss, ProgressBar
@@ -487,7 +488,11 @@ class BaseEBM(BaseEstimator):
         net_cls, extra = self._engine_params()
         optimizer, opt_kwargs = self._optimizer()
         weights = torch.Generator().manual_seed(seed)
-        return net_cls(
+        # distributed: with an accelerator, the data-parallel engine on the accelerator's device
+        net_cls, device, extra, callbacks = _distributed_engine(
+            self, net_cls, extra, self._callbacks(self.max_iter, 0, None if Z is None else len(Z))
+        )
+        net = net_cls(
             self._make_energy(n_outputs, weights, Z),
             sampler=self._sampler(),
             chain_init=self._build_chain_init(),
@@ -502,14 +507,16 @@ class BaseEBM(BaseEstimator):
             optimizer=optimizer,
             lr=self.lr,
             batch_size=self.batch_size,
-            callbacks=self._callbacks(self.max_iter, 0, None if Z is None else len(Z)),
+            callbacks=callbacks,
             callbacks__divergence_guard__on_divergence=self.on_divergence,
             warm_start=False,
             verbose=0,
-            device=self._device,
+            device=device,
             **opt_kwargs,
             **extra,
         )
+        _set_engine_threads(self, net)  # threads: n_threads of the sampling and prediction calls
+        return net
 
     def _warm_setters(self):
         """How each training parameter a warm start may change is applied to the engine."""
@@ -574,10 +581,14 @@ class BaseEBM(BaseEstimator):
         if warm:
             self._apply_warm_params(len(Z))
             self.net_.max_updates = self.net_.n_updates() + self.max_iter
-            self.net_.partial_fit(Z, y)
+            _set_engine_threads(self, self.net_)  # threads: n_threads may have changed
         else:
             self.net_ = self._build_engine(n_outputs, seed_from(self.random_state), Z)
-            self.net_.fit(Z, y)
+        with thread_limit(self.net_.threads_, fit=True):  # threads: the whole fit, restored afterwards
+            if warm:
+                self.net_.partial_fit(Z, y)
+            else:
+                self.net_.fit(Z, y)
         self.n_iter_ = self.net_.n_updates()
         self.interrupted_ = bool(self.net_.interrupted_)
         if self.interrupted_:
@@ -611,6 +622,34 @@ class BaseEBM(BaseEstimator):
         tags.input_tags.allow_nan = False
         tags.input_tags.sparse = False
         return tags
+
+
+# distributed: the engine class, device and callbacks of a fit with an accelerator
+def _distributed_engine(estimator, net_cls, extra, callbacks):
+    """``(net_cls, device, extra, callbacks)`` of the engine: data-parallel ones when ``accelerator`` is set."""
+    accelerator = getattr(estimator, "accelerator", None)
+    if accelerator is None:
+        return net_cls, estimator._device, extra, callbacks
+    from .engine._distributed import check_accelerator, data_parallel
+
+    device = check_accelerator(accelerator, estimator.batch_size, estimator.device)
+    if not accelerator.is_main_process:  # one progress bar: the main process's
+        callbacks = [cb for cb in callbacks if not isinstance(cb[1] if isinstance(cb, tuple) else cb, ProgressBar)]
+    return data_parallel(net_cls), device, {**extra, "accelerator": accelerator}, callbacks
+
+
+# threads: the engine's thread count, from the estimator's n_threads
+def _set_engine_threads(estimator, net):
+    """Resolve ``n_threads`` (``"auto"``: by the network's cost per batch) into ``net.threads_``."""
+    from ._threads import resolve_n_threads
+
+    module = net.bare_module() if getattr(net, "initialized_", False) else net.module
+    accelerator = getattr(estimator, "accelerator", None)
+    per_process = max(1, estimator.batch_size // (1 if accelerator is None else int(accelerator.num_processes)))
+    if not isinstance(module, torch.nn.Module):
+        net.threads_ = None if estimator.n_threads == "auto" else int(estimator.n_threads)
+        return
+    net.threads_ = resolve_n_threads(estimator.n_threads, module, estimator._feature_shape, per_process)
 
 
 def _is_plain(value):

@@ -9,6 +9,7 @@ require it.
 """
 
 import numbers
+import warnings
 
 import numpy as np
 
@@ -20,6 +21,8 @@ __all__ = [
     "plot_reliability_diagram",
     "plot_ood_histograms",
     "plot_traces",
+    "plot_training",
+    "plot_sample_evolution",
     "plot_training_curves",
     "plot_robustness",
     "plot_diagnostics",
@@ -85,11 +88,31 @@ def _images_to_nchw(images, image_shape):
     return images
 
 
-def _make_mosaic(images, n_cols, padding):
-    """Tile (n, C, H, W) images into one (rows, cols, C) mosaic, min/max scaled."""
+def _check_value_range(value_range):
+    if value_range is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in value_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"value_range must be None or a pair (low, high), got {value_range!r}.") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ValueError(f"value_range must satisfy low < high, got {value_range!r}.")
+    return lo, hi
+
+
+def _make_mosaic(images, n_cols, padding, value_range=None):
+    """Tile (n, C, H, W) images into one (rows, cols, C) mosaic, scaled to [0, 1].
+
+    ``value_range=None`` scales with the images' global min and max;
+    ``(low, high)`` maps that range to [0, 1] and clips.
+    """
     n, c, h, w = images.shape
-    lo, hi = images.min(), images.max()
-    scaled = (images - lo) / (hi - lo) if hi > lo else np.zeros_like(images)
+    if value_range is None:
+        lo, hi = images.min(), images.max()
+        scaled = (images - lo) / (hi - lo) if hi > lo else np.zeros_like(images)
+    else:
+        lo, hi = value_range
+        scaled = np.clip((images - lo) / (hi - lo), 0.0, 1.0)
     n_rows = int(np.ceil(n / n_cols))
     mosaic = np.ones(
         (n_rows * (h + padding) + padding, n_cols * (w + padding) + padding, c)
@@ -111,11 +134,13 @@ def plot_sample_grid(
     cmap="gray",
     title=None,
     padding=1,
+    value_range=None,
 ):
     """Show a batch of images as a single grid.
 
     All images are scaled together with the grid's global minimum and maximum
-    to [0, 1] (so relative brightness between images is preserved), tiled
+    (or with ``value_range``) to [0, 1] (so relative brightness between
+    images is preserved), tiled
     row by row with ``padding`` white pixels between them, and drawn with one
     ``imshow`` call.
 
@@ -139,6 +164,11 @@ def plot_sample_grid(
         Axes title.
     padding : int, default=1
         Width in pixels of the white border between images.
+    value_range : tuple of float, default=None
+        ``(low, high)`` shown as black..white (values outside are clipped),
+        e.g. ``(-1, 1)`` for the estimators' model space or ``(0, 255)``
+        for MNIST pixels; ``None`` uses the grid's own minimum and maximum
+        (a grid of pure noise then looks as contrasted as one of digits).
 
     Returns
     -------
@@ -164,7 +194,7 @@ def plot_sample_grid(
     if not _is_int(padding) or padding < 0:
         raise ValueError(f"padding must be a non-negative integer, got {padding!r}.")
     n_cols = min(int(n_cols), n)
-    mosaic = _make_mosaic(images, n_cols, int(padding))
+    mosaic = _make_mosaic(images, n_cols, int(padding), _check_value_range(value_range))
 
     ax = _get_ax(ax)
     if mosaic.shape[2] == 1:
@@ -466,8 +496,52 @@ def plot_ood_histograms(
 # ---------------------------------------------------------------------------
 # Traces and training curves
 # ---------------------------------------------------------------------------
+def _is_skorch_history(obj):
+    return (
+        isinstance(obj, list)
+        and len(obj) > 0
+        and all(isinstance(e, dict) and "batches" in e for e in obj)
+    )
+
+
+def _batch_rows(history):
+    """Per-update rows of a fitted estimator, a skorch net or History; None for other inputs."""
+    net = getattr(history, "net_", None)
+    if net is not None and hasattr(net, "history"):
+        history = net.history
+    elif hasattr(history, "history") and hasattr(history, "module_"):
+        history = history.history  # a skorch net
+    if _is_skorch_history(history):
+        return [row for epoch in history for row in epoch["batches"]]
+    if isinstance(history, list) and len(history) == 0 and type(history).__name__ == "History":
+        return []
+    return None
+
+
+def _rows_to_series(rows):
+    """Numeric, non-boolean entries of per-update rows -> name -> (update numbers, values)."""
+    names = []
+    for row in rows:
+        for key, value in row.items():
+            if key not in names and _is_number(value):
+                names.append(key)
+    series = {}
+    for name in names:
+        x = [i + 1 for i, row in enumerate(rows) if _is_number(row.get(name))]
+        y = [float(row[name]) for row in rows if _is_number(row.get(name))]
+        series[name] = (np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+    return series
+
+
+def _is_number(value):
+    return isinstance(value, (numbers.Real, np.floating, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def _history_to_series(history):
     """Return an ordered dict name -> (x, y) of 1-D float arrays."""
+    rows = _batch_rows(history)
+    if rows is not None:
+        return _rows_to_series(rows)
     if hasattr(history, "history_") and not isinstance(history, dict):
         history = history.history_
     try:
@@ -502,10 +576,13 @@ def _history_to_series(history):
                 )
             series[name] = (np.arange(len(y), dtype=np.float64), y.astype(np.float64))
         return series
+    hint = ""
+    if hasattr(history, "get_params") and not hasattr(history, "net_"):
+        hint = " (an estimator must be fitted first: it has no net_ yet)"
     raise ValueError(
-        "history must be a dict of name -> 1-D sequence, a pandas DataFrame, a "
-        "list of dicts (one per iteration) or an object with a `history_` "
-        f"attribute, got {type(history).__name__}."
+        "history must be a fitted estimator, a skorch net or History, a dict of name -> 1-D sequence, a pandas "
+        "DataFrame, a list of dicts (one per iteration) or an object with a `history_` attribute, got "
+        f"{type(history).__name__}{hint}."
     )
 
 
@@ -514,22 +591,26 @@ def plot_traces(
 ):
     """Plot named 1-D series against the iteration number.
 
-    Typical uses are the training loss, or the mean energy of data versus
-    that of the MCMC chains, recorded during fitting.
+    A generic plotter of named series on one Axes; for the training
+    history of an estimator, :func:`plot_training` draws one labelled panel
+    per quantity with smoothing.
 
     Parameters
     ----------
-    history : dict, DataFrame, list of dict or object with ``history_``
+    history : dict, DataFrame, list of dict, fitted estimator or skorch History
         The series to plot:
 
+        * a fitted skebm estimator, its skorch engine (``est.net_``) or a
+          skorch ``History``: the per-update (batch) entries, plotted
+          against the update number ``1, 2, ...``;
         * a dict mapping names to 1-D sequences (possibly of different
           lengths), plotted against ``0, 1, 2, ...``;
         * a :class:`pandas.DataFrame` whose numeric columns are plotted
           against its index (if numeric, else against ``0, 1, ...``);
         * a list of dicts, one record per iteration (converted to a
           DataFrame; missing entries become gaps);
-        * any object (e.g. a fitted estimator) with a ``history_`` attribute
-          holding one of the above.
+        * any object with a ``history_`` attribute holding one of the
+          above.
     keys : str or sequence of str, default=None
         Names of the series to plot, in order; all numeric series if None.
     ax : matplotlib Axes, default=None
@@ -584,6 +665,302 @@ def plot_traces(
     return ax
 
 
+def _moving_average(values, window):
+    """Centred moving average over ``window`` points, ignoring NaN; the edges average what they have."""
+    values = np.asarray(values, dtype=np.float64)
+    window = int(window)
+    if window <= 1 or len(values) < 2:
+        return values.copy()
+    window = min(window, len(values))
+    finite = np.isfinite(values)
+    kernel = np.ones(window)
+    total = np.convolve(np.where(finite, values, 0.0), kernel, mode="same")
+    count = np.convolve(finite.astype(np.float64), kernel, mode="same")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan)
+
+
+def _smoothing_window(smooth, n):
+    if smooth is None or smooth is False or smooth == 0:
+        return 1
+    if isinstance(smooth, str):
+        if smooth != "auto":
+            raise ValueError(f"smooth must be 'auto', None, an int window or a fraction in (0, 1), got {smooth!r}.")
+        return max(1, n // 50) if n >= 100 else 1
+    if _is_int(smooth) and smooth >= 1:
+        return int(smooth)
+    if isinstance(smooth, numbers.Real) and 0 < smooth < 1:
+        return max(1, int(round(smooth * n)))
+    raise ValueError(f"smooth must be 'auto', None, an int window or a fraction in (0, 1), got {smooth!r}.")
+
+
+#: Panels of plot_training: title, y label, series on the left axis, series on a right axis.
+_TRAINING_PANELS = (
+    ("loss", "loss", ("train_loss", "valid_loss"), ()),
+    ("energies", "mean energy E(x) / T", ("energy_data", "energy_samples"), ()),
+    ("loss terms", "value", ("cross_entropy", "energy_variance", "approximate_mass", "max_likelihood"), ()),
+    ("Langevin sampler", "step size", ("step_size",), ("acceptance", "jump_acceptance")),
+    ("parameter gradient", "gradient norm (L2)", ("grad_norm",), ()),
+)
+_TRAINING_LABELS = {
+    "train_loss": "training loss",
+    "valid_loss": "validation loss",
+    "energy_data": "data",
+    "energy_samples": "samples (negatives)",
+    "step_size": "step size",
+    "acceptance": "MALA acceptance",
+    "jump_acceptance": "jump acceptance",
+    "grad_norm": "gradient norm",
+}
+
+
+def plot_training(history, *, keys=None, smooth="auto", axes=None, logy=None, xlabel="update", title=None):
+    """Training history in one labelled panel per quantity.
+
+    Panels (those whose quantities the history holds, in this order): the
+    loss; the mean energies of the data batches and of the samples
+    (negatives), whose gap drives the maximum-likelihood update; the loss
+    terms of :class:`~skebm.NGEBMClassifier`; the Langevin step size with
+    the MALA (and jump) acceptance rate on a second axis; the parameter
+    gradient norm (recorded by :class:`~skebm.engine.SampleMonitor`).
+    Updates a :class:`~skebm.engine.DivergenceGuard` rolled back are marked
+    with dotted red lines. With smoothing, each series is drawn faint as
+    recorded with its centred moving average on top.
+
+    Parameters
+    ----------
+    history : fitted estimator, skorch net or History, dict, DataFrame or list of dict
+        A fitted skebm estimator (its ``net_.history``), a skorch net or
+        ``History``, or named series as :func:`plot_traces` takes them
+        (a dict of 1-D sequences, a DataFrame, a list of per-update dicts).
+    keys : sequence of str, default=None
+        Quantities to plot; ``None`` plots every panel the history has
+        (unknown keys get a panel each).
+    smooth : "auto", int, float or None, default="auto"
+        Moving-average window: an int number of updates, a float fraction
+        of the series length, ``"auto"`` (a fiftieth of the length for 100
+        updates or more, none below) or ``None`` for the raw series only.
+    axes : sequence of matplotlib Axes, default=None
+        Axes to draw on, one per panel; a new figure with one row of panels
+        per two is created if None.
+    logy : bool, default=None
+        Logarithmic y axis for the loss and gradient-norm panels; ``None``
+        chooses it for the gradient norm only.
+    xlabel : str, default="update"
+        Label of the x axes.
+    title : str, default=None
+        Figure title (``suptitle``).
+
+    Returns
+    -------
+    axes : ndarray of matplotlib Axes
+        One per panel drawn, in the order above.
+
+    See Also
+    --------
+    plot_traces : Named series on one Axes, no panels.
+    plot_sample_evolution : Samples over training, one row per snapshot.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from skebm.plotting import plot_training
+    >>> rows = [{"train_loss": 1.0 / (i + 1), "energy_data": -i, "energy_samples": i,
+    ...          "step_size": 1.0} for i in range(200)]
+    >>> axes = plot_training(rows)
+    >>> [ax.get_title() for ax in axes]
+    ['loss', 'energies', 'Langevin sampler']
+    >>> axes[1].get_ylabel()
+    'mean energy E(x) / T'
+    """
+    rows = _batch_rows(history)
+    recovered = []
+    if rows is not None:
+        series = _rows_to_series(rows)
+        recovered = [i + 1 for i, row in enumerate(rows) if row.get("recovered") is True]
+    else:
+        series = _history_to_series(history)
+    wanted = list(series) if keys is None else ([keys] if isinstance(keys, str) else list(keys))
+    missing = [k for k in wanted if k not in series]
+    if missing:
+        raise ValueError(f"Unknown or non-numeric series {missing}; available: {list(series)}.")
+    if not wanted:
+        raise ValueError("There are no numeric series to plot.")
+    ignored = {"train_batch_size", "valid_batch_size"} if keys is None else set()
+    panels, placed = [], set()
+    for name, ylabel, left, right in _TRAINING_PANELS:
+        lk = [k for k in left if k in wanted]
+        rk = [k for k in right if k in wanted]
+        if lk or rk:
+            panels.append((name, ylabel, lk, rk))
+            placed.update(lk + rk)
+    for key in wanted:
+        if key not in placed and key not in ignored:
+            panels.append((key, key, [key], []))
+    if not panels:
+        raise ValueError("There are no numeric series to plot.")
+
+    if axes is None:
+        import matplotlib.pyplot as plt
+
+        n_cols = 1 if len(panels) == 1 else 2
+        n_rows = int(np.ceil(len(panels) / n_cols))
+        fig, axes = plt.subplots(n_rows, n_cols, figsize=(6 * n_cols, 3.2 * n_rows), squeeze=False)
+        for ax in axes.ravel()[len(panels):]:
+            ax.set_visible(False)
+        axes = axes.ravel()[: len(panels)]
+    else:
+        axes = np.asarray(axes, dtype=object).ravel()
+        if len(axes) < len(panels):
+            raise ValueError(f"axes must hold at least {len(panels)} Axes (one per panel), got {len(axes)}.")
+        axes = axes[: len(panels)]
+
+    def draw(ax, key, color):
+        x, y = series[key]
+        window = _smoothing_window(smooth, len(y))
+        label = _TRAINING_LABELS.get(key, key)
+        if window > 1:
+            ax.plot(x, y, color=color, alpha=0.25, linewidth=0.8)
+            return ax.plot(x, _moving_average(y, window), color=color, label=f"{label} (mean of {window})")[0]
+        return ax.plot(x, y, color=color, label=label)[0]
+
+    color_index = 0
+    for ax, (name, ylabel, left, right) in zip(axes, panels):
+        handles = []
+        for key in left:
+            handles.append(draw(ax, key, f"C{color_index % 10}"))
+            color_index += 1
+        ax.set_title(name)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel if left else "")
+        log = (name in ("loss", "parameter gradient")) if logy else (logy is None and name == "parameter gradient")
+        if log and all(np.nanmin(series[k][1]) > 0 for k in left):
+            ax.set_yscale("log")
+        if right:
+            twin = ax.twinx() if left else ax
+            for key in right:
+                handles.append(draw(twin, key, f"C{color_index % 10}"))
+                color_index += 1
+            twin.set_ylim(0, 1.02)
+            twin.set_ylabel("acceptance rate")
+        for i, update in enumerate(recovered):
+            ax.axvline(update, color="red", linestyle=":", linewidth=1, label="rolled back" if i == 0 else None)
+        if recovered:
+            handles.append(ax.get_lines()[-1])
+        ax.legend(handles=handles, fontsize="small", loc="best")
+    if title is not None:
+        axes[0].figure.suptitle(title)
+    axes[0].figure.tight_layout()
+    return axes
+
+
+def plot_sample_evolution(grids, *, n_cols=None, updates=None, image_shape=None, value_range=None, ax=None,
+                          cmap="gray", padding=1, title="samples over training"):
+    """Samples over training as one image: one row per snapshot, time downwards.
+
+    Parameters
+    ----------
+    grids : SampleMonitor, sequence of arrays or dict
+        A :class:`~skebm.engine.SampleMonitor` after a fit (its ``grids_``
+        and ``updates_``), a sequence of sample batches (one per snapshot,
+        each ``(n, C, H, W)``, ``(n, H, W)`` or flat with ``image_shape``),
+        or a dict ``{update: samples}``.
+    n_cols : int, default=None
+        Samples per row (the first ``n_cols`` of each snapshot); ``None``
+        shows ``min(n, 16)``.
+    updates : sequence of int, default=None
+        Update number of each snapshot, shown at the start of its row;
+        taken from a monitor or a dict, else ``0, 1, ...``.
+    image_shape : tuple of int, default=None
+        ``(C, H, W)`` of flat samples.
+    value_range : tuple of float, default=None
+        ``(low, high)`` shown as black..white for every row alike (e.g.
+        ``(-1, 1)`` in the model's space); ``None`` uses the global min and
+        max of all rows.
+    ax : matplotlib Axes, default=None
+        Axes to draw on; a new figure is created if None.
+    cmap : str, default="gray"
+        Colormap of grayscale samples.
+    padding : int, default=1
+        White pixels between images.
+    title : str, default="samples over training"
+        Axes title.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        The Axes; ``ax.images[-1]`` is the mosaic, its y tick labels name
+        the updates.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from skebm.plotting import plot_sample_evolution
+    >>> grids = {0: np.random.rand(8, 1, 6, 6), 100: np.random.rand(8, 1, 6, 6)}
+    >>> ax = plot_sample_evolution(grids, n_cols=4)
+    >>> ax.images[-1].get_array().shape  # 2 rows x 4 columns of 6x6 images
+    (15, 29)
+    >>> [t.get_text() for t in ax.get_yticklabels()]
+    ['update 0', 'update 100']
+    """
+    if hasattr(grids, "grids_"):
+        if updates is None:
+            updates = list(grids.updates_)
+        if image_shape is None:
+            image_shape = getattr(grids, "image_shape_", None)
+        if value_range is None:
+            value_range = getattr(grids, "value_range_", None)
+        grids = list(grids.grids_)
+    elif isinstance(grids, dict):
+        if updates is None:
+            updates = list(grids.keys())
+        grids = list(grids.values())
+    else:
+        grids = list(grids)
+    if not grids:
+        raise ValueError("grids holds no snapshot.")
+    if updates is None:
+        updates = list(range(len(grids)))
+    updates = list(updates)
+    if len(updates) != len(grids):
+        raise ValueError(f"Got {len(updates)} update numbers for {len(grids)} snapshots.")
+    batches = [_images_to_nchw(g, image_shape) for g in grids]
+    shapes = {b.shape[1:] for b in batches}
+    if len(shapes) != 1:
+        raise ValueError(f"Every snapshot must have the same image shape, got {sorted(shapes)}.")
+    n_min = min(len(b) for b in batches)
+    if n_cols is None:
+        n_cols = min(n_min, 16)
+    if not _is_int(n_cols) or n_cols < 1:
+        raise ValueError(f"n_cols must be a positive integer, got {n_cols!r}.")
+    if not _is_int(padding) or padding < 0:
+        raise ValueError(f"padding must be a non-negative integer, got {padding!r}.")
+    n_cols = min(int(n_cols), n_min)
+    stacked = np.concatenate([b[:n_cols] for b in batches])
+    value_range = _check_value_range(value_range)
+    mosaic = _make_mosaic(stacked, n_cols, int(padding), value_range)
+
+    ax = _get_ax(ax)
+    if mosaic.shape[2] == 1:
+        ax.imshow(mosaic[:, :, 0], cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+    else:
+        ax.imshow(mosaic, interpolation="nearest")
+    h = stacked.shape[2]
+    centres = [padding + r * (h + padding) + (h - 1) / 2 for r in range(len(batches))]
+    ax.set_yticks(centres)
+    ax.set_yticklabels([f"update {u}" for u in updates])
+    ax.set_xticks([])
+    for side in ("top", "right", "bottom", "left"):
+        ax.spines[side].set_visible(False)
+    ax.tick_params(axis="y", length=0)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
 def plot_training_curves(
     history,
     keys=None,
@@ -593,12 +970,16 @@ def plot_training_curves(
     xlabel="iteration",
     title="training curves",
 ):
-    """Plot training curves; the same as :func:`plot_traces` with a title.
+    """Deprecated: use :func:`plot_training` (one panel per quantity) or :func:`plot_traces`.
+
+    Emits a ``FutureWarning`` and draws what :func:`plot_traces` draws (all
+    series on one Axes) with a title. It now also reads fitted estimators
+    (their ``net_.history``), which it used to reject.
 
     Parameters
     ----------
-    history : dict, DataFrame, list of dict or object with ``history_``
-        See :func:`plot_traces`; typically a fitted estimator.
+    history : fitted estimator, skorch History, dict, DataFrame, list of dict
+        See :func:`plot_traces`.
     keys : str or sequence of str, default=None
         Names of the series to plot; all numeric series if None.
     ax : matplotlib Axes, default=None
@@ -617,13 +998,22 @@ def plot_training_curves(
 
     Examples
     --------
+    >>> import warnings
     >>> import matplotlib
     >>> matplotlib.use("Agg")
     >>> from skebm.plotting import plot_training_curves
-    >>> ax = plot_training_curves({"loss": [3.0, 2.0, 1.5]}, logy=True)
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore", FutureWarning)
+    ...     ax = plot_training_curves({"loss": [3.0, 2.0, 1.5]}, logy=True)
     >>> ax.get_yscale()
     'log'
     """
+    warnings.warn(
+        "plot_training_curves is deprecated and will be removed: use plot_training(estimator) for one panel per "
+        "quantity, or plot_traces for named series on one Axes.",
+        FutureWarning,
+        stacklevel=2,
+    )
     return plot_traces(history, keys, ax=ax, logy=logy, xlabel=xlabel, title=title)
 
 

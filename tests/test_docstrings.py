@@ -84,3 +84,16 @@ def test_parameters_documented_with_their_defaults(obj):
         if not ok:
             mismatches.append(f"{name}: docstring says {text!r}, signature has {default!r}")
     assert not mismatches, "\n".join(mismatches)
+
+
+def test_every_shared_docstring_fragment_is_used_and_filled():
+    import skebm
+    from skebm._docs import SHARED_PARAMS
+
+    estimators = [skebm.EBMGenerator, skebm.EBMPurifier, skebm.EBMDensity, skebm.NGEBMClassifier]
+    docs = "\n".join(cls.__doc__ for cls in estimators)
+    unused = [key for key, text in SHARED_PARAMS.items() if text not in docs]
+    assert not unused, f"fragments no estimator uses: {unused}"
+    for cls in estimators:
+        left = [key for key in SHARED_PARAMS if "{" + key + "}" in cls.__doc__]
+        assert not left, f"{cls.__name__} has unfilled placeholders {left}"

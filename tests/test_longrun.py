@@ -150,9 +150,10 @@ def test_longrun_starts_data_rejuvenation_and_errors():
         init.update(draw, draw.x0, y=y)
     with pytest.raises(ValueError, match="class-conditional"):
         init.starts(4, y=y[:4])
-    for bad in ("generator", "noise"):  # "noise" is now "source"
-        with pytest.raises(InvalidParameterError, match=r"The 'rejuvenate' parameter of LongrunInit must be a str"):
-            LongrunInit(rejuvenate=bad)
+    with pytest.raises(InvalidParameterError, match=r"The 'rejuvenate' parameter of LongrunInit must be a str"):
+        LongrunInit(rejuvenate="generator")
+    with pytest.warns(FutureWarning, match="source"):  # "noise" is now "source": a deprecated alias
+        assert LongrunInit(rejuvenate="noise").rejuvenate == "source"
     with pytest.raises(
         InvalidParameterError,
         match=re.escape("The 'burnin_updates' parameter of LongrunInit must be an int in the range [1, inf). Got 0"),

@@ -285,8 +285,8 @@ def test_noise_and_data_init():
     assert torch.equal(x0, data) and x0.data_ptr() != data.data_ptr()
     x0 = _setup(DataInit(init_noise=0.1)).draw(data).x0
     assert 0.05 < float(x0.std()) < 0.15
-    with pytest.raises(TypeError, match="noise_std"):  # renamed init_noise
-        DataInit(noise_std=0.1)
+    with pytest.warns(FutureWarning, match="init_noise"):  # renamed init_noise: a deprecated alias
+        assert DataInit(noise_std=0.1).init_noise == 0.1
     with pytest.raises(InvalidParameterError, match=r"The 'init_noise' parameter of DataInit must be a float"):
         DataInit(init_noise=-0.1)
     with pytest.raises(InvalidParameterError, match=r"The 'init_noise' parameter of DataInit must be a float"):
@@ -493,11 +493,10 @@ def test_make_chain_init_and_errors():
         ReplayInit(buffer_size=2.0)
     with pytest.raises(InvalidParameterError, match=r"The 'max_updates' parameter of PersistentInit must be an int"):
         PersistentInit(max_updates=0)
-    for bad in ("generator", "noise"):  # "noise" is now "source"
-        with pytest.raises(
-            InvalidParameterError, match=r"The 'rejuvenate' parameter of PersistentInit must be a str among"
-        ):
-            PersistentInit(rejuvenate=bad)
+    with pytest.raises(InvalidParameterError, match=r"The 'rejuvenate' parameter of PersistentInit must be a str among"):
+        PersistentInit(rejuvenate="generator")
+    with pytest.warns(FutureWarning, match="source"):  # "noise" is now "source": a deprecated alias
+        assert PersistentInit(rejuvenate="noise").rejuvenate == "source"
 
 
 def test_row_noise_is_standard_normal_and_uniform():

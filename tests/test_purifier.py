@@ -272,7 +272,7 @@ def test_purified_classifier_grid_search():
     base = PurifiedClassifier(fast(), LogisticRegression())
     search = GridSearchCV(base, {"n_replicates": [1, 2]}, cv=2).fit(X, y)
     assert search.best_score_ > 0.9
-    assert set(search.best_params_) == {"n_replicates"}
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
     with pytest.raises(ValueError, match="average"):
         PurifiedClassifier(fast(), LogisticRegression(), average="median").fit(X, y)
     with pytest.raises(TypeError, match="purify"):

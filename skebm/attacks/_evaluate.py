@@ -1,6 +1,7 @@
 """Robust accuracy that does not flatter: the minimum over attacks, and DiffHammer's N-evaluation."""
 
 import math
+import time
 
 import numpy as np
 import torch
@@ -162,7 +163,9 @@ def evaluate_robustness(
         ``"undefended"`` and, with a purifier, one per attack,
         ``"min over attacks"`` and ``"N-eval"``; accuracies in [0, 1].
         ``results.attrs`` holds the budgets (attacks, steps, EOT samples,
-        replicates, restarts, evaluations, norm).
+        replicates, restarts, evaluations, norm) and, under ``"seconds"``,
+        the wall-clock time spent on each column's attacks (all radii
+        together; ``"undefended"``, each attack name, ``"N-eval"``).
 
     Examples
     --------
@@ -201,7 +204,17 @@ def evaluate_robustness(
     rng = _as_rng(random_state)
     common = dict(norm=norm, bounds=bounds, batch_size=batch_size, return_success=True)
 
+    seconds = {}
+
     def run(name, eps, defended):
+        start = time.perf_counter()
+        try:
+            return _run(name, eps, defended)
+        finally:
+            key = name if defended else "undefended"
+            seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - start
+
+    def _run(name, eps, defended):
         seed = _draw_seed(rng)
         target = purifier if defended else None
         reps = n_replicates if defended else 1
@@ -250,12 +263,14 @@ def evaluate_robustness(
             worst |= per_attack[name]  # robust only if every attack fails: the per-input minimum
         table.loc[eps, "min over attacks"] = 1.0 - float(worst.mean())
         if n_evaluations:
+            start = time.perf_counter()
             n_broken = np.zeros(len(data), dtype=bool)
             for X_adv in finals:
                 n_broken |= _n_evaluation(
                     view, defence, X_adv, data, n_replicates, n_evaluations, batch_size, _draw_seed(rng)
                 )
             table.loc[eps, "N-eval"] = 1.0 - float(n_broken.mean())
+            seconds["N-eval"] = seconds.get("N-eval", 0.0) + time.perf_counter() - start
     table.attrs = {
         "attack": "undefended: PGD" + (" + APGD" if "apgd" in attacks else "")
         + ("" if defence is None else "; defended: minimum over " + ", ".join(_NAMES[a] for a in attacks)),
@@ -272,5 +287,6 @@ def evaluate_robustness(
         "apgd_gradient": None if defence is None or "apgd" not in attacks
         else ("full" if defence.differentiable is not None else "bpda"),
         "n_samples": len(data),
+        "seconds": {key: round(value, 3) for key, value in seconds.items()},
     }
     return table

@@ -60,26 +60,36 @@ def _attack_batch(
         if len(idx) == 0:
             return None
         xa = x_adv[idx]
-        batch = copies(xa, eot, need_grad)
-        with torch.set_grad_enabled(need_grad):
-            avg = mean_logits(batch, eot, len(idx))
-        target = y[idx].to(avg.device)
-        wrong = avg.detach().argmax(dim=1) != target
-        if eot != reps and bool(wrong.any()):
-            # candidate breaks are confirmed by the defence's own verdict
-            cand = torch.nonzero(wrong)[:, 0]
+        if eot == reps:
+            # the EOT copies are fresh draws of the deployed purification: they are the verdict too
+            batch = copies(xa, eot, need_grad)
+            with torch.set_grad_enabled(need_grad):
+                avg = mean_logits(batch, eot, len(idx))
+            target = y[idx].to(avg.device)
+            wrong = (avg.detach().argmax(dim=1) != target).to(broken.device)
+        else:
+            # every unbroken input is judged by the defence's own verdict (n_replicates fresh purifications)
             with torch.no_grad():
-                verdict = mean_logits(copies(xa[cand.to(xa.device)], reps, False), reps, len(cand))
-            wrong = torch.zeros_like(wrong)
-            wrong[cand] = verdict.argmax(dim=1) != target[cand]
-        wrong = wrong.to(broken.device)
+                verdict = mean_logits(copies(xa, reps, False), reps, len(idx))
+            target = y[idx].to(verdict.device)
+            wrong = (verdict.argmax(dim=1) != target).to(broken.device)
         broken[idx[wrong]] = True
         if not need_grad:
             return None
+        keep = ~wrong
+        if not bool(keep.any()):
+            return None
+        if eot != reps:
+            xa, target = xa[keep.to(xa.device)], target[keep.to(target.device)]
+            batch = copies(xa, eot, True)
+            avg = mean_logits(batch, eot, len(xa))
+            loss = nn.functional.cross_entropy(avg, target, reduction="sum")
+            (grad,) = torch.autograd.grad(loss, batch)
+            return idx[keep], grad.to(x_adv.device).view(eot, len(xa), *xa.shape[1:]).mean(dim=0)  # EOT
         loss = nn.functional.cross_entropy(avg, target, reduction="sum")
         (grad,) = torch.autograd.grad(loss, batch)
         grad = grad.to(x_adv.device).view(eot, len(idx), *xa.shape[1:]).mean(dim=0)  # EOT
-        return idx[~wrong], grad[~wrong]
+        return idx[keep], grad[keep.to(grad.device)]
 
     attack = eps > 0 and n_steps > 0
     start = random_start and eps > 0
@@ -168,10 +178,10 @@ def pgd_attack(
         Purified replicates per attack step whose logits are averaged for
         the loss and whose gradients are averaged (EOT). ``None`` uses
         ``n_replicates`` and the same copies decide the verdict. Otherwise
-        a misclassification of the ``eot_replicates`` average is only a
-        candidate break, confirmed with ``n_replicates`` fresh
-        purifications (as in the reference code of Hill et al., with 15
-        attack and 150 defence replicates).
+        every check is the defence's own verdict on ``n_replicates``
+        further fresh purifications, as in :func:`full_gradient_attack`
+        (Hill et al. attack with 15 and defend with 150 replicates; the
+        verdict is never filtered by the attacker's own copies).
     bounds : tuple of float, default=None
         Valid value range ``(low, high)``; ``None`` uses the minimum and
         maximum of ``X``.

@@ -3,6 +3,7 @@
 from ._callbacks import DivergenceGuard, ProgressBar, TrainingCheckpoint, TrainingDivergedError
 from ._losses import MaxLikelihoodLoss, NGEBMLoss
 from ._ml import EBMNet
+from ._monitor import SampleMonitor
 from ._ngebm import NGEBMNet
 from ._random import RandomGenerators
 
@@ -14,6 +15,7 @@ __all__ = [
     "NGEBMNet",
     "ProgressBar",
     "RandomGenerators",
+    "SampleMonitor",
     "TrainingCheckpoint",
     "TrainingDivergedError",
 ]

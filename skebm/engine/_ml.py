@@ -3,12 +3,14 @@
 import copy
 import math
 
+import numpy as np
 import torch
 from skorch import NeuralNet
 from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
 from torch.utils.data import RandomSampler
 
+from .._threads import thread_limit
 from ..mcmc import autocast_context
 from ..nn import output_to_energy
 from ._callbacks import DivergenceGuard
@@ -134,7 +136,11 @@ class EBMNet(NeuralNet):
     # ------------------------------------------------------- fitted state
     def initialize_module(self):
         super().initialize_module()
-        self.rng_ = RandomGenerators(seed_from(self.seed), self.device)
+        # distributed: each process its own chain stream (rank 0 that of a one-process fit), one batch order
+        seed, rank = seed_from(self.seed), self.process_rank()
+        chain_seed = seed if rank == 0 else int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
+        self.rng_ = RandomGenerators(chain_seed, self.device)
+        self.rng_.data_generator.manual_seed(seed + 1)  # the same batch order on every rank
         source = getattr(self.module_, self.source) if isinstance(self.source, str) else copy.deepcopy(self.source)
         self.chain_init_ = copy.deepcopy(self.chain_init).setup(
             source, self.feature_shape, self.device, generator=self.rng_.generator
@@ -149,6 +155,29 @@ class EBMNet(NeuralNet):
     def generator(self):
         """The chain generator (``rng_.generator``)."""
         return self.rng_.generator
+
+    # distributed: the rank, and the network itself (chains and predictions never go through a DDP wrapper)
+    def process_rank(self):
+        """Rank of this process in data-parallel training (0 in a one-process fit)."""
+        return 0
+
+    def bare_module(self):
+        """The energy network itself, unwrapped from a data-parallel wrapper during a distributed fit.
+
+        Chains, energies and predictions call it: a DDP wrapper's forward
+        expects a backward pass into the weights, which a Langevin step (a
+        gradient in the inputs only) never makes (torch issues 47562,
+        43259). Only the loss of a training step calls ``module_`` itself.
+        """
+        module = self.module_
+        if isinstance(module, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):
+            return module.module
+        return module
+
+    # threads: the engine's thread count (n_threads of the estimator) around every compute call
+    def thread_scope(self):
+        """A context running torch with the estimator's ``n_threads`` (see :func:`skebm._threads.thread_limit`)."""
+        return thread_limit(getattr(self, "threads_", None))
 
     @property
     def runs_chains(self):
@@ -168,7 +197,7 @@ class EBMNet(NeuralNet):
                     return
 
     # ------------------------------------------------- energies and chains
-    def energy(self, x, y=None):
+    def energy(self, x, y=None, *, module=None):
         """``E(x) / T`` (conditioned on ``y``) under autocast, as float32; gradients flow.
 
         Parameters
@@ -177,13 +206,18 @@ class EBMNet(NeuralNet):
             Inputs in the model's space.
         y : torch.Tensor of int, default=None
             Class indices of a conditional energy.
+        module : torch.nn.Module, default=None
+            The network to call; ``None`` is :meth:`bare_module` (the
+            training loss passes ``module_``, a DDP wrapper in a
+            distributed fit).
 
         Returns
         -------
         energy : torch.Tensor of shape (n,)
         """
-        with autocast_context(x.device, self.precision):
-            out = self.module_(x)
+        module = self.bare_module() if module is None else module  # distributed: chains call the bare network
+        with self.thread_scope(), autocast_context(x.device, self.precision):  # threads: n_threads
+            out = module(x)
         return output_to_energy(out, y).float() / self.temperature
 
     def run_chains(self, x0, y=None, *, generator=None, noise=None, **overrides):
@@ -209,7 +243,8 @@ class EBMNet(NeuralNet):
             End states (and what ``overrides`` asked for).
         """
         generator = self.generator if generator is None else generator
-        return self.sampler_(lambda x: self.energy(x, y), x0, generator=generator, noise=noise, **overrides)
+        with self.thread_scope():  # threads: n_threads for the whole chain
+            return self.sampler_(lambda x: self.energy(x, y), x0, generator=generator, noise=noise, **overrides)
 
     def draw_negatives(self, x_pos, y=None):
         """One round of MCMC negatives for the data batch ``x_pos``.
@@ -253,9 +288,10 @@ class EBMNet(NeuralNet):
         x_pos = self._noisy(to_tensor(x_pos, device=self.device).float())
         y = to_tensor(y, device=self.device).long() if (self.conditional and y is not None) else None
         x_neg = self.draw_negatives(x_pos, y)
-        e_pos, e_neg = self.energy(x_pos, y), self.energy(x_neg, y)
+        # distributed: the loss goes through module_ (a DDP wrapper all-reduces the gradients), the rest does not
+        e_pos, e_neg = self.energy(x_pos, y, module=self.module_), self.energy(x_neg, y, module=self.module_)
         loss = self.get_loss((e_pos, e_neg), y, X=x_pos, training=True)
-        penalty = getattr(self.module_, "penalty", None)
+        penalty = getattr(self.bare_module(), "penalty", None)
         if callable(penalty):
             loss = loss + penalty(x_pos, x_neg)
         loss.backward()

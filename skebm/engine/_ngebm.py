@@ -73,21 +73,26 @@ class NGEBMNet(EBMNet):
             )
         return "Lower lr, or the energy_variance and approximate_mass weights."
 
-    def logits(self, x):
+    def logits(self, x, *, module=None):
         """Logits of ``x`` under autocast, as float32 (gradients flow).
 
         Parameters
         ----------
         x : torch.Tensor of shape (n, *feature_shape)
             Inputs in the model's (rescaled) space.
+        module : torch.nn.Module, default=None
+            The network to call; ``None`` is :meth:`bare_module` (the
+            training loss passes ``module_``, a DDP wrapper in a
+            distributed fit).
 
         Returns
         -------
         logits : torch.Tensor of shape (n, n_classes)
             The network's logits.
         """
-        with autocast_context(self.device, self.precision):
-            out = self.module_(x)
+        module = self.bare_module() if module is None else module  # distributed: predictions call the bare network
+        with self.thread_scope(), autocast_context(self.device, self.precision):  # threads: n_threads
+            out = module(x)
         if out.ndim != 2:
             raise ValueError(f"A classifier network must return (n, n_classes) logits, got shape {tuple(out.shape)}.")
         return out.float()
@@ -113,10 +118,12 @@ class NGEBMNet(EBMNet):
         y = to_tensor(y, device=self.device).long()
         if self.criterion_.approximate_mass:
             x.requires_grad_(True)
-        logits = self.logits(x)
+        # distributed: the loss goes through module_ (a DDP wrapper all-reduces the gradients; its double-backward
+        # term is a gradient in x, then one backward into the weights, which DDP reduces once); chains do not
+        logits = self.logits(x, module=self.module_)
         energy_neg = None
         if self.generative:
-            energy_neg = self.energy(self.draw_negatives(x.detach()))
+            energy_neg = self.energy(self.draw_negatives(x.detach()), module=self.module_)
         loss = self.get_loss((logits, energy_neg), y, X=x, training=True)
         loss.backward()
         return {"loss": loss, "y_pred": logits.detach()}
