@@ -116,13 +116,14 @@ API_SECTIONS = [
         "title": "Sampler and chain initialisations",
         "description": "The Langevin sampler, where chains start, noise streams, normalising constants.",
         "groups": [
-            ("Sampler", _any(_names("LangevinSampler", "langevin"), _defined_in("skebm.mcmc._langevin"))),
+            ("Sampler", _any(_names("LangevinSampler", "langevin"), _defined_in("skebm.mcmc._langevin"),
+                             _defined_in("skebm.mcmc._unrolled"))),
             ("Chain initialisations", _any(_subclass_of("skebm.mcmc.ChainInit"), _names("CHAIN_INITS"),
                                           _defined_in("skebm.mcmc._init"))),
             ("Chain start sources", _any(_names("NoiseSource", "GaussianMixtureSource"),
                                         _defined_in("skebm.mcmc._sources"))),
             ("Langevin noise streams", _defined_in("skebm.mcmc._noise")),
-            ("Normalising constants", _defined_in("skebm.mcmc._ais")),
+            ("Normalising constants", _any(_defined_in("skebm.mcmc._ais"), _defined_in("skebm.mcmc._partition"))),
             ("Diagnostics", _defined_in("skebm.mcmc._diagnostics")),
         ],
         "order": ["LangevinSampler", "langevin", "ChainInit", "make_chain_init", "CHAIN_INITS"],
@@ -174,6 +175,12 @@ API_SECTIONS = [
         "slug": "plotting",
         "title": "Plotting",
         "description": "Sample grids, energy landscapes, diagnostics.",
+    },
+    {
+        "module": "skebm.utils.estimator_checks",
+        "slug": "estimator_checks",
+        "title": "Estimator checks",
+        "description": "skebm's API contract as pytest checks, for skebm's estimators and those built on it.",
     },
 ]
 

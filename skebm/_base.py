@@ -242,7 +242,8 @@ def transactional_fit(fit):
         self.__dict__.update(vars(work))
         return self if result is work else result
 
-    return _fit_context(prefer_skip_nested_validation=True)(wrapper)
+    # nested estimators (a user's classifier or base mixture) validate their own parameters
+    return _fit_context(prefer_skip_nested_validation=False)(wrapper)
 
 
 # ------------------------------------------------------------ label encoding

@@ -101,6 +101,25 @@ def report_fit(est, X_eval, usable):
     }
 
 
+def batch_shares(est, X):
+    """Each rank's indices of the next update, and whether together they are the global batch, in order."""
+    from skebm.engine._ml import _BudgetSampler
+
+    net = est.net_
+    Z = est._to_model(X)
+    state = net.rng_.data_generator.get_state()
+    share = list(net.get_iterator(net.get_dataset(Z), training=True).sampler)
+    g = torch.Generator()
+    g.set_state(state)
+    whole = [int(i) for i in _BudgetSampler(range(len(Z)), net, net.batch_size, g)]
+    shares = gather([int(i) for i in share])
+    return {
+        "per_rank": len(share),
+        "distinct": len({tuple(s) for s in shares}) == len(shares),
+        "tile_the_global_batch": [i for s in shares for i in s] == whole,
+    }
+
+
 def ngebm_gradient_check(clf, X, y):
     """DDP's gradient of the NG-EBM loss (with its double-backward term) against a hand all-reduce."""
     net = clf.net_
@@ -147,6 +166,7 @@ def main():
 
     gen = EBMGenerator(buffer_size=64, energy_params=small, **common).fit(X)
     report["generator"] = report_fit(gen, X, finite_samples)
+    report["generator"]["batch_shares"] = batch_shares(gen, X)
     again = EBMGenerator(buffer_size=64, energy_params=small, **common).fit(X)
     report["generator"]["same_seed_same_weights"] = bool(torch.equal(flat(gen.net_.module_), flat(again.net_.module_)))
 

@@ -75,6 +75,12 @@ def test_each_rank_keeps_its_own_chain_bank(report, name):
     assert report[name]["banks_differ"]
 
 
+def test_each_rank_trains_on_its_own_slice_of_the_global_batch(report):
+    shares = report["generator"]["batch_shares"]
+    assert shares["per_rank"] == 8  # batch_size=16 over 2 ranks
+    assert shares["distinct"] and shares["tile_the_global_batch"]
+
+
 def test_same_random_state_and_world_size_give_the_same_fit(report):
     assert report["generator"]["same_seed_same_weights"]
 

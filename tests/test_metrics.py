@@ -2,9 +2,12 @@ import numpy as np
 import pytest
 
 from skebm.metrics import (
+    ClassifierFeatures,
     _calibration_bins,
     expected_calibration_error,
+    extract_features,
     frechet_distance,
+    inception_features,
     maximum_calibration_error,
     mmd,
     ood_auroc,
@@ -170,6 +173,105 @@ def test_frechet_invalid():
         frechet_distance(np.zeros((1, 2)), np.zeros((5, 2)))
     with pytest.raises(ValueError):
         frechet_distance(np.zeros(5), np.zeros(5))
+
+
+# ---------------------------------------------------------------------------
+# Frechet distance through feature extractors
+# ---------------------------------------------------------------------------
+def test_frechet_callable_extractor_equals_array_version():
+    rng = np.random.RandomState(0)
+    A, B = rng.normal(size=(300, 6)), rng.normal(0.5, 1.2, size=(250, 6))
+    W = rng.normal(size=(6, 4))
+
+    def extractor(batch):
+        return np.tanh(batch @ W)
+
+    direct = frechet_distance(extractor(A), extractor(B))
+    assert direct > 0.01
+    assert frechet_distance(A, B, feature_extractor=extractor, batch_size=32) == pytest.approx(direct, rel=1e-12)
+
+
+def test_frechet_torch_module_and_transformer_extractors():
+    torch = pytest.importorskip("torch")
+    from sklearn.decomposition import PCA
+
+    rng = np.random.RandomState(0)
+    A, B = rng.normal(size=(200, 5)), rng.normal(1.0, 1.0, size=(200, 5))
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(5, 3), torch.nn.Dropout(0.5))  # eval mode: dropout off
+    module.train(True)
+    with torch.no_grad():
+        fa = module[0](torch.as_tensor(A, dtype=torch.float32)).double().numpy()
+        fb = module[0](torch.as_tensor(B, dtype=torch.float32)).double().numpy()
+    got = frechet_distance(A, B, feature_extractor=module, batch_size=64)
+    assert got == pytest.approx(frechet_distance(fa, fb), rel=1e-6)
+    assert module.training  # its mode is restored
+    # tensor inputs, and a tuple output (Inception wrappers return one entry per layer)
+    feats = extract_features(lambda t: (t[:, :2] * 2,), torch.ones(5, 4))
+    np.testing.assert_array_equal(feats, np.full((5, 2), 2.0))
+    pca = PCA(2).fit(A)
+    assert frechet_distance(A, B, feature_extractor=pca) == pytest.approx(
+        frechet_distance(pca.transform(A), pca.transform(B))
+    )
+
+
+def test_extract_features_invalid():
+    with pytest.raises(TypeError, match="feature_extractor"):
+        extract_features(42, np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="one row of features per input"):
+        extract_features(lambda b: b[:1], np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="batch_size"):
+        extract_features(lambda b: b, np.zeros((3, 2)), batch_size=0)
+
+
+def test_inception_features_never_downloads(tmp_path):
+    with pytest.raises(FileNotFoundError, match="never downloads"):
+        inception_features(None)
+    with pytest.raises(FileNotFoundError, match="is not a file"):
+        inception_features(tmp_path / "missing.pth")
+    with pytest.raises(ValueError, match="backend"):
+        inception_features(None, backend="tensorflow")
+
+
+def _inception_weights():
+    import os
+
+    path = os.environ.get("SKEBM_INCEPTION_WEIGHTS")
+    if not path or not os.path.isfile(path):
+        pytest.skip("set SKEBM_INCEPTION_WEIGHTS to the FID Inception weights file to run this test")
+    return path
+
+
+def test_inception_features_from_a_local_file():
+    path = _inception_weights()
+    extractor = inception_features(path)
+    rng = np.random.RandomState(0)
+    images = rng.randint(0, 256, size=(4, 1, 28, 28)).astype(np.uint8)
+    feats = extract_features(extractor, images, batch_size=2)
+    assert feats.shape == (4, 2048) and np.all(np.isfinite(feats)) and feats.min() >= 0
+
+
+def test_classifier_features_digits():
+    pytest.importorskip("torch")
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    feat = ClassifierFeatures(max_epochs=8, hidden_units=32, random_state=0).fit(X[:600], y[:600])
+    assert feat.image_shape_ == (1, 8, 8) and feat.n_features_in_ == 64
+    assert feat.transform(X[:3]).shape == (3, 32)
+    np.testing.assert_array_equal(feat(X[:3]), feat.transform(X[:3]))
+    assert feat.score(X[600:], y[600:]) > 0.75
+    assert feat.predict_proba(X[:2]).sum(1) == pytest.approx([1.0, 1.0])
+    # fixed seed: the same extractor twice
+    again = ClassifierFeatures(max_epochs=8, hidden_units=32, random_state=0).fit(X[:600], y[:600])
+    np.testing.assert_allclose(again.transform(X[:50]), feat.transform(X[:50]))
+    # real digits are nearer real digits than noise is
+    noise = np.random.RandomState(0).uniform(0, 16, size=(300, 64))
+    near = frechet_distance(X[600:900], X[900:1200], feature_extractor=feat)
+    far = frechet_distance(noise, X[900:1200], feature_extractor=feat)
+    assert near < 0.2 * far
+    with pytest.raises(ValueError, match="image_shape"):
+        ClassifierFeatures().fit(np.zeros((10, 10)), np.arange(10) % 2)
 
 
 # ---------------------------------------------------------------------------

@@ -31,3 +31,66 @@ def test_density_search_with_threads_gives_the_serial_scores():
     with parallel_backend("threading", n_jobs=2):
         threaded = GridSearchCV(est, grid, cv=2, n_jobs=2).fit(X).cv_results_["mean_test_score"]
     np.testing.assert_allclose(threaded, serial, rtol=1e-6)
+
+
+# ------------------------------------------------------- search on a cluster
+def _search_case():
+    X, y = make_toy_2d("moons", 200, random_state=0), np.arange(200) % 2
+    clf = NGEBMClassifier(max_iter=20, batch_size=16, energy_params={"hidden_units": (8,)}, random_state=0)
+    return X, y, clf, {"energy_variance": [0.0, 0.1], "lr": [1e-3, 1e-2]}
+
+
+def _worker_threads():
+    """What a worker runs with: torch's threads, and what n_threads="auto" gives a large network there."""
+    import torch
+
+    from skebm._threads import auto_threads
+    from skebm.nn import ResNetEnergy
+
+    return torch.get_num_threads(), auto_threads(ResNetEnergy((3, 32, 32)), (3, 32, 32), 64)
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("processes", [True, False], ids=["processes", "threads"])
+def test_search_on_a_dask_cluster_gives_the_serial_scores(processes):
+    distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed (distributed extra)")
+    from sklearn.model_selection import RandomizedSearchCV
+
+    X, y, clf, grid = _search_case()
+    serial_grid = GridSearchCV(clf, grid, cv=2).fit(X, y).cv_results_["mean_test_score"]
+    random_search = RandomizedSearchCV(clf, grid, n_iter=3, cv=2, random_state=0)
+    serial_random = random_search.fit(X, y).cv_results_["mean_test_score"]
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=processes, dashboard_address=None, silence_logs=50
+    ) as cluster, distributed.Client(cluster) as client:
+        with parallel_backend("dask"):
+            on_dask = GridSearchCV(clf, grid, cv=2).fit(X, y).cv_results_["mean_test_score"]
+            on_dask_random = random_search.fit(X, y).cv_results_["mean_test_score"]
+        threads = list(client.run(_worker_threads).values()) if processes else []
+    np.testing.assert_array_equal(on_dask, serial_grid)
+    np.testing.assert_array_equal(on_dask_random, serial_random)
+    # the nanny starts workers with OMP_NUM_THREADS=1: torch, and "auto" even for a ResNet, use one thread
+    assert all(t == (1, 1) for t in threads), threads
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_search_on_ray_gives_the_serial_scores():
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'ray[default]')")
+    from ray.util.joblib import register_ray
+
+    X, y, clf, grid = _search_case()
+    serial = GridSearchCV(clf, grid, cv=2).fit(X, y).cv_results_["mean_test_score"]
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=200 * 2**20)
+    except Exception as exc:  # noqa: BLE001 (no shared memory, no free port, a sandbox: ray cannot start here)
+        pytest.skip(f"ray cannot start here: {type(exc).__name__}: {exc}")
+    try:
+        register_ray()
+        with parallel_backend("ray", n_jobs=2):
+            on_ray = GridSearchCV(clf, grid, cv=2, n_jobs=2).fit(X, y).cv_results_["mean_test_score"]
+        threads = ray.get([ray.remote(_worker_threads).remote() for _ in range(2)])
+    finally:
+        ray.shutdown()
+    np.testing.assert_array_equal(on_ray, serial)
+    assert all(t == (1, 1) for t in threads), threads  # ray's workers: OMP_NUM_THREADS = the task's num_cpus (1)

@@ -14,7 +14,9 @@ from skebm.plotting import (  # noqa: E402
     plot_ood_histograms,
     plot_reliability_diagram,
     plot_sample_grid,
+    plot_sample_evolution,
     plot_traces,
+    plot_training,
     plot_training_curves,
 )
 
@@ -282,7 +284,8 @@ def test_traces_from_dataframe_records_and_estimator():
     class FakeEstimator:
         history_ = {"loss": [2.0, 1.0, 0.5]}
 
-    ax = plot_training_curves(FakeEstimator(), logy=True)
+    with pytest.warns(FutureWarning, match="plot_training"):
+        ax = plot_training_curves(FakeEstimator(), logy=True)
     assert ax.get_yscale() == "log"
     assert ax.get_title() == "training curves"
     np.testing.assert_array_equal(ax.get_lines()[0].get_ydata(), [2.0, 1.0, 0.5])
@@ -297,3 +300,99 @@ def test_traces_invalid():
         plot_traces(42)
     with pytest.raises(ValueError, match="no numeric series"):
         plot_traces(pd.DataFrame({"phase": ["a", "b"]}))
+
+
+# ---------------------------------------------------------------------------
+# plot_training / deprecated alias / value_range
+# ---------------------------------------------------------------------------
+def _rows(n=300, recovered_at=None):
+    rng = np.random.RandomState(0)
+    rows = []
+    for i in range(n):
+        row = {"train_loss": 1.0 / (i + 1) + 0.1 * rng.rand(), "train_batch_size": 64,
+               "energy_data": -0.01 * i, "energy_samples": 0.01 * i, "step_size": 1.0, "acceptance": 0.6}
+        if i == recovered_at:
+            row["recovered"] = True
+        rows.append(row)
+    return rows
+
+
+def test_plot_training_panels_labels_and_smoothing():
+    axes = plot_training(_rows(), smooth=10, title="fit")
+    assert [ax.get_title() for ax in axes] == ["loss", "energies", "Langevin sampler"]
+    assert [ax.get_ylabel() for ax in axes] == ["loss", "mean energy E(x) / T", "step size"]
+    assert all(ax.get_xlabel() == "update" for ax in axes)
+    loss = axes[0].get_lines()
+    assert len(loss) == 2  # the raw series, faint, and its moving average
+    raw, smooth = loss
+    assert raw.get_alpha() < 0.5 and smooth.get_label() == "training loss (mean of 10)"
+    assert np.std(np.diff(smooth.get_ydata())) < np.std(np.diff(raw.get_ydata()))
+    # centred window: the interior point i averages rows i-5 .. i+4
+    y = raw.get_ydata()
+    assert smooth.get_ydata()[100] == pytest.approx(np.mean(y[95:105]))
+    twin = [a for a in axes[2].figure.axes if a is not axes[2] and a.bbox.bounds == axes[2].bbox.bounds]
+    assert twin and twin[0].get_ylabel() == "acceptance rate"
+    assert axes[0].figure._suptitle.get_text() == "fit"
+
+
+def test_plot_training_raw_keys_and_rollbacks():
+    axes = plot_training(_rows(50, recovered_at=20), smooth=None, keys=["train_loss"])
+    assert len(axes) == 1
+    lines = axes[0].get_lines()
+    assert lines[0].get_alpha() is None  # no smoothing: the raw series only
+    np.testing.assert_array_equal(lines[0].get_xdata(), np.arange(50))  # a list of records: index 0..n-1
+    axes = plot_training({"train_loss": [3.0, 2.0], "custom": [1.0, 2.0]}, smooth=None)
+    assert [ax.get_title() for ax in axes] == ["loss", "custom"]
+    with pytest.raises(ValueError, match="Unknown"):
+        plot_training({"train_loss": [1.0]}, keys=["nope"])
+    with pytest.raises(ValueError, match="smooth"):
+        plot_training({"train_loss": [1.0, 2.0]}, smooth="always")
+
+
+def test_plot_training_reads_a_skorch_history_and_marks_rollbacks():
+    history = [{"epoch": 1, "batches": _rows(30, recovered_at=12)}]
+    axes = plot_training(history, smooth=None)
+    x = axes[0].get_lines()[0].get_xdata()
+    np.testing.assert_array_equal(x, np.arange(1, 31))  # update numbers
+    marks = [ln for ln in axes[0].get_lines() if ln.get_linestyle() == ":"]
+    assert len(marks) == 1 and marks[0].get_xdata()[0] == 13
+
+
+def test_plot_training_on_fitted_estimators():
+    from sklearn.datasets import load_digits
+
+    from skebm import EBMGenerator, NGEBMClassifier
+
+    X, y = load_digits(return_X_y=True)
+    gen = EBMGenerator(image_shape=(1, 8, 8), max_iter=5, n_steps=2, batch_size=16, buffer_size=64,
+                       energy_params={"channels": (8, 8)}, random_state=0).fit(X[:100])
+    axes = plot_training(gen)
+    assert [ax.get_title() for ax in axes] == ["loss", "energies", "Langevin sampler"]
+    assert len(axes[0].get_lines()[0].get_xdata()) == 5
+    # plot_traces and the deprecated alias read fitted estimators too (they used to raise)
+    assert "energy_data" in [ln.get_label() for ln in plot_traces(gen).get_lines()]
+    with pytest.warns(FutureWarning):
+        plot_training_curves(gen, keys="train_loss")
+    clf = NGEBMClassifier(max_iter=4, random_state=0).fit(X[:100], y[:100])
+    titles = [ax.get_title() for ax in plot_training(clf)]
+    assert titles == ["loss", "energies", "loss terms"]
+    with pytest.raises(ValueError, match="fitted first"):
+        plot_training(EBMGenerator())
+
+
+def test_sample_grid_value_range():
+    images = np.array([[[[-1.0, 0.0], [1.0, 3.0]]]])
+    ax = plot_sample_grid(images, value_range=(-1, 1), padding=0)
+    np.testing.assert_allclose(ax.images[0].get_array(), [[0.0, 0.5], [1.0, 1.0]])
+    with pytest.raises(ValueError, match="value_range"):
+        plot_sample_grid(images, value_range=(1, -1))
+
+
+def test_sample_evolution_inputs():
+    rng = np.random.RandomState(0)
+    ax = plot_sample_evolution([rng.rand(5, 16), rng.rand(7, 16)], image_shape=(1, 4, 4), padding=0)
+    assert np.asarray(ax.images[0].get_array()).shape == (8, 20)  # 2 rows x min(5, 16) columns
+    with pytest.raises(ValueError, match="update numbers"):
+        plot_sample_evolution([rng.rand(2, 1, 3, 3)], updates=[1, 2])
+    with pytest.raises(ValueError, match="same image shape"):
+        plot_sample_evolution([rng.rand(2, 1, 3, 3), rng.rand(2, 1, 4, 4)])

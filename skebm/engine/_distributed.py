@@ -247,7 +247,7 @@ class DataParallelMixin(AccelerateMixin):
         batch_size = kwargs.pop("batch_size", self.batch_size)
         gen = self.rng_.data_generator
         budget = _BudgetSampler(range(len(dataset)), self, batch_size, gen)
-        sampler = _RankShare(budget, batch_size, 0, world)
+        sampler = _RankShare(budget, batch_size, self.process_rank(), world)
         return self.iterator_train(dataset, batch_size=batch_size // world, sampler=sampler, generator=gen, **kwargs)
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback
 
-from .._validation import POSITIVE_INT, StrOptions, check_params
+from .._validation import NONNEG_INT, POSITIVE_INT, StrOptions, check_params
 
 __all__ = ["SampleMonitor"]
 
@@ -114,7 +114,7 @@ class SampleMonitor(Callback):
         "every": [POSITIVE_INT],
         "n_samples": [POSITIVE_INT],
         "start": [StrOptions({"auto", "source", "bank"})],
-        "n_steps": [POSITIVE_INT, None],
+        "n_steps": [NONNEG_INT, None],
     }
 
     def __init__(self, every=100, n_samples=64, folder=None, *, start="auto", n_steps=None, image_shape=None,
