@@ -127,15 +127,30 @@ def thread_limit(n_threads, *, fit=False):
 
 
 def _forward_flops(module, feature_shape):
-    """FLOPs of one forward pass of one sample, counted on a meta-device copy (no side effects)."""
-    from torch.utils.flop_counter import FlopCounterMode
+    """FLOPs of one forward pass of one sample: its linear and convolution layers, on a meta-device copy.
+
+    Forward hooks on the copy's own layers (not torch's global module hooks,
+    which ``FlopCounterMode`` installs and which would fire in every
+    thread's autograd): no side effect on the network or on other threads.
+    """
+    layers = (torch.nn.Linear, torch.nn.modules.conv._ConvNd)
+    total = [0.0]
+
+    def count(layer, inputs, output):
+        weight = getattr(layer, "weight", None)
+        if isinstance(weight, torch.Tensor) and isinstance(output, torch.Tensor) and output.ndim >= 2:
+            channels = output.shape[-1] if isinstance(layer, torch.nn.Linear) else output.shape[1]
+            total[0] += 2.0 * weight.numel() * output.numel() / max(1, channels)  # a multiply-add per weight and position
 
     try:
         meta = copy.deepcopy(module).to("meta")
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        for layer in meta.modules():
+            if isinstance(layer, layers):
+                layer.register_forward_hook(count)
+        with torch.no_grad():
             meta(torch.zeros((1, *feature_shape), device="meta"))
-        return float(counter.get_total_flops())
-    except Exception:  # an op without a meta kernel: estimate from the weights  # noqa: BLE001
+        return total[0]
+    except Exception:  # a layer without a meta kernel: estimate from the weights  # noqa: BLE001
         n_weights = sum(p.numel() for p in module.parameters())
         return 2.0 * n_weights * max(1, math.prod(feature_shape[1:]))
 

@@ -292,24 +292,32 @@ def test_divergence_recovers_then_raises_with_the_generator_hint():
 def test_recovery_rolls_back_and_halves_the_steps():
     from skorch.callbacks import Callback
 
-    class PoisonOnce(Callback):
-        """Makes the weights NaN before the 6th update, once: a recoverable divergence."""
+    class Poison(Callback):
+        """Makes the weights NaN before the 6th and the 8th update: two recoverable divergences."""
+
+        def __init__(self, at=(6, 8)):
+            self.at = at
+
+        def initialize(self):
+            self.left_ = list(self.at)
+            return self
 
         def on_batch_begin(self, net, training=False, **kwargs):
             # the history row of the update that begins is already there: 6 rows = the 6th update
-            if training and net.n_updates() == 6 and not getattr(self, "done", False):
-                self.done = True
+            if training and self.left_ and net.n_updates() == self.left_[0]:
+                self.left_.pop(0)
                 with torch.no_grad():
                     next(net.module_.parameters()).fill_(float("nan"))
 
     X = np.random.RandomState(0).randn(64, 2)
-    gen = fast(max_iter=12, lr=0.01, step_size=0.2, callbacks=[("poison", PoisonOnce())])
+    gen = fast(max_iter=12, lr=0.01, step_size=0.2, callbacks=[("poison", Poison())])
     with pytest.warns(Warning, match="rolled back"):
         gen.fit(X)
     rows = [b for e in gen.net_.history for b in e["batches"]]
-    assert [i for i, r in enumerate(rows) if r.get("recovered")] == [5]
-    assert gen.net_.optimizer_.param_groups[0]["lr"] == pytest.approx(0.005)
-    assert gen.net_.sampler_.step_size == pytest.approx(0.1)
+    assert [i for i, r in enumerate(rows) if r.get("recovered")] == [5, 7]
+    # both recoveries count, though both rolled back to the same snapshot
+    assert gen.net_.optimizer_.param_groups[0]["lr"] == pytest.approx(0.0025)
+    assert gen.net_.sampler_.step_size == pytest.approx(0.05)
     assert np.all(np.isfinite(gen.sample(5, random_state=0)))
 
 

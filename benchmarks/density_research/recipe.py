@@ -317,8 +317,8 @@ def fit_importance(U, cfg, seed=0, timing=None):
 class TiltedDensity:
     """``fit`` / ``score_samples`` / ``score`` of the recipe (see the module docstring)."""
 
-    def __init__(self, max_iter=None, random_state=0, **cfg):
-        self.max_iter, self.random_state, self.cfg = max_iter, random_state, cfg
+    def __init__(self, max_iter=None, random_state=0, transform="auto", **cfg):
+        self.max_iter, self.random_state, self.transform, self.cfg = max_iter, random_state, transform, cfg
 
     def fit(self, X):
         X = np.asarray(X, dtype=np.float64)
@@ -339,7 +339,7 @@ class TiltedDensity:
             self._log_p = lambda u: -energy(u).double() - log_z
         else:
             t = time.process_time()
-            self.transform_ = YeoJohnson(X)
+            self.transform_ = Standardise(X) if self.transform == "standard" else YeoJohnson(X)
             U = self.transform_(X)
             t_tf = time.process_time() - t
             log_prob, info = fit_importance(U, cfg, self.random_state, self.timing_)

@@ -114,7 +114,16 @@ class DivergenceGuard(Callback):
             raise TrainingDivergedError(
                 f"Training diverged at update {n_iter}{tried}: {problem}. {net.divergence_hint()}"
             )
+        # the snapshot holds the optimiser's learning rate of its time: keep the current (already lowered) one
+        def groups():  # load_state_dict replaces the group dicts: ask again after it
+            return [g for name in net._optimizers for g in getattr(net, name + "_").param_groups]
+
+        rates = [(g["lr"], g.get("initial_lr")) for g in groups()]
         self._restore(net)
+        for group, (lr, initial) in zip(groups(), rates):
+            group["lr"] = lr
+            if initial is not None:
+                group["initial_lr"] = initial
         self.n_recoveries_ += 1
         _scale_learning_rate(net, 0.5)
         sampler = getattr(net, "sampler_", None)
