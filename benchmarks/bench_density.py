@@ -239,6 +239,10 @@ def run(fit, X, seed, params):
 
 
 # ------------------------------------------------------------------ tables
+def _secs(s):
+    return f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
+
+
 def _fmt(value, digits=3):
     return "-" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
@@ -259,7 +263,7 @@ def density_table(names, args, ebm_params, flow_params):
             else:
                 ll = float(np.mean(score(X_test)))
                 lls[method] = ll
-                cells[method] = f"{ll:.3f} ({seconds:.0f} s)"
+                cells[method] = f"{ll:.3f} ({_secs(seconds)})"
             print(f"[bench] {name} {method}: {cells[method]}", file=sys.stderr, flush=True)
         baselines = [lls[m] for m in ("KDE", "GMM") if lls.get(m) is not None]
         ebm = lls.get("EBMDensity")
@@ -315,14 +319,14 @@ def anomaly_table(args, ebm_params):
             auc = roc_auc_score(y, -s)  # low density = outlier
             results.setdefault(group, {}).setdefault(method, []).append(auc)
             seconds.setdefault(group, {}).setdefault(method, []).append(sec)
-            print(f"[bench] anomaly {name} {method}: AUROC {auc:.3f} ({sec:.0f} s)", file=sys.stderr, flush=True)
+            print(f"[bench] anomaly {name} {method}: AUROC {auc:.3f} ({_secs(sec)})", file=sys.stderr, flush=True)
     header = ["data", *methods]
     rows = []
     for group, by_method in results.items():
         row = [group]
         for method in methods:
             aucs, secs = by_method.get(method), seconds[group].get(method)
-            row.append("n/a" if not aucs else f"{np.mean(aucs):.3f} ({np.mean(secs):.0f} s)")
+            row.append("n/a" if not aucs else f"{np.mean(aucs):.3f} ({_secs(np.mean(secs))})")
         rows.append(row)
     return header, rows
 
@@ -352,7 +356,8 @@ def main(argv=None):
     parser.add_argument("--n-train", type=int, default=None, help="training points of the 2-D toys (default 5000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--outlier-digits", type=int, nargs="+", default=None,
-                        help="held-out digits of the anomaly table (default: all ten; --quick: none, breast cancer only)")
+                        help="held-out digits of the anomaly table "
+                        "(default: all ten; --quick: none, breast cancer only)")
     parser.add_argument("--no-anomaly", action="store_true", help="skip the anomaly-detection table")
     parser.add_argument("--cpu-time", action="store_true",
                         help="report this process's CPU seconds instead of wall seconds (robust on a shared "

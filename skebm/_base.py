@@ -96,9 +96,15 @@ class Rescaler:
     deviation overflows are rescaled robustly; data whose scale is still
     not finite raise a ``ValueError``.
 
+    ``kind="yeo-johnson"`` (density estimation of skewed features) first
+    maps each feature by scikit-learn's Yeo-Johnson
+    :class:`~sklearn.preprocessing.PowerTransformer`, then standardises;
+    that map is not affine, NumPy only, and :meth:`log_jacobian` gives its
+    per-sample log-Jacobian.
+
     Parameters
     ----------
-    kind : {"image", "standard"}, default="standard"
+    kind : {"image", "standard", "yeo-johnson"}, default="standard"
 
     Attributes
     ----------
@@ -106,6 +112,8 @@ class Rescaler:
     scale_ : ndarray of shape (n_features,)
     low_, high_ : float
         The data range (images only).
+    power_ : sklearn.preprocessing.PowerTransformer
+        The fitted Yeo-Johnson map (``kind="yeo-johnson"`` only).
     """
 
     def __init__(self, kind="standard"):
@@ -124,6 +132,11 @@ class Rescaler:
         """
         X = np.asarray(X)
         n_features = X.shape[1]
+        if self.kind == "yeo-johnson":
+            from sklearn.preprocessing import PowerTransformer
+
+            self.power_ = PowerTransformer(method="yeo-johnson", standardize=False).fit(X.astype(np.float64))
+            X = self.power_.transform(X.astype(np.float64))
         if self.kind == "image":
             self.low_, self.high_ = float(X.min()), float(X.max())
             half = self.high_ / 2.0 - self.low_ / 2.0  # no overflow for values near the float64 limit
@@ -148,6 +161,8 @@ class Rescaler:
         return self
 
     def _torch_affine(self, like):
+        if self.kind == "yeo-johnson":
+            raise NotImplementedError("the Yeo-Johnson rescaling has no torch path; use kind='standard'.")
         big = np.finfo(np.float32).max
         if np.any(np.abs(self.center_) > big) or np.any(self.scale_ > big):
             raise ValueError(
@@ -173,6 +188,8 @@ class Rescaler:
             center, scale = self._torch_affine(X)
             return ((X.reshape(len(X), -1).float() - center) / scale).reshape(X.shape)
         X = np.asarray(X)
+        if self.kind == "yeo-johnson":
+            X = self.power_.transform(X.astype(np.float64))
         out = np.empty(X.shape, dtype=np.float32)
         for start in range(0, len(X), _CHUNK):
             sl = slice(start, start + _CHUNK)
@@ -198,11 +215,28 @@ class Rescaler:
             X = Z.reshape(len(Z), -1).float() * scale + center
             return (X.clamp(self.low_, self.high_) if clip else X).reshape(Z.shape)
         X = np.asarray(Z, dtype=np.float64) * self.scale_ + self.center_
+        if self.kind == "yeo-johnson":
+            return self.power_.inverse_transform(X)
         return np.clip(X, self.low_, self.high_) if clip else X
 
-    def log_det_jacobian(self):
-        """``sum(log scale)``: the log-volume change of the map (densities need it)."""
-        return float(np.sum(np.log(self.scale_)))
+    def log_jacobian(self, X):
+        """``log |det d transform(x) / dx|`` of each row of ``X``: what a density in the model's space needs.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features)
+            In the user's range.
+
+        Returns
+        -------
+        log_jacobian : ndarray of shape (n_samples,)
+        """
+        X = np.asarray(X, dtype=np.float64)
+        out = np.full(len(X), -float(np.sum(np.log(self.scale_))))
+        if self.kind == "yeo-johnson":  # d/dx of Yeo-Johnson: (1 + x)^(lam - 1) for x >= 0, (1 - x)^(1 - lam) below
+            lam, a = self.power_.lambdas_, np.log1p(np.abs(X))
+            out += np.where(X >= 0, (lam - 1) * a, (1 - lam) * a).sum(1)
+        return out
 
 
 # ---------------------------------------------------------- transactional fit
@@ -473,25 +507,28 @@ class BaseEBM(BaseEstimator):
             return torch.optim.SGD, {}
         return self.optimizer, {}
 
-    def _engine_params(self):
-        """Engine class and its estimator-specific arguments (override to change)."""
+    def _engine_params(self, Z=None):
+        """Engine class and its estimator-specific arguments, for the model-range data ``Z`` (None: loading)."""
         return EBMNet, {"criterion": MaxLikelihoodLoss, "criterion__l2_reg": getattr(self, "l2_reg", 0.0)}
 
+    def _own_callbacks(self, total, done=0, n_samples=None):
+        """The estimator's callbacks: a progress bar to ``total`` updates (``done`` made already)."""
+        if not self.verbose:
+            return []
+        return [("progress", ProgressBar(total=total, desc=type(self).__name__))]
+
     def _callbacks(self, total, done=0, n_samples=None):
-        """User callbacks plus the estimator's: a progress bar to ``total`` updates (``done`` made already)."""
-        callbacks = list(self.callbacks or [])
-        if self.verbose:
-            callbacks.append(("progress", ProgressBar(total=total, desc=type(self).__name__)))
-        return callbacks
+        """The user's callbacks, then the estimator's (a checkpoint loaded first sets the history they start from)."""
+        return [*(self.callbacks or []), *self._own_callbacks(total, done, n_samples)]
 
     def _build_engine(self, n_outputs, seed, Z):
         """Build the skorch engine for a fresh fit on the model-range data ``Z``."""
-        net_cls, extra = self._engine_params()
+        net_cls, extra = self._engine_params(Z)
         optimizer, opt_kwargs = self._optimizer()
         weights = torch.Generator().manual_seed(seed)
         # distributed: with an accelerator, the data-parallel engine on the accelerator's device
         net_cls, device, extra, callbacks = _distributed_engine(
-            self, net_cls, extra, self._callbacks(self.max_iter, 0, None if Z is None else len(Z))
+            self, net_cls, extra, self._callbacks(self._updates_per_fit(), 0, None if Z is None else len(Z))
         )
         net = net_cls(
             self._make_energy(n_outputs, weights, Z),
@@ -504,9 +541,9 @@ class BaseEBM(BaseEstimator):
             conditional=bool(getattr(self, "conditional", False)),
             precision=self.precision,
             seed=seed + 1,
-            max_updates=self.max_iter,
+            max_updates=self._updates_per_fit(),
             optimizer=optimizer,
-            lr=self.lr,
+            lr=self._learning_rate(),
             batch_size=self.batch_size,
             callbacks=callbacks,
             callbacks__divergence_guard__on_divergence=self.on_divergence,
@@ -560,9 +597,25 @@ class BaseEBM(BaseEstimator):
             if name in setters:
                 setters[name](now[name])
         net = self.net_
-        net.callbacks = self._callbacks(net.n_updates() + self.max_iter, net.n_updates(), n_samples)
+        net.callbacks = self._callbacks(net.n_updates() + self._updates_per_fit(), net.n_updates(), n_samples)
         net.callbacks__divergence_guard__on_divergence = self.on_divergence
         net.initialize_callbacks()
+
+    def _make_rescaler(self, X):
+        """The map between the user's range and the model's: [-1, 1] for images, standardised otherwise."""
+        return Rescaler("image" if self.image_shape_ is not None else self._flat_rescaling).fit(X)
+
+    def _learning_rate(self):
+        """The optimiser's learning rate (``lr``)."""
+        return self.lr
+
+    def _updates_per_fit(self):
+        """Parameter updates of one fit (``max_iter``)."""
+        return self.max_iter
+
+    def _engine_data(self, Z, y):
+        """What the engine is fitted on: ``(X, y)`` (an estimator may add fold labels or a split)."""
+        return Z, y
 
     def _fit_engine(self, X, y=None, *, n_outputs=1):
         """Validate ``X``, rescale, build (or continue) the engine and train it.
@@ -574,22 +627,22 @@ class BaseEBM(BaseEstimator):
         warm = self.warm_start and hasattr(self, "net_")
         X = self._validate_X(X, reset=not warm)
         if not warm:
-            self.rescaler_ = Rescaler("image" if self.image_shape_ is not None else self._flat_rescaling).fit(X)
+            self.rescaler_ = self._make_rescaler(X)
             self._n_outputs_ = n_outputs
         elif n_outputs != self._n_outputs_:
             raise ValueError(f"warm_start=True cannot change the number of outputs ({self._n_outputs_} -> {n_outputs}).")
         Z = self._to_model(X)
         if warm:
             self._apply_warm_params(len(Z))
-            self.net_.max_updates = self.net_.n_updates() + self.max_iter
+            self.net_.max_updates = self.net_.n_updates() + self._updates_per_fit()
             _set_engine_threads(self, self.net_)  # threads: n_threads may have changed
         else:
             self.net_ = self._build_engine(n_outputs, seed_from(self.random_state), Z)
         with thread_limit(self.net_.threads_, fit=True):  # threads: the whole fit, restored afterwards
             if warm:
-                self.net_.partial_fit(Z, y)
+                self.net_.partial_fit(*self._engine_data(Z, y))
             else:
-                self.net_.fit(Z, y)
+                self.net_.fit(*self._engine_data(Z, y))
         self.n_iter_ = self.net_.n_updates()
         self.interrupted_ = bool(self.net_.interrupted_)
         if self.interrupted_:

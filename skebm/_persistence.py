@@ -31,7 +31,7 @@ FORMAT_VERSION = 2
 _META_KEY = "skebm"
 
 #: Classes that may appear in a saved file, by qualified name.
-_ALLOWED_CLASSES = {"skebm._base.Rescaler"}
+_ALLOWED_CLASSES = {"skebm._base.Rescaler", "sklearn.preprocessing._data.PowerTransformer"}
 #: Modules whose classes may be named as parameter values (an energy class, an optimizer class, a ChainInit).
 _ALLOWED_CLASS_MODULES = ("skebm.nn._nets", "torch.optim", "skebm.mcmc._init")
 

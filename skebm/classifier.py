@@ -240,7 +240,7 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         # NG-EBM runs no chain and allocates no bank; JEM mode uses the init strategy
         return super()._build_chain_init() if self.generative_weight > 0 else NoiseInit()
 
-    def _engine_params(self):
+    def _engine_params(self, Z=None):
         return NGEBMNet, {
             "criterion": NGEBMLoss,
             "criterion__energy_variance": self.energy_variance,

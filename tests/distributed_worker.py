@@ -102,21 +102,20 @@ def report_fit(est, X_eval, usable):
 
 
 def batch_shares(est, X):
-    """Each rank's indices of the next update, and whether together they are the global batch, in order."""
-    from skebm.engine._ml import _BudgetSampler
+    """Each rank's rows of the next update, and whether together they are the global batch, in order."""
+    from skebm.engine import EBMNet
 
     net = est.net_
-    Z = est._to_model(X)
+    dataset = net.get_dataset(est._to_model(X))
     state = net.rng_.data_generator.get_state()
-    share = list(net.get_iterator(net.get_dataset(Z), training=True).sampler)
-    g = torch.Generator()
-    g.set_state(state)
-    whole = [int(i) for i in _BudgetSampler(range(len(Z)), net, net.batch_size, g)]
-    shares = gather([int(i) for i in share])
+    share = next(iter(net.get_iterator(dataset, training=True)))[0]
+    net.rng_.data_generator.set_state(state)
+    whole = next(iter(EBMNet.get_iterator(net, dataset, training=True)))[0]
+    shares = gather(share.numpy().tolist())
     return {
         "per_rank": len(share),
-        "distinct": len({tuple(s) for s in shares}) == len(shares),
-        "tile_the_global_batch": [i for s in shares for i in s] == whole,
+        "distinct": len({str(s) for s in shares}) == len(shares),
+        "tile_the_global_batch": [row for s in shares for row in s] == whole.numpy().tolist(),
     }
 
 
@@ -152,6 +151,18 @@ def ngebm_gradient_check(clf, X, y):
     }
 
 
+def section(report, name, fn):
+    """``report[name] = fn()``, or the error it raised (the other sections still run)."""
+    try:
+        report[name] = fn()
+    except Exception as exc:  # noqa: BLE001
+        import traceback
+
+        report[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-3000:]}
+        return None
+    return report[name]
+
+
 def main():
     out_dir = sys.argv[1]
     device = sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cpu"
@@ -164,67 +175,82 @@ def main():
     finite_samples = lambda est, Xe: bool(np.isfinite(est.sample(8, random_state=0)).all())  # noqa: E731
     report = {}
 
-    gen = EBMGenerator(buffer_size=64, energy_params=small, **common).fit(X)
-    report["generator"] = report_fit(gen, X, finite_samples)
-    report["generator"]["batch_shares"] = batch_shares(gen, X)
-    again = EBMGenerator(buffer_size=64, energy_params=small, **common).fit(X)
-    report["generator"]["same_seed_same_weights"] = bool(torch.equal(flat(gen.net_.module_), flat(again.net_.module_)))
+    make = {  # every estimator, small
+        "generator": lambda: EBMGenerator(buffer_size=64, energy_params=small, **common),
+        "conditional_generator": lambda: EBMGenerator(buffer_size=64, conditional=True, energy_params=small, **common),
+        "purifier": lambda: EBMPurifier(init="persistent", buffer_size=64, n_purify_steps=3, energy_params=small,
+                                        **common),
+        "density": lambda: EBMDensity(**common),
+        "classifier": lambda: NGEBMClassifier(energy_variance=0.1, approximate_mass=0.1, energy_params=small, **common),
+        "jem": lambda: NGEBMClassifier(generative_weight=0.5, buffer_size=64, approximate_mass=0.1,
+                                       energy_params=small, **common),
+    }
+    targets = {"conditional_generator": y, "classifier": y, "jem": y}
+    usable = {
+        "generator": finite_samples,
+        "conditional_generator": lambda est, Xe: bool(np.isfinite(est.sample(4, y=1, random_state=0)).all()),
+        "purifier": lambda est, Xe: bool(np.isfinite(est.transform(Xe[:8])).all()),
+        "density": lambda est, Xe: float(est.score(Xe)),
+        "classifier": lambda est, Xe: float(est.score(Xe, y)),
+        "jem": lambda est, Xe: float(est.score(Xe, y)),
+    }
+    fitted = {}
+    for name in make:
+        def fit_and_report(name=name):
+            fitted[name] = make[name]().fit(X, targets.get(name))
+            out = report_fit(fitted[name], X, usable[name])
+            out["n_iter_one_process"] = int(make[name]().set_params(accelerator=None).fit(X, targets.get(name)).n_iter_)
+            return out
 
-    cond = EBMGenerator(buffer_size=64, conditional=True, energy_params=small, **common).fit(X, y)
-    report["conditional_generator"] = report_fit(
-        cond, X, lambda est, Xe: bool(np.isfinite(est.sample(4, y=1, random_state=0)).all())
-    )
+        section(report, name, fit_and_report)
 
-    pur = EBMPurifier(init="persistent", buffer_size=64, n_purify_steps=3, energy_params=small, **common).fit(X)
-    report["purifier"] = report_fit(pur, X, lambda est, Xe: bool(np.isfinite(est.transform(Xe[:8])).all()))
+    def generator_extras():
+        gen, again = fitted["generator"], make["generator"]().fit(X)
+        return {
+            "batch_shares": batch_shares(gen, X),
+            "same_seed_same_weights": bool(torch.equal(flat(gen.net_.module_), flat(again.net_.module_))),
+        }
 
-    dens = EBMDensity(
-        buffer_size=64, burnin_size=32, burnin_updates=2, base_components=2, grid_resolution=33,
-        energy_params={"hidden_units": (16,), "fourier_features": 4}, **common,
-    ).fit(X)
-    report["density"] = report_fit(dens, X, lambda est, Xe: float(est.score(Xe)))
-    report["density"]["step_sizes_equal"] = len(set(gather(float(dens.net_.sampler_.step_size)))) == 1
-
-    clf_params = dict(energy_variance=0.1, approximate_mass=0.1, energy_params=small, **common)
-    clf = NGEBMClassifier(**clf_params).fit(X, y)
-    report["classifier"] = report_fit(clf, X, lambda est, Xe: float(est.score(Xe, y)))
-    report["classifier"]["gradient_check"] = ngebm_gradient_check(clf, X, y)
-
-    jem = NGEBMClassifier(generative_weight=0.5, buffer_size=64, **{**clf_params, "energy_variance": 0.0})
-    report["jem"] = report_fit(jem.fit(X, y), X, lambda est, Xe: float(est.score(Xe, y)))
+    section(report, "generator_extras", generator_extras)
+    section(report, "density_extras", lambda: {
+        "step_sizes_equal": len(set(gather(float(fitted["density"].net_.sampler_.step_size)))) == 1})
+    section(report, "gradient_check", lambda: ngebm_gradient_check(fitted["classifier"], X, y))
 
     # a divergence on the last rank only: every process must roll back together
-    poisoned = EBMGenerator(PoisonedEnergy(rank_to_poison=world() - 1, at_call=3), buffer_size=64, **common)
-    report["rollback"] = report_fit(poisoned.fit(X), X, finite_samples)
+    poisoned = lambda: EBMGenerator(PoisonedEnergy(rank_to_poison=world() - 1, at_call=3), buffer_size=64, **common)  # noqa: E731
+    section(report, "rollback", lambda: report_fit(poisoned().fit(X), X, finite_samples))
 
-    # warm start continues on every process
-    warm = EBMGenerator(buffer_size=64, energy_params=small, warm_start=True, **common).fit(X)
-    warm.set_params(max_iter=4).fit(X)
-    report["warm_start"] = report_fit(warm, X, finite_samples)
+    def warm_start():  # a warm start continues on every process
+        warm = EBMGenerator(buffer_size=64, energy_params=small, warm_start=True, **common).fit(X)
+        return report_fit(warm.set_params(max_iter=4).fit(X), X, finite_samples)
 
-    # checkpoints: shared files from the main process, each rank's chain state beside them; resume restores both
-    folder = gather(tempfile.mkdtemp(prefix="skebm-ckpt-") if rank() == 0 else None)[0]
-    ck = dict(buffer_size=64, energy_params=small, **common)
-    first = EBMGenerator(callbacks=[TrainingCheckpoint(folder)], **ck).fit(X)
-    accelerator.wait_for_everyone()
-    resumed = EBMGenerator(callbacks=[TrainingCheckpoint(folder)], **ck).fit(X)
-    report["checkpoint"] = {
-        "files": sorted(os.listdir(folder)),
-        "resumed_weights_equal": bool(torch.equal(flat(first.net_.module_), flat(resumed.net_.module_))),
-        "resumed_own_bank": all(gather(bank_digest(first.net_) == bank_digest(resumed.net_))),
-        "resumed_n_iter": int(resumed.n_iter_),
-    }
+    section(report, "warm_start", warm_start)
 
-    if world() == 1:  # one process: the accelerated fit is the plain fit, bit for bit
+    def checkpoint():  # shared files from the main process, each rank's chain state beside them; resume restores both
+        folder = gather(tempfile.mkdtemp(prefix="skebm-ckpt-") if rank() == 0 else None)[0]
+        ck = dict(buffer_size=64, energy_params=small, **common)
+        first = EBMGenerator(callbacks=[TrainingCheckpoint(folder)], **ck).fit(X)
+        accelerator.wait_for_everyone()
+        resumed = EBMGenerator(callbacks=[TrainingCheckpoint(folder)], **ck).fit(X)
+        return {
+            "files": sorted(os.listdir(folder)),
+            "resumed_weights_equal": bool(torch.equal(flat(first.net_.module_), flat(resumed.net_.module_))),
+            "resumed_own_bank": all(gather(bank_digest(first.net_) == bank_digest(resumed.net_))),
+            "resumed_n_iter": int(resumed.n_iter_),
+        }
+
+    section(report, "checkpoint", checkpoint)
+
+    def one_process_equals_plain():  # one process: the accelerated fit is the plain fit, bit for bit
         plain = {}
-        for name, est, args in [
-            ("generator", EBMGenerator(buffer_size=64, energy_params=small, **common), (X,)),
-            ("density", dens, (X,)), ("classifier", clf, (X, y)), ("jem", jem, (X, y)),
-        ]:
-            a = est.set_params(accelerator=None).fit(*args)
-            b = est.set_params(accelerator=accelerator).fit(*args)
+        for name in make:
+            a = make[name]().set_params(accelerator=None).fit(X, targets.get(name))
+            b = make[name]().fit(X, targets.get(name))
             plain[name] = bool(torch.equal(flat(a.net_.module_), flat(b.net_.module_)))
-        report["one_process_equals_plain"] = plain
+        return plain
+
+    if world() == 1:
+        section(report, "one_process_equals_plain", one_process_equals_plain)
 
     report["seconds_after_imports"] = round(time.perf_counter() - _START, 2)
     report["accelerator_seconds"] = started

@@ -234,6 +234,38 @@ def test_more_steps_never_raise_robust_accuracy(linear_net, digits):
         assert previous.mean() > 0, name
 
 
+def test_bpda_checks_are_the_defences_own_verdict(linear_net, digits):
+    # with fewer EOT copies than replicates, every check is the defence's verdict on n_replicates fresh draws,
+    # not a candidate filtered by the attacker's copies: the clean check equals one defended prediction
+    from skebm.attacks._utils import _defended_wrong, _seeded
+
+    _, _, X_test, y_test = digits
+    X, y = X_test[:60], y_test[:60]
+    purify = langevin_purifier(X.mean(0), n_steps=2, step_size=0.9, noise_scale=0.4)
+    seed = 123
+    _, broken = pgd_attack(linear_net, X, y, eps=0.0, purifier=purify, n_replicates=3, eot_replicates=1,
+                           bounds=(0, 1), random_state=np.random.RandomState(seed), return_success=True)
+    view = as_torch_classifier(linear_net)
+    with _seeded(int(np.random.RandomState(seed).randint(np.iinfo(np.int32).max))):
+        wrong = _defended_wrong(view, purify, torch.as_tensor(X), torch.as_tensor(y), 3).numpy()
+    np.testing.assert_array_equal(broken, wrong)
+    assert 0 < wrong.mean() < 1  # a noisy defence: the test would be vacuous otherwise
+    # and an attack with eot_replicates < n_replicates still breaks the weak linear model
+    _, broken = pgd_attack(linear_net, X, y, eps=0.2, n_steps=5, purifier=purify, n_replicates=3,
+                           eot_replicates=2, bounds=(0, 1), random_state=0, return_success=True)
+    assert broken.mean() > 0.9
+
+
+def test_evaluate_robustness_reports_the_time_of_each_column(linear_net, digits):
+    purify, X, y = _stochastic_toy(digits)
+    table = evaluate_robustness(linear_net, X[:10], y[:10], epsilons=[0.1], purifier=purify,
+                                attacks=("bpda", "full_gradient"), n_steps=2, n_evaluations=2, bounds=(0, 1),
+                                random_state=0)
+    seconds = table.attrs["seconds"]
+    assert set(seconds) == {"undefended", "bpda", "full_gradient", "N-eval"}
+    assert all(value >= 0 for value in seconds.values())
+
+
 def test_huge_eps_goes_to_chance(linear_net, digits):
     purify, X, y = _stochastic_toy(digits)
     table = evaluate_robustness(

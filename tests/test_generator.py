@@ -303,8 +303,8 @@ def test_recovery_rolls_back_and_halves_the_steps():
             return self
 
         def on_batch_begin(self, net, training=False, **kwargs):
-            # the history row of the update that begins is already there: 6 rows = the 6th update
-            if training and self.left_ and net.n_updates() == self.left_[0]:
+            # n_updates() counts the updates made: 5 before the 6th
+            if training and self.left_ and net.n_updates() + 1 == self.left_[0]:
                 self.left_.pop(0)
                 with torch.no_grad():
                     next(net.module_.parameters()).fill_(float("nan"))

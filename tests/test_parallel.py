@@ -40,18 +40,25 @@ def _search_case():
     return X, y, clf, {"energy_variance": [0.0, 0.1], "lr": [1e-3, 1e-2]}
 
 
-def _worker_threads():
-    """What a worker runs with: torch's threads, and what n_threads="auto" gives a large network there."""
-    import torch
+def _worker_threads_fn():
+    """A function telling what a worker runs with: torch's threads, and n_threads="auto" for a large network.
 
-    from skebm._threads import auto_threads
-    from skebm.nn import ResNetEnergy
+    Made here, not at module level, so that it is pickled by value: ray's workers cannot import this test module.
+    """
 
-    return torch.get_num_threads(), auto_threads(ResNetEnergy((3, 32, 32)), (3, 32, 32), 64)
+    def worker_threads():
+        import torch
+
+        from skebm._threads import auto_threads
+        from skebm.nn import ResNetEnergy
+
+        return torch.get_num_threads(), auto_threads(ResNetEnergy((3, 32, 32)), (3, 32, 32), 64)
+
+    return worker_threads
 
 
 @pytest.mark.distributed
-@pytest.mark.parametrize("processes", [True, False], ids=["processes", "threads"])
+@pytest.mark.parametrize("processes", [pytest.param(True, marks=pytest.mark.slow), False], ids=["processes", "threads"])
 def test_search_on_a_dask_cluster_gives_the_serial_scores(processes):
     distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed (distributed extra)")
     from sklearn.model_selection import RandomizedSearchCV
@@ -66,7 +73,7 @@ def test_search_on_a_dask_cluster_gives_the_serial_scores(processes):
         with parallel_backend("dask"):
             on_dask = GridSearchCV(clf, grid, cv=2).fit(X, y).cv_results_["mean_test_score"]
             on_dask_random = random_search.fit(X, y).cv_results_["mean_test_score"]
-        threads = list(client.run(_worker_threads).values()) if processes else []
+        threads = list(client.run(_worker_threads_fn()).values()) if processes else []
     np.testing.assert_array_equal(on_dask, serial_grid)
     np.testing.assert_array_equal(on_dask_random, serial_random)
     # the nanny starts workers with OMP_NUM_THREADS=1: torch, and "auto" even for a ResNet, use one thread
@@ -89,7 +96,7 @@ def test_search_on_ray_gives_the_serial_scores():
         register_ray()
         with parallel_backend("ray", n_jobs=2):
             on_ray = GridSearchCV(clf, grid, cv=2, n_jobs=2).fit(X, y).cv_results_["mean_test_score"]
-        threads = ray.get([ray.remote(_worker_threads).remote() for _ in range(2)])
+        threads = ray.get([ray.remote(_worker_threads_fn()).remote() for _ in range(2)])
     finally:
         ray.shutdown()
     np.testing.assert_array_equal(on_ray, serial)

@@ -137,12 +137,14 @@ class YeoJohnson:
 
 # ------------------------------------------------------- d <= 2: quadrature
 def axis_edges(lo, hi, n_fine, n_tail, tail, growth=1.35):
+    """n_fine equal cells on [lo, hi], then n_tail cells per side, widths in geometric
+    progression (ratio ``growth``) scaled so that the last one ends at -tail / +tail."""
     fine = np.linspace(lo, hi, n_fine + 1)
     h = fine[1] - fine[0]
 
     def side(width):
-        w = h * growth ** np.arange(1, n_tail + 1)
-        return np.cumsum(w * (width / w.sum() if w.sum() > width else 1.0))
+        w = growth ** np.arange(1, n_tail + 1)
+        return np.cumsum(w * width / w.sum())
 
     left = lo - side(max(lo + tail, h))[::-1]
     right = hi + side(max(tail - hi, h))
@@ -390,7 +392,8 @@ def main():
             rec.update(kde=float(k.score_samples(Xt).mean()), t_kde=t.s, cpu_kde=t.cpu)
             with Timer() as t:
                 g = cv_gmm(X)
-            rec.update(gmm=float(g.score_samples(Xt).mean()), t_gmm=t.s, cpu_gmm=t.cpu, gmm_k=f"{g.n_components} {g.covariance_type}")
+            rec.update(gmm=float(g.score_samples(Xt).mean()), t_gmm=t.s, cpu_gmm=t.cpu,
+                       gmm_k=f"{g.n_components} {g.covariance_type}")
         print(json.dumps(rec), flush=True)
         with open(args.out, "a") as fh:
             fh.write(json.dumps(rec) + "\n")

@@ -1,6 +1,6 @@
 """Training engines: skorch nets, losses and callbacks."""
 
-from ._callbacks import DivergenceGuard, ProgressBar, TrainingCheckpoint, TrainingDivergedError
+from ._callbacks import DivergenceGuard, HeldOutEarlyStopping, ProgressBar, TrainingCheckpoint, TrainingDivergedError
 from ._losses import MaxLikelihoodLoss, NGEBMLoss
 from ._ml import EBMNet
 from ._monitor import SampleMonitor
@@ -10,6 +10,7 @@ from ._random import RandomGenerators
 __all__ = [
     "DivergenceGuard",
     "EBMNet",
+    "HeldOutEarlyStopping",
     "MaxLikelihoodLoss",
     "NGEBMLoss",
     "NGEBMNet",

@@ -8,9 +8,10 @@ import warnings
 from sklearn.exceptions import ConvergenceWarning
 from skorch.callbacks import Callback, Checkpoint, LRScheduler
 
+from ._history import n_updates
 from .._validation import POSITIVE, POSITIVE_INT, NONNEG_INT, StrOptions, check_params
 
-__all__ = ["TrainingDivergedError", "DivergenceGuard", "ProgressBar", "TrainingCheckpoint"]
+__all__ = ["TrainingDivergedError", "DivergenceGuard", "ProgressBar", "TrainingCheckpoint", "HeldOutEarlyStopping"]
 
 
 class TrainingDivergedError(RuntimeError):
@@ -18,7 +19,7 @@ class TrainingDivergedError(RuntimeError):
 
 
 def _n_updates(net):
-    return sum(len(epoch["batches"]) for epoch in net.history)
+    return n_updates(net.history)
 
 
 class DivergenceGuard(Callback):
@@ -225,21 +226,76 @@ class TrainingCheckpoint(Checkpoint):
     10
     """
 
-    _MODULE_FILES = {"f_chain_init": "chain_init.pt", "f_rng": "rng.pt"}
-
     def __init__(self, dirname, every=1, resume=True):
         check_params({"every": [POSITIVE_INT]}, {"every": every}, type(self).__name__)
         self.every = every
         self.resume = resume
-        super().__init__(
-            monitor=self._due, f_criterion=None, dirname=str(dirname), event_name=None, **self._MODULE_FILES
-        )
+        super().__init__(monitor=self._due, f_criterion=None, dirname=str(dirname), event_name=None)
 
     def _due(self, net):
         return len(net.history) % self.every == 0
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
+        # every registered module of the engine is saved (the network goes to f_params)
+        for name in net._modules:
+            if name != "module":
+                setattr(self, f"f_{name}", f"{name}.pt")
         if not self.resume or not os.path.exists(self.f_history_):
             return
         net.load_params(checkpoint=self)
         net.restore_from_history()
+
+
+class HeldOutEarlyStopping(Callback):
+    """Stop training when the held-out loss stops improving, and keep the best state.
+
+    After every epoch the engine's ``valid_loss`` (recorded by its
+    ``validation_step``) is compared with the best so far; an improvement
+    copies the network into the engine's ``best_module_``. After
+    ``patience`` epochs without one, training stops; at the end the best
+    state is put back into ``module_``. Unlike skorch's
+    :class:`~skorch.callbacks.EarlyStopping` (written by hand here for this
+    reason only), the best state is a registered module of the engine and
+    the counters follow from the history, so a fit resumed from a
+    :class:`TrainingCheckpoint` stops where the uninterrupted fit does.
+
+    Parameters
+    ----------
+    patience : int, default=10
+        Epochs without improvement before stopping.
+    """
+
+    def __init__(self, patience=10):
+        self.patience = patience
+
+    def initialize(self):
+        check_params({"patience": [POSITIVE_INT]}, {"patience": self.patience}, type(self).__name__)
+        return self
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        # the counters follow from the history: the same after a resumed checkpoint or a warm start
+        self.best_, self.misses_ = math.inf, 0
+        net.stopped_early_ = False
+        for epoch in net.history:
+            self._count(epoch.get("valid_loss", math.inf))
+
+    def _count(self, loss):
+        if loss < self.best_:
+            self.best_, self.misses_ = loss, 0
+            return True
+        self.misses_ += 1
+        return False
+
+    def on_epoch_end(self, net, **kwargs):
+        loss = net.history[-1].get("valid_loss", math.inf)
+        improved = self._count(loss)
+        net.history.record("valid_loss_best", bool(improved))
+        if improved:
+            net.best_module_.load_state_dict(net.module_.state_dict())
+        if self.misses_ >= self.patience:
+            net.stopped_early_ = True
+            raise KeyboardInterrupt  # skorch's way to end fit_loop; the engine knows it was not Ctrl-C
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        if math.isfinite(self.best_):
+            net.module_.load_state_dict(net.best_module_.state_dict())

@@ -89,7 +89,10 @@ import torch
 from skorch import NeuralNet
 from skorch.hf import AccelerateMixin
 
-from ._ml import EBMNet, _BudgetSampler
+from skorch.dataset import get_len
+from skorch.utils import multi_indexing
+
+from ._ml import EBMNet
 from ._ngebm import NGEBMNet
 
 __all__ = ["DataParallelMixin", "DataParallelEBMNet", "DataParallelNGEBMNet", "check_accelerator", "data_parallel"]
@@ -150,30 +153,30 @@ def _rank_file(f, rank):
     return f"{root}.rank{rank}{ext}"
 
 
-class _RankShare(torch.utils.data.Sampler):
-    """This process's slice of every global batch; all processes draw the same global batches.
+class _RankBatches:
+    """This process's slice of every batch of ``loader``; all processes iterate the same batches.
+
+    The engine's own training iterator runs unchanged on every process (its
+    batch order comes from a generator seeded alike on all of them), and
+    each process keeps rows ``[r * n / W, (r + 1) * n / W)`` of each batch.
 
     Parameters
     ----------
-    budget : _BudgetSampler
-        Global indices, ``batch_size`` per update (drawn from the batch-order
-        generator, seeded alike on every process).
-    batch_size : int
-        Global batch size.
+    loader : iterable of batches
     rank, world : int
     """
 
-    def __init__(self, budget, batch_size, rank, world):
-        self.budget, self.batch_size, self.rank, self.world = budget, batch_size, rank, world
+    def __init__(self, loader, rank, world):
+        self.loader, self.rank, self.world = loader, rank, world
 
     def __len__(self):
-        return len(self.budget) // self.world
+        return len(self.loader)
 
     def __iter__(self):
-        share = self.batch_size // self.world
-        indices = list(self.budget)
-        for start in range(0, len(indices), self.batch_size):
-            yield from indices[start + self.rank * share : start + (self.rank + 1) * share]
+        for batch in self.loader:
+            n = get_len(batch[0] if isinstance(batch, (tuple, list)) else batch)
+            bounds = [n * r // self.world for r in range(self.world + 1)]
+            yield multi_indexing(batch, slice(bounds[self.rank], bounds[self.rank + 1]))
 
 
 class DataParallelMixin(AccelerateMixin):
@@ -239,16 +242,11 @@ class DataParallelMixin(AccelerateMixin):
         return super(AccelerateMixin, self).evaluation_step(batch, training=training)
 
     def get_iterator(self, dataset, training=False):
-        """Training batches: this process's ``batch_size / W`` of each update's global batch."""
-        world = self.world_size
-        if not training or world == 1:
-            return super(AccelerateMixin, self).get_iterator(dataset, training=training)
-        kwargs = self.get_params_for("iterator_train")
-        batch_size = kwargs.pop("batch_size", self.batch_size)
-        gen = self.rng_.data_generator
-        budget = _BudgetSampler(range(len(dataset)), self, batch_size, gen)
-        sampler = _RankShare(budget, batch_size, self.process_rank(), world)
-        return self.iterator_train(dataset, batch_size=batch_size // world, sampler=sampler, generator=gen, **kwargs)
+        """Training batches: this process's ``1 / W`` of each of the engine's own (global) batches."""
+        iterator = super(AccelerateMixin, self).get_iterator(dataset, training=training)
+        if not training or self.world_size == 1:
+            return iterator
+        return _RankBatches(iterator, self.process_rank(), self.world_size)
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         check_accelerator(self.accelerator, self.batch_size)
@@ -325,6 +323,21 @@ class DataParallelMixin(AccelerateMixin):
                     NeuralNet.load_params(self, use_safetensors=use_safetensors, **own)
 
 
+    def __reduce__(self):
+        # rebuilt from the engine class it extends, so a variant made by data_parallel() unpickles anywhere
+        return _data_parallel_instance, (_engine_class(type(self)),), self.__getstate__()
+
+
+def _engine_class(cls):
+    """The engine class a data-parallel class extends (the first after the mixins in its MRO)."""
+    return next(c for c in cls.__mro__ if not issubclass(c, DataParallelMixin) and c is not AccelerateMixin)
+
+
+def _data_parallel_instance(net_cls):
+    """An empty instance of ``data_parallel(net_cls)``, for unpickling (pickle then sets its state)."""
+    return object.__new__(data_parallel(net_cls))
+
+
 class DataParallelEBMNet(DataParallelMixin, EBMNet):
     """:class:`~skebm.engine.EBMNet` trained data-parallel (see :class:`DataParallelMixin`)."""
 
@@ -339,9 +352,9 @@ _KNOWN = {EBMNet: DataParallelEBMNet, NGEBMNet: DataParallelNGEBMNet}
 def data_parallel(net_cls):
     """The data-parallel variant of the engine class ``net_cls``.
 
-    ``EBMNet`` and ``NGEBMNet`` have named variants (picklable anywhere);
-    another engine gets one made here, named ``DataParallel<Name>`` in this
-    module (picklable in the process that made it).
+    ``EBMNet`` and ``NGEBMNet`` have named variants; another engine gets
+    one made here, named ``DataParallel<Name>``. Every variant pickles as
+    its engine class plus the mixin, so it unpickles in any process.
 
     Parameters
     ----------

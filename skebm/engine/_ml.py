@@ -15,6 +15,7 @@ from ..mcmc import autocast_context
 from ..nn import output_to_energy
 from ._callbacks import DivergenceGuard
 from ._losses import MaxLikelihoodLoss
+from ._history import n_updates
 from ._random import RandomGenerators, seed_from
 
 __all__ = ["EBMNet"]
@@ -189,7 +190,7 @@ class EBMNet(NeuralNet):
         return "Lower lr or step_size, raise l2_reg, or use fewer Langevin steps (n_steps)."
 
     def restore_from_history(self):
-        """Restore state recorded in the history (the adapted step size) after loading a checkpoint."""
+        """Restore state the history records (the adapted step size) after loading a checkpoint."""
         for epoch in reversed(self.history):
             for row in reversed(epoch["batches"]):
                 if "step_size" in row:
@@ -305,7 +306,7 @@ class EBMNet(NeuralNet):
 
     def n_updates(self):
         """Parameter updates made so far (from the history)."""
-        return sum(len(epoch["batches"]) for epoch in self.history)
+        return n_updates(self.history)
 
     def _per_epoch(self, n_samples):
         return self.updates_per_epoch or max(1, math.ceil(n_samples / self.batch_size))
@@ -341,7 +342,7 @@ class EBMNet(NeuralNet):
         try:
             return super().fit_loop(X, y, epochs=epochs, **fit_params)
         except KeyboardInterrupt:
-            self.interrupted_ = True
+            self.interrupted_ = not getattr(self, "stopped_early_", False)  # early stopping ends fits this way too
             raise
 
 

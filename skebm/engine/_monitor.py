@@ -8,13 +8,15 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback
 
+from ._history import n_updates
+
 from .._validation import NONNEG_INT, POSITIVE_INT, StrOptions, check_params
 
 __all__ = ["SampleMonitor"]
 
 
 def _n_updates(net):
-    return sum(len(epoch["batches"]) for epoch in net.history)
+    return n_updates(net.history)
 
 
 class SampleMonitor(Callback):

@@ -19,13 +19,15 @@ from ._init import (
     make_chain_init,
 )
 from ._langevin import LangevinSampler, autocast_context, expected_stationary_std, independence_mh, langevin
-from ._partition import estimate_log_partition, grid_box
+from ._partition import estimate_log_partition, grid_box, importance_log_partition
+from ._quadrature import CellGrid, cell_edges
 from ._noise import GLOBAL_NOISE, GeneratorNoise, RowNoise, as_noise, row_keys
 from ._sources import GaussianMixtureSource, NoiseSource
 from ._unrolled import unrolled_langevin
 
 __all__ = [
     "CHAIN_INITS",
+    "CellGrid",
     "GLOBAL_NOISE",
     "ChainDraw",
     "ChainInit",
@@ -42,11 +44,13 @@ __all__ = [
     "ais_log_partition",
     "as_noise",
     "autocast_context",
+    "cell_edges",
     "chain_diagnostics",
     "estimate_log_partition",
     "expected_stationary_std",
     "grid_box",
     "grid_log_partition",
+    "importance_log_partition",
     "independence_mh",
     "langevin",
     "make_chain_init",

@@ -3,11 +3,13 @@
 import math
 
 import numpy as np
+import torch
 
-from ._ais import ais_log_partition, grid_log_partition
+from ._ais import ais_log_partition
+from ._quadrature import CellGrid
 from ._sources import GaussianMixtureSource
 
-__all__ = ["estimate_log_partition", "grid_box"]
+__all__ = ["estimate_log_partition", "grid_box", "importance_log_partition"]
 
 
 def grid_box(points, base=None, tau=None, n_std=6.0, pad=0.1):
@@ -49,21 +51,6 @@ def grid_box(points, base=None, tau=None, n_std=6.0, pad=0.1):
     return lo - width, hi + width
 
 
-def _grid_resolution(width, n_dims, base):
-    """Nodes per axis: 2 per standard deviation of the narrowest base component (odd, 257-513 in 2-D).
-
-    The trapezoidal rule on a Gaussian bump of standard deviation ``s``
-    with spacing ``s / 2`` errs by about ``exp(-8 pi^2)``.
-    """
-    if n_dims == 1:
-        return 4097
-    res = 257
-    if base is not None:
-        narrow = float(base.component_std().min())
-        res = int(np.clip(2 * np.max(width) / max(narrow, 1e-12), 257, 513))
-    return res + 1 - res % 2
-
-
 class _FlatBase:
     """A flat base density seen in the network's feature shape."""
 
@@ -78,6 +65,46 @@ class _FlatBase:
         return self.base.log_prob(x.reshape(len(x), -1))
 
 
+def importance_log_partition(energy_fn, base, shape, *, n_samples=2**18, batch_size=32768, generator=None):
+    """``log Z`` of ``exp(-energy_fn)`` by importance sampling from a normalised base density.
+
+    ``Z = E_q[exp(-E(y) - log q(y))]`` with ``y ~ q``: exact in
+    expectation, and accurate when ``q`` is close to the model (a tilted
+    base). Returns the estimate, its standard error
+    ``sd(w) / (mean(w) sqrt(N))`` and the effective sample size as a share
+    of ``N`` (small values flag an unreliable estimate).
+
+    Parameters
+    ----------
+    energy_fn : callable
+        Maps ``(n, *shape)`` to ``(n,)`` energies.
+    base : GaussianMixtureSource
+        The proposal ``q``.
+    shape : tuple of int
+        Feature shape.
+    n_samples : int, default=2**18
+        Draws in all.
+    batch_size : int, default=32768
+        Draws per evaluation.
+    generator : torch.Generator, default=None
+        Generator of the draws.
+
+    Returns
+    -------
+    log_z, std_err, ess : float
+    """
+    log_w = []
+    with torch.no_grad():
+        for start in range(0, n_samples, batch_size):
+            y = base.sample(min(batch_size, n_samples - start), shape, generator=generator)
+            log_w.append((-energy_fn(y).double() - base.log_prob(y).double()))
+    log_w = torch.cat(log_w)
+    top = log_w.max()
+    w = torch.exp(log_w - top)
+    mean = w.mean()
+    return float(top + torch.log(mean)), float(w.std() / (mean * math.sqrt(len(w)))), float(w.sum() ** 2 / (w**2).sum() / len(w))
+
+
 def estimate_log_partition(
     energy_fn,
     shape,
@@ -86,13 +113,14 @@ def estimate_log_partition(
     base=None,
     tau=None,
     method="auto",
-    grid_resolution=None,
+    grid=None,
     n_ais_chains=512,
     n_ais_temperatures=500,
+    n_importance_samples=2**18,
     step_size=0.1,
     generator=None,
 ):
-    """``log Z`` of ``exp(-energy_fn)`` and its error: grid quadrature in 1-2-D, AIS otherwise.
+    """``log Z`` of ``exp(-energy_fn)`` and its error, by the method the dimension allows.
 
     Parameters
     ----------
@@ -102,48 +130,65 @@ def estimate_log_partition(
     shape : tuple of int
         Feature shape of one sample.
     points : sequence of ndarray of shape (n, d)
-        Where the mass is (data, chain states): they set the grid's box.
+        Where the mass is (data, chain states): they set the grid's fine
+        region, and the first starts AIS where there is no base.
     base : GaussianMixtureSource, default=None
-        The base density: it bounds the box and starts the annealing. None:
-        a Gaussian fitted to the first of ``points`` starts it.
+        A normalised base density: the proposal of importance sampling and
+        the start of AIS.
     tau : float, default=None
-        Scale of a Gaussian prior bounding the box when there is no base.
-    method : {"auto", "grid", "ais"}, default="auto"
-        ``"auto"``: the grid for one or two dimensions, AIS otherwise.
-    grid_resolution : int, default=None
-        Nodes per axis (odd); ``None``: 4097 in 1-D, 2 per standard
-        deviation of the narrowest base component in 2-D (257-513).
+        Scale of a Gaussian prior (AIS without a base).
+    method : {"auto", "grid", "importance", "ais"}, default="auto"
+        ``"grid"``: the midpoint rule on a :class:`CellGrid` and on the
+        grid twice as fine (the estimate; the change between the two is the
+        error); ``"importance"``: importance sampling from ``base``;
+        ``"ais"``: annealed importance sampling. ``"auto"``: the grid for
+        one or two dimensions, else importance sampling with a base and AIS
+        without.
+    grid : CellGrid, default=None
+        The grid of ``"grid"`` (its refinement gives the estimate); ``None``
+        builds one over the points.
     n_ais_chains, n_ais_temperatures : int, default=512, 500
         AIS settings (see :func:`ais_log_partition`).
+    n_importance_samples : int, default=2**18
+        Draws of importance sampling.
     step_size : float, default=0.1
         Initial AIS step size.
     generator : torch.Generator, default=None
-        Generator of AIS's draws.
+        Generator of the random draws.
 
     Returns
     -------
     log_z : float
     error : float
-        Quadrature error estimate (grid) or standard error (AIS).
+        Grid refinement change (grid) or standard error (importance, AIS).
     method : str
-        ``"grid"`` or ``"ais"``.
+        ``"grid"``, ``"importance"`` or ``"ais"``.
     """
     n_dims = math.prod(shape)
     if method == "auto":
-        method = "grid" if n_dims <= 2 else "ais"
+        method = "grid" if n_dims <= 2 else ("importance" if base is not None else "ais")
     if method == "grid":
         if n_dims > 2:
             raise ValueError(f"method='grid' (log_partition='grid') needs 1 or 2 features, the data has {n_dims}.")
-        lo, hi = grid_box(points, base, tau)
-        device = base.means.device if base is not None else "cpu"
-        log_z, error = grid_log_partition(
-            lambda x: energy_fn(x.to(device).reshape(len(x), *shape)).cpu(),
-            lo,
-            hi,
-            resolution=grid_resolution or _grid_resolution(hi - lo, n_dims, base),
-            return_error=True,
+        if grid is None:
+            lo, hi = grid_box(points, pad=0.05)
+            grid = CellGrid(lo, hi)
+        device = grid.corner.device
+
+        def flat(x):
+            return energy_fn(x.to(device).reshape(len(x), *shape))
+
+        with torch.no_grad():
+            coarse = float(grid.log_z(flat))
+            log_z = float(grid.refined(2).log_z(flat))
+        return log_z, abs(log_z - coarse), "grid"
+    if method == "importance":
+        if base is None:
+            raise ValueError("method='importance' needs a base density.")
+        log_z, error, _ = importance_log_partition(
+            energy_fn, base, shape, n_samples=n_importance_samples, generator=generator
         )
-        return log_z, error, "grid"
+        return log_z, error, "importance"
     if base is None:  # a Gaussian fitted to the data starts the annealing
         flat = np.asarray(points[0], dtype=np.float64).reshape(len(points[0]), -1)
         cov = np.atleast_2d(np.cov(flat, rowvar=False)) + 1e-3 * np.eye(n_dims)
@@ -159,6 +204,3 @@ def estimate_log_partition(
         generator=generator,
     )
     return log_z, error, "ais"
-
-
-

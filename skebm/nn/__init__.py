@@ -3,12 +3,13 @@
 from ._factory import ENERGIES, make_energy, resolve_energy_name
 from ._nets import ConvEnergy, MLPEnergy, ResNetEnergy, output_to_energy
 from ._reset import reset_parameters
-from ._tilted import TiltedEnergy, zero_init_output
+from ._tilted import MemberMean, TiltedEnergy, zero_init_output
 
 __all__ = [
     "ENERGIES",
     "ConvEnergy",
     "MLPEnergy",
+    "MemberMean",
     "ResNetEnergy",
     "TiltedEnergy",
     "make_energy",

@@ -6,7 +6,7 @@ from torch.nn.utils import parametrize
 
 from ._nets import output_to_energy
 
-__all__ = ["TiltedEnergy", "zero_init_output"]
+__all__ = ["MemberMean", "TiltedEnergy", "zero_init_output"]
 
 
 class TiltedEnergy(nn.Module):
@@ -61,15 +61,28 @@ class TiltedEnergy(nn.Module):
         raw = output_to_energy(self.net(torch.cat([x_pos, x_neg])))
         return self.l2_reg * raw.pow(2).mean()
 
-    def forward(self, x):
-        energy = self.tilt(x)
+    def _rest(self, x):
+        """``-log q(x) + |x|^2 / (2 tau^2)``: the energy without the tilt."""
+        rest = torch.zeros(len(x), device=x.device)
         if self.base is not None:
             with torch.autocast(device_type=x.device.type, enabled=False):
-                log_q = self.base.log_prob(x.float())
-            energy = energy - log_q
+                rest = rest - self.base.log_prob(x.float())
         if self.tau is not None:
-            energy = energy + x.flatten(1).pow(2).sum(1) / (2.0 * self.tau**2)
-        return energy
+            rest = rest + x.flatten(1).pow(2).sum(1) / (2.0 * self.tau**2)
+        return rest
+
+    def member_energies(self, x):
+        """The energies ``(k, n)`` of the ``k`` members of a :class:`MemberMean` network, each on its own."""
+        tilts = self.net.members(x)
+        if self.bound is not None:
+            tilts = self.bound * torch.tanh(tilts / self.bound)
+        return tilts + self._rest(x)
+
+    def forward(self, x, members=False):
+        """The energy of ``x``; ``members=True``: each member's, ``(k, n)`` (a :class:`MemberMean` network)."""
+        if members:
+            return self.member_energies(x)
+        return self.tilt(x) + self._rest(x)
 
 
 class _Gain(nn.Module):
@@ -108,3 +121,29 @@ def zero_init_output(net):
         if linears[-1].bias is not None:
             linears[-1].bias.zero_()
     return net
+
+
+class MemberMean(nn.Module):
+    """The mean output of several networks: a bagged ensemble with one energy.
+
+    Its output (``forward``) is the mean of the members' outputs, so
+    ``exp(-mean g_k)`` is the normalised geometric mean of the members'
+    densities (one ``log Z`` for the ensemble); :meth:`members` gives the
+    outputs one by one, for training each on its own data.
+
+    Parameters
+    ----------
+    members : sequence of torch.nn.Module
+        Networks with ``(n,)`` outputs.
+    """
+
+    def __init__(self, members):
+        super().__init__()
+        self.members_ = nn.ModuleList(members)
+
+    def members(self, x):
+        """Outputs ``(k, n)`` of the ``k`` members."""
+        return torch.stack([output_to_energy(m(x)) for m in self.members_])
+
+    def forward(self, x):
+        return self.members(x).mean(0)

@@ -247,7 +247,7 @@ def check_interrupt(est):
 
     class Interrupt(Callback):
         def on_batch_end(self, net, training=False, **kwargs):
-            if training and sum(len(e["batches"]) for e in net.history) == 2:
+            if training and net.n_updates() == 2:
                 raise KeyboardInterrupt
 
     X, y = _data(est)
@@ -286,7 +286,7 @@ def check_resume_equals_uninterrupted(est):
             self.at = at
 
         def on_batch_end(self, net, training=False, **kwargs):
-            if training and sum(len(e["batches"]) for e in net.history) == self.at:
+            if training and net.n_updates() == self.at:
                 raise KeyboardInterrupt
 
     X, y = _data(est)

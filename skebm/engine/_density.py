@@ -1,0 +1,233 @@
+"""The engines of EBMDensity: exact maximum likelihood without MCMC.
+
+Two ways to train an energy by maximum likelihood when ``log Z`` can be
+estimated well at every step:
+
+- :class:`QuadratureNet` (one or two dimensions): ``log Z`` by the midpoint
+  rule on a jittered :class:`~skebm.mcmc.CellGrid`, differentiable, so the
+  loss ``mean E(x) + log Z`` is the exact negative log-likelihood. Several
+  members can be trained at once, each holding out its own fold of the
+  data (cross-validation bagging); the model is their mean energy.
+- :class:`ImportanceNet` (more dimensions): ``log Z`` of a tilted base
+  ``q exp(-f)`` by importance sampling from ``q`` with fresh draws at every
+  step; the gradient is the self-normalised importance-sampling estimate
+  of the exact one.
+
+Both record a held-out ``valid_loss`` (negative log-likelihood) after every
+epoch for :class:`~skebm.engine.HeldOutEarlyStopping`, which keeps the best
+state in ``best_module_``.
+"""
+
+import copy
+import math
+
+import torch
+from skorch.dataset import unpack_data
+from skorch.utils import to_tensor
+from torch.utils.data import Sampler
+
+from ..mcmc import autocast_context
+from ._ml import EBMNet
+from ._random import seed_from
+
+__all__ = ["QuadratureNet", "ImportanceNet"]
+
+
+def _logmeanexp(a, dim=-1):
+    return torch.logsumexp(a, dim=dim) - math.log(a.shape[dim])
+
+
+class _DensityNet(EBMNet):
+    """What the two engines share: no chains in training, a best state, a held-out loss."""
+
+    @property
+    def runs_chains(self):
+        """Training draws no MCMC negatives (the chain settings serve ``sample``)."""
+        return False
+
+    def initialize_module(self):
+        super().initialize_module()
+        self.best_module_ = copy.deepcopy(self.bare_module())
+        return self
+
+    def divergence_hint(self):
+        """Advice appended to a :class:`TrainingDivergedError`."""
+        return "Lower lr or raise l2_reg."
+
+    def _amp(self):
+        return autocast_context(self.device, self.precision)
+
+
+class QuadratureNet(_DensityNet):
+    """Exact maximum likelihood of an energy in one or two dimensions, by quadrature.
+
+    Each update takes the whole training set (full batch) and, for every
+    member ``k`` of a :class:`~skebm.nn.MemberMean` tilt, the loss
+    ``mean_{x not in fold k} E_k(x + noise) + log Z_k``, with ``log Z_k`` by
+    the midpoint rule on the grid with every node jittered inside its cell
+    (an unbiased estimate of ``Z``, so the network cannot hide mass between
+    nodes). The targets ``y`` of the data are the fold indices: member
+    ``k`` trains on the rows whose fold is not ``k`` and is validated on
+    those whose fold is ``k`` (``-1``: training rows of every member). The
+    ``valid_loss`` is the mean over members of the held-out negative
+    log-likelihood on the grid's midpoints.
+
+    Parameters
+    ----------
+    module : TiltedEnergy
+        A tilted energy whose network is a :class:`~skebm.nn.MemberMean`.
+    grid : CellGrid
+        The quadrature grid (copied into ``grid_``).
+    **kwargs
+        The arguments of :class:`EBMNet`.
+
+    Attributes
+    ----------
+    grid_ : CellGrid
+        The grid, on the engine's device.
+    best_module_ : torch.nn.Module
+        The network at the best held-out loss.
+    """
+
+    def __init__(self, module, *, grid, **kwargs):
+        self.grid = grid
+        super().__init__(module, **kwargs)
+
+    def initialize_module(self):
+        super().initialize_module()
+        self.grid_ = copy.deepcopy(self.grid)
+        return self
+
+    def get_iterator(self, dataset, training=False):
+        """Training: the whole data set as one batch, ``updates_this_epoch`` times; validation: one batch."""
+        if not training:
+            return self.iterator_valid(dataset, batch_size=len(dataset), shuffle=False)
+        sampler = _FullBatches(len(dataset), self)
+        return self.iterator_train(dataset, batch_size=len(dataset), sampler=sampler)
+
+    def _split(self, x, folds):
+        """Member energies of the data and of the grid, from one forward pass (one DDP call)."""
+        nodes = self.grid_.nodes(jitter=self.module_.training, generator=self.generator)
+        with self._amp():
+            energies = self.module_(torch.cat([x, nodes.to(x.dtype)]), members=True).float() / self.temperature
+        e_data, e_grid = energies[:, : len(x)], energies[:, len(x) :]
+        log_z = torch.logsumexp(-e_grid + self.grid_.log_area, dim=1)
+        k = torch.arange(len(energies), device=x.device)[:, None]
+        return e_data, log_z, folds[None, :] != k
+
+    def train_step_single(self, batch, **fit_params):
+        """Full-batch exact negative log-likelihood of every member, back-propagated."""
+        self._set_training(True)
+        x, folds = unpack_data(batch)
+        x = self._noisy(to_tensor(x, device=self.device).float())
+        folds = to_tensor(folds, device=self.device).long()
+        e_data, log_z, train = self._split(x, folds)
+        nll = (e_data * train).sum(1) / train.sum(1).clamp_min(1) + log_z
+        loss = nll.sum()
+        loss.backward()
+        self.history.record_batch("energy_data", float(e_data.detach().mean()))
+        return {"loss": nll.mean().detach(), "y_pred": e_data.detach()}
+
+    def validation_step(self, batch, **fit_params):
+        """Held-out negative log-likelihood (midpoint grid), averaged over members."""
+        self._set_training(False)
+        x, folds = unpack_data(batch)
+        x = to_tensor(x, device=self.device).float()
+        folds = to_tensor(folds, device=self.device).long()
+        with torch.no_grad():
+            e_data, log_z, train = self._split(x, folds)
+            held = ~train
+            nll = (e_data * held).sum(1) / held.sum(1).clamp_min(1) + log_z
+        return {"loss": nll.mean(), "y_pred": e_data}
+
+
+class _FullBatches(Sampler):
+    """All row indices, once per update, as many updates as the epoch has."""
+
+    def __init__(self, n, net):
+        self.n, self.net, self._updates = n, net, None
+
+    def __len__(self):
+        updates = self._updates if self._updates is not None else self.net.updates_this_epoch(self.n)
+        return updates * self.n
+
+    def __iter__(self):
+        self._updates = self.net.updates_this_epoch(self.n)
+        try:
+            for _ in range(self._updates):
+                yield from range(self.n)
+        finally:
+            self._updates = None
+
+
+class ImportanceNet(_DensityNet):
+    """Maximum likelihood of a tilted base density by importance sampling from the base.
+
+    The model is ``p = q exp(-f) / Z`` (``module`` a
+    :class:`~skebm.nn.TiltedEnergy` with a base ``q``). Each update draws
+    ``n_importance_samples`` fresh ``y ~ q`` and minimises
+    ``mean f(x) + log mean exp(-f(y))`` plus the module's penalty: the
+    first two terms are the negative log-likelihood with ``log Z = log E_q
+    exp(-f)`` estimated from the draws, so the gradient is the
+    self-normalised importance-sampling estimate of the exact gradient. The
+    ``valid_loss`` is the held-out negative log-likelihood with ``log Z``
+    from ``n_validation_samples`` draws fixed at initialisation (the same
+    at every epoch, so epochs compare fairly).
+
+    Parameters
+    ----------
+    module : TiltedEnergy
+        A tilted energy with a base.
+    n_importance_samples : int, default=4096
+        Draws from the base per update.
+    n_validation_samples : int, default=16384
+        Fixed draws of the held-out ``log Z``.
+    **kwargs
+        The arguments of :class:`EBMNet`.
+    """
+
+    def __init__(self, module, *, n_importance_samples=4096, n_validation_samples=16384, **kwargs):
+        self.n_importance_samples = n_importance_samples
+        self.n_validation_samples = n_validation_samples
+        super().__init__(module, **kwargs)
+
+    def initialize_module(self):
+        super().initialize_module()
+        draws = torch.Generator(device=self.device).manual_seed(seed_from(self.seed) + 7)
+        base = self.bare_module().base
+        self.validation_draws_ = base.sample(self.n_validation_samples, self.feature_shape, generator=draws)
+        return self
+
+    def _tilt(self, x, module=None):
+        module = self.bare_module() if module is None else module
+        with self._amp():
+            return module.tilt(x).float() / self.temperature
+
+    def train_step_single(self, batch, **fit_params):
+        """Importance-sampled negative log-likelihood, back-propagated."""
+        self._set_training(True)
+        x, _ = unpack_data(batch)
+        x = self._noisy(to_tensor(x, device=self.device).float())
+        base = self.bare_module().base
+        y = base.sample(self.n_importance_samples, self.feature_shape, generator=self.generator)
+        with self._amp():
+            f = self.module_(torch.cat([x, y]), members=False).float() / self.temperature
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            f = f + base.log_prob(torch.cat([x, y]))  # the tilt alone: E + log q
+        f_x, f_y = f[: len(x)], f[len(x) :]
+        loss = f_x.mean() + _logmeanexp(-f_y)
+        penalty = getattr(self.bare_module(), "penalty", None)
+        if callable(penalty):
+            loss = loss + penalty(x, y[: len(x)])
+        loss.backward()
+        self.history.record_batch("energy_data", float(f_x.detach().mean()))
+        return {"loss": loss.detach(), "y_pred": f_x.detach()}
+
+    def validation_step(self, batch, **fit_params):
+        """Held-out negative log-likelihood, ``log Z`` from the fixed draws."""
+        self._set_training(False)
+        x, _ = unpack_data(batch)
+        x = to_tensor(x, device=self.device).float()
+        with torch.no_grad():
+            nll = self.energy(x).mean() + _logmeanexp(-self._tilt(self.validation_draws_))
+        return {"loss": nll, "y_pred": None}
