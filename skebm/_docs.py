@@ -60,16 +60,28 @@ SHARED_PARAMS = {
         finish raises :class:`~skebm.engine.TrainingDivergedError` and
         leaves the estimator as it was before ``fit``.""",
     "n_threads": """n_threads : int or "auto", default="auto"
-        Torch intra-op threads during ``fit`` and the sampling calls
-        (restored afterwards). Small energies are latency-bound and their
-        threads spin against each other when jobs share cores; ``"auto"``
-        picks the count measured best for the network size (see the
-        user guide's "Scaling out" page).""",
+        Torch intra-op threads of ``fit`` and of the sampling and prediction
+        calls, set for the call and restored afterwards (per calling thread,
+        so concurrent fits in threads keep their own counts). ``"auto"``: one
+        thread when a forward pass of a training batch costs under 1e9
+        FLOPs (small energies are latency-bound, and spinning threads fight
+        for shared cores), else the threads the process runs with (which
+        joblib, dask and ray workers limit through ``OMP_NUM_THREADS``)
+        shared among concurrent fits. Results can differ in the last bits
+        between thread counts: pass an int for bitwise reproducibility
+        across machines. See "Scaling out" in the user guide.""",
     "accelerator": """accelerator : accelerate.Accelerator or None, default=None
         Data-parallel training over several processes (GPUs or nodes) with
         Hugging Face ``accelerate``: pass ``Accelerator()`` and launch the
-        script with ``accelerate launch`` (see "Scaling out" in the user
-        guide). Each process keeps its own chain bank and chain generator.""",
+        script with ``accelerate launch`` or ``torchrun``. Each update's
+        ``batch_size`` samples are split over the processes (it must be
+        divisible by their number), each process runs its own chains with
+        its own chain bank (``buffer_size`` chains) and generator, and the
+        gradients and the history are averaged over the processes. The
+        fitted estimator of each process holds the same weights and that
+        process's bank; save it on the main process. One process with an
+        accelerator gives the plain fit. See "Scaling out" in the user
+        guide.""",
     "random_state": """random_state : int, RandomState instance or None, default=None
         Seeds every source of randomness (initial weights, batches, chains)
         through generators of the estimator's own, never torch's global

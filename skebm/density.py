@@ -539,7 +539,8 @@ class EBMDensity(DensityMixin, BaseEBM):
         """A parameter, or the measured default of the training method where it is ``"auto"`` / None."""
         value = getattr(self, name)
         defaults = _METHOD_DEFAULTS[self._resolved_method()]
-        return defaults[name] if value in ("auto", None) else value
+        auto = value is None if name in ("max_iter", "lr") else isinstance(value, str) and value == "auto"
+        return defaults[name] if auto else value
 
     def _check_params(self):
         super()._check_params()

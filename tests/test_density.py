@@ -1,4 +1,4 @@
-"""EBMDensity: a normalised density, AIS, steady state, scikit-learn tools.
+"""EBMDensity: a normalised density that the network (not the base) models; log Z, steady state, tools.
 
 The API contract every estimator shares is checked in test_common.py.
 """
@@ -20,24 +20,12 @@ from sklearn.preprocessing import StandardScaler
 
 import skebm
 from skebm import EBMDensity
-from skebm.datasets import make_toy_2d
+from skebm.datasets import make_toy_2d, toy_2d_log_density
 from skebm.mcmc import GaussianMixtureSource, ais_log_partition, grid_log_partition
 from skebm.metrics import mmd
 
-SMALL_NET = {"hidden_units": (32, 32), "fourier_features": 16}
-FAST = dict(
-    max_iter=4,
-    batch_size=16,
-    n_steps=2,
-    buffer_size=32,
-    burnin_size=16,
-    burnin_updates=2,
-    n_ais_chains=16,
-    n_ais_temperatures=10,
-    n_sample_steps=2,
-    grid_resolution=33,
-    energy_params={"hidden_units": (8,), "fourier_features": 4},
-)
+SMALL = dict(grid_resolution=48, energy_params={"hidden_units": (32, 32), "fourier_features": 32})
+FAST = dict(max_iter=4, grid_resolution=8, n_members=2, n_sample_steps=2, energy_params={"hidden_units": (8,)})
 
 
 def fast(**kwargs):
@@ -61,10 +49,7 @@ def _transform(X):
 @pytest.fixture(scope="module")
 def fitted(moons):
     X = _transform(moons[0])
-    est = EBMDensity(
-        max_iter=100, batch_size=128, buffer_size=1024, burnin_size=256, energy_params=SMALL_NET, random_state=0
-    )
-    return est.fit(X), X
+    return EBMDensity(**SMALL, random_state=0).fit(X), X
 
 
 def _user_grid_integral(est, X, resolution=301):
@@ -77,17 +62,46 @@ def _user_grid_integral(est, X, resolution=301):
     return np.trapezoid(np.trapezoid(dens, xs, axis=1), ys)
 
 
+# ------------------------------------------------------------ the network models
+def test_the_network_beats_its_gaussian_base_where_the_base_is_weak():
+    # measured (benchmarks/density_research, 5,000 points): rings +0.53 nats over the Gaussian base; here 1,500
+    # training points and a smaller grid: the margin asked is 0.3 nats. Deleting the network (the base alone,
+    # max_iter=0) or breaking its training fails this test.
+    X, X_test = make_toy_2d("rings", 1500, random_state=0), make_toy_2d("rings", 2000, random_state=1)
+    est = EBMDensity(**SMALL, random_state=0).fit(X)
+    base = EBMDensity(**SMALL, max_iter=0, random_state=0).fit(X)
+    assert est.method_ == "quadrature" and est.base_.n_components == 1
+    assert est.score(X_test) > base.score(X_test) + 0.3
+    truth = toy_2d_log_density("rings", X_test).mean()
+    assert est.score(X_test) > truth - 0.25  # the base alone is about 0.6 below the truth
+    # the early stop chose the number of updates: max_iter is an upper bound
+    assert est.n_iter_ < 600 and len(est.diagnostics_["valid_loss"]) == len(est.net_.history)
+
+
+def test_max_iter_zero_is_the_base_alone(moons):
+    X = moons[0]
+    base = fast(max_iter=0, grid_resolution=128).fit(X)
+    from scipy.stats import multivariate_normal
+    from sklearn.covariance import LedoitWolf
+
+    Z = (X - X.mean(0)) / X.std(0)
+    gauss = multivariate_normal(Z.mean(0), LedoitWolf().fit(Z).covariance_)
+    expected = gauss.logpdf((moons[1] - X.mean(0)) / X.std(0)) - np.log(X.std(0)).sum()
+    # the exact Gaussian, up to the quadrature error of log Z (the base alone has log Z = 0)
+    assert base.n_iter_ == 0 and abs(base.log_partition_) <= 2 * base.log_partition_se_ + 1e-5
+    np.testing.assert_allclose(base.score_samples(moons[1]), expected, atol=2 * base.log_partition_se_ + 1e-5)
+
+
 # ------------------------------------------------------------ normalisation
 def test_density_integrates_to_one_on_a_grid(fitted):
     est, X = fitted
-    assert est.log_partition_method_ == "grid"
     assert abs(_user_grid_integral(est, X) - 1.0) < 0.02
 
 
 def test_density_integrates_to_one_in_1d():
     rng = np.random.RandomState(0)
     X = np.r_[rng.normal(-3, 0.5, 300), rng.normal(40, 5.0, 300)][:, None]
-    est = EBMDensity(max_iter=30, batch_size=64, energy_params=SMALL_NET, random_state=0).fit(X)
+    est = EBMDensity(max_iter=100, **SMALL, random_state=0).fit(X)
     xs = np.linspace(-10, 70, 20001)
     total = np.trapezoid(np.exp(est.score_samples(xs[:, None])), xs)
     assert abs(total - 1.0) < 0.02
@@ -96,8 +110,7 @@ def test_density_integrates_to_one_in_1d():
 def test_ais_agrees_with_grid_on_a_fitted_model(fitted):
     est, _ = fitted
     assert est.log_partition_method_ == "grid" and est.log_partition_se_ < 1e-3
-    energy = lambda z: est.net_.module_(z) / est.temperature  # noqa: E731
-    log_z, se = ais_log_partition(energy, est.base_, n_chains=256, n_temperatures=100)
+    log_z, se = ais_log_partition(est.net_.energy, est.base_, n_chains=256, n_temperatures=100)
     assert 0 < se < 0.1
     assert abs(log_z - est.log_partition_) < 4 * se + 0.01
 
@@ -131,6 +144,38 @@ def test_ais_mixture_within_reported_error():
     assert abs(log_z - grid_log_partition(energy, [-6, -5], [6, 5])) < 4 * se
 
 
+def test_high_dimensional_fit_uses_importance_sampling_and_agrees_with_ais():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(600, 5)) @ rng.normal(size=(5, 5)) + 3.0
+    est = EBMDensity(max_iter=200, random_state=0).fit(X[:500])
+    assert est.method_ == "importance" and est.log_partition_method_ == "importance"
+    assert 0 < est.log_partition_se_ < 0.05
+    energy = est.net_.energy
+    log_z, se = ais_log_partition(energy, est.base_, n_chains=256, n_temperatures=200)
+    assert abs(log_z - est.log_partition_) < 4 * (se + est.log_partition_se_) + 0.02
+    # the data are Gaussian: compare with the exact Gaussian log-likelihood of a fit
+    from scipy.stats import multivariate_normal
+
+    gauss = multivariate_normal(X[:500].mean(0), np.cov(X[:500], rowvar=False)).logpdf(X[500:]).mean()
+    assert abs(est.score(X[500:]) - gauss) < 0.2
+
+
+def test_yeo_johnson_log_jacobian_matches_finite_differences():
+    from skebm._base import Rescaler
+
+    rng = np.random.RandomState(0)
+    X = np.c_[rng.lognormal(size=300), -rng.lognormal(size=300), rng.normal(size=300)]
+    r = Rescaler("yeo-johnson").fit(X)
+    x, h = X[:20], 1e-3  # the transform answers in float32: a step large against its rounding
+    numeric = np.zeros(len(x))
+    for j in range(3):  # the map is per feature: the Jacobian is diagonal
+        step = np.zeros(3)
+        step[j] = h
+        numeric += np.log((r.transform(x + step).astype(np.float64)[:, j] - r.transform(x - step)[:, j]) / (2 * h))
+    np.testing.assert_allclose(r.log_jacobian(x), numeric, atol=5e-3)
+    np.testing.assert_allclose(r.inverse_transform(r.transform(X)), X, rtol=1e-4, atol=1e-5)
+
+
 # ------------------------------------------------------ a density of the data
 @pytest.mark.slow
 def test_heldout_likelihood_beats_shortrun_model(fitted, moons):
@@ -140,13 +185,12 @@ def test_heldout_likelihood_beats_shortrun_model(fitted, moons):
     X_test = _transform(moons[1])
     gen = EBMGenerator(max_iter=200, n_steps=20, step_size=0.3, noise_scale=0.05, random_state=0).fit(X)
     # normalise the shortrun energy exactly on a grid (standardised units, then the Jacobian)
-    energy = lambda z: gen.net_.module_(z)  # noqa: E731
-    log_z = grid_log_partition(energy, [-6, -6], [6, 6])
+    log_z = grid_log_partition(lambda z: gen.net_.module_(z), [-6, -6], [6, 6])
     shortrun = np.mean(gen.score_samples(X_test)) - log_z - np.log(gen.rescaler_.scale_).sum()
     ours = est.score(X_test)
     assert ours > shortrun + 0.2
     # in the original units: a 2-D Gaussian fit scores about -2.7, KernelDensity about -1.45
-    assert ours - JACOBIAN > -1.6
+    assert ours - JACOBIAN > -1.5
 
 
 @pytest.mark.slow
@@ -172,30 +216,50 @@ def test_diagnostics_and_plot(fitted, moons):
 
     est, _ = fitted
     assert set(est.diagnostics_) == {"train_energy_data", "train_energy_chains", "train_acceptance",
-                                     "train_jump_acceptance"}
+                                     "train_jump_acceptance", "valid_loss"}
+    assert len(est.diagnostics_["train_energy_data"]) == est.n_iter_
     diag = est.diagnose(_transform(moons[1]), random_state=0)
-    assert len(diag["train_energy_data"]) == est.n_iter_ == len(diag["train_acceptance"])
     assert len(diag["chain_grad_norm"]) == 100 and len(diag["chain_acceptance"]) == 100
-    assert 0.3 < np.mean(diag["chain_acceptance"]) < 0.95  # adapted to the 0.6 target
+    assert 0.3 < np.mean(diag["chain_acceptance"]) < 1.0
     assert abs(diag["energy_gap"]) < 1.0
     axes = plot_diagnostics(diag)
     assert len(axes) == 3 and len(axes[0].get_lines()) == 2
     plt.close("all")
     with pytest.raises(ValueError, match="missing"):
         plot_diagnostics({"chain_energy": [1.0]})
+    with pytest.raises(ValueError, match="diagnose"):
+        plot_diagnostics(est)
+
+
+# ------------------------------------------------------------ the longrun method
+def test_longrun_method_trains_with_chains_and_stays_normalised():
+    X = make_toy_2d("8gaussians", 800, random_state=0)
+    est = EBMDensity(
+        method="longrun", max_iter=60, batch_size=128, buffer_size=512, burnin_size=256,
+        energy_params={"hidden_units": (32, 32), "fourier_features": 16}, grid_resolution=64, random_state=0,
+    ).fit(X)
+    assert est.method_ == "longrun" and int(est.net_.chain_init_.n_graduated_) > 0
+    assert {"acceptance", "energy_samples"} <= set(est.net_.history[-1]["batches"][-1])
+    assert abs(_user_grid_integral(est, X, 201) - 1.0) < 0.02
+
+
+def test_base_none_with_tau_prior():
+    X = np.random.RandomState(0).randn(200, 2)
+    est = fast(method="longrun", base=None, tau=2.0, max_iter=10, buffer_size=32, burnin_size=16,
+               burnin_updates=2).fit(X)
+    assert est.base_ is None
+    assert abs(_user_grid_integral(est, X, 201) - 1.0) < 0.02
+    with pytest.raises(ValueError, match="needs a base"):
+        fast(base=None, tau=2.0).fit(X)
 
 
 # ------------------------------------------------------------ scikit-learn
 @pytest.mark.slow
 def test_grid_search_selects_by_likelihood(moons):
     X, _ = moons
-    # barely trained tilts: a single Gaussian base scores about -2.7, the mixture about -1.5
-    search = GridSearchCV(
-        EBMDensity(max_iter=5, batch_size=64, n_steps=5, energy_params=SMALL_NET, random_state=0),
-        {"base": ["gaussian", "gmm"]},
-        cv=2,
-    ).fit(X[:600])
-    assert search.best_params_ == {"base": "gmm"}
+    # the base alone (max_iter=0) scores about -2.7, the trained tilt about -1.45
+    search = GridSearchCV(EBMDensity(**SMALL, random_state=0), {"max_iter": [0, 300]}, cv=2).fit(X[:600])
+    assert search.best_params_ == {"max_iter": 300}
     assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
 
 
@@ -217,24 +281,11 @@ def test_pipeline_pickle_save_and_layouts(fitted):
     assert fit_df.score(df) == pytest.approx(np.mean(fit_df.score_samples(df)))
 
 
-def test_high_dimensional_fit_uses_ais():
-    rng = np.random.RandomState(0)
-    X = rng.normal(size=(300, 5)) @ rng.normal(size=(5, 5)) + 3.0
-    est = EBMDensity(max_iter=20, batch_size=64, n_ais_temperatures=100, n_ais_chains=128, random_state=0).fit(X)
-    assert est.log_partition_method_ == "ais" and 0 < est.log_partition_se_ < 0.1
-    # the data are Gaussian: compare with the exact Gaussian log-likelihood of a fit
-    from scipy.stats import multivariate_normal
-
-    gauss = multivariate_normal(X.mean(0), np.cov(X, rowvar=False)).logpdf(X).mean()
-    assert abs(est.score(X) - gauss) < 0.2
-
-
 def test_warm_start_continues_training(moons):
     X, _ = moons
     est = fast(warm_start=True, max_iter=3).fit(X[:100])
-    graduated = int(est.net_.chain_init_.n_graduated_)
     est.fit(X[:100])
-    assert est.n_iter_ == 6 and int(est.net_.chain_init_.n_graduated_) > graduated
+    assert est.n_iter_ == 6 and len(est.diagnostics_["train_energy_data"]) == 6
 
 
 @pytest.mark.parametrize(
@@ -244,20 +295,26 @@ def test_warm_start_continues_training(moons):
         ({"base_components": 0}, "base_components"),
         ({"tau": -1.0}, "tau"),
         ({"base": None}, "tau"),
+        ({"method": "nce"}, "method"),
+        ({"scaling": "log"}, "scaling"),
+        ({"n_members": 0}, "n_members"),
+        ({"validation_fraction": 1.0}, "validation_fraction"),
         ({"target_acceptance": 1.5}, "target_acceptance"),
         ({"log_partition": "exact"}, "log_partition"),
-        ({"grid_resolution": 100}, "grid_resolution"),
+        ({"grid_resolution": 2}, "grid_resolution"),
         ({"n_ais_chains": 1}, "n_ais_chains"),
         ({"data_noise": -0.1}, "data_noise"),
         ({"metropolis": "yes"}, "metropolis"),
         ({"independence_proposals": 1}, "independence_proposals"),
         ({"tilt_bound": 0}, "tilt_bound"),
         ({"l2_reg": -1}, "l2_reg"),
+        ({"temperature": 2.0}, "temperature must be 1"),
+        ({"method": "quadrature"}, "1 or 2 features"),
     ],
 )
 def test_bad_parameters(params, match):
     with pytest.raises(ValueError, match=match):
-        fast(**params).fit(np.random.RandomState(0).randn(40, 2))
+        fast(**params).fit(np.random.RandomState(0).randn(40, 2 if params.get("method") != "quadrature" else 3))
 
 
 def test_not_fitted_and_bad_input():
@@ -269,14 +326,9 @@ def test_not_fitted_and_bad_input():
     with pytest.raises(ValueError, match="n_samples"):
         est.sample(0)
     with pytest.raises(ValueError, match="grid"):
-        fast(log_partition="grid").fit(np.random.RandomState(0).randn(40, 3))
-
-
-def test_base_none_with_tau_prior():
-    X = np.random.RandomState(0).randn(200, 2)
-    est = fast(base=None, tau=2.0, max_iter=10).fit(X)
-    assert est.base_ is None
-    assert abs(_user_grid_integral(est, X, 201) - 1.0) < 0.02
+        fast(method="importance", log_partition="grid").fit(np.random.RandomState(0).randn(40, 3))
+    with pytest.raises(ValueError, match="n_samples=2"):
+        fast().fit(np.zeros((2, 2)))
 
 
 def test_ctrl_c_during_log_partition_leaves_the_estimator_as_it_was(monkeypatch, moons):
