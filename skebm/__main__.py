@@ -1,10 +1,13 @@
 """The main job: ``python -m skebm --out results``.
 
-Fits an :class:`~skebm.EBMGenerator` on scikit-learn's digits, writes a grid
-of samples and a training-curve plot as PNG files, and prints where.
+Fits an :class:`~skebm.EBMGenerator` on scikit-learn's 8x8 digits with a
+progress bar, and writes three pictures: the samples over training (one
+row per snapshot: the first thing to look at), a grid of final samples, and
+the training curves; plus the raw samples as ``.npy``.
 """
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -15,7 +18,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m skebm", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="results", help="output folder (default: results)")
     parser.add_argument("--max-iter", type=int, default=None, help="parameter updates (default: the estimator's)")
-    parser.add_argument("--n-samples", type=int, default=100, help="samples in the grid (default: 100)")
+    parser.add_argument("--n-samples", type=int, default=100, help="samples in the final grid (default: 100)")
     parser.add_argument("--random-state", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -27,7 +30,8 @@ def main(argv=None):
 
     from . import EBMGenerator
     from .datasets import load_digits_images
-    from .plotting import plot_sample_grid, plot_traces
+    from .engine import SampleMonitor
+    from .plotting import plot_sample_evolution, plot_sample_grid, plot_training
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -36,30 +40,45 @@ def main(argv=None):
     if args.max_iter is not None:
         params["max_iter"] = args.max_iter
     gen = EBMGenerator(**params)
+    every = max(1, gen.max_iter // 10)
+    monitor = SampleMonitor(every=every, n_samples=16, start="source", random_state=args.random_state)
+    gen.set_params(callbacks=[("monitor", monitor)])
+    print(
+        f"skebm demo: EBMGenerator on scikit-learn's {len(digits.data)} digits (8x8), {gen.max_iter} updates of "
+        f"{gen.batch_size} Langevin chains of {gen.n_steps} steps; about a minute on 2 CPU cores "
+        f"(load average now {os.getloadavg()[0]:.1f})." if hasattr(os, "getloadavg") else "",
+        flush=True,
+    )
     start = time.perf_counter()
     gen.fit(digits.data)
     fit_time = time.perf_counter() - start
     samples = gen.sample(args.n_samples, random_state=args.random_state)
 
+    fig, ax = plt.subplots(figsize=(8, 6))
+    plot_sample_evolution(monitor, ax=ax, value_range=(-1, 1), cmap="gray_r",
+                          title=f"samples from fresh noise every {every} updates (rows: training time)")
+    evolution_path = out / "digits_samples_over_training.png"
+    fig.savefig(evolution_path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
     fig, ax = plt.subplots(figsize=(6, 6))
-    plot_sample_grid(samples, image_shape=digits.image_shape, ax=ax, cmap="gray_r", title="EBMGenerator samples (digits)")
+    plot_sample_grid(samples, image_shape=digits.image_shape, ax=ax, cmap="gray_r",
+                     title=f"EBMGenerator samples ({gen.n_steps} Langevin steps from the replay buffer)")
     grid_path = out / "digits_samples.png"
     fig.savefig(grid_path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
-    batches = [b for epoch in gen.net_.history for b in epoch["batches"]]
-    curves = {k: [b[k] for b in batches] for k in ("train_loss", "energy_data", "energy_samples")}
-    fig, ax = plt.subplots(figsize=(7, 4))
-    plot_traces(curves, ax=ax, title="training curves")
+    axes = plot_training(gen)
     curve_path = out / "training_curves.png"
-    fig.savefig(curve_path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    np.ravel(axes)[0].figure.savefig(curve_path, dpi=120, bbox_inches="tight")
+    plt.close("all")
     np.save(out / "digits_samples.npy", samples)
 
-    print(f"fitted EBMGenerator on digits: {gen.n_iter_} updates in {fit_time:.0f} s")
-    print(f"samples:         {grid_path.resolve()}")
-    print(f"training curves: {curve_path.resolve()}")
-    print(f"raw samples:     {(out / 'digits_samples.npy').resolve()}")
+    print(f"fitted in {fit_time:.0f} s ({gen.n_iter_} updates)")
+    print(f"samples over training: {evolution_path.resolve()}")
+    print(f"samples:               {grid_path.resolve()}")
+    print(f"training curves:       {curve_path.resolve()}")
+    print(f"raw samples:           {(out / 'digits_samples.npy').resolve()}")
 
 
 if __name__ == "__main__":
