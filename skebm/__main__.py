@@ -41,7 +41,7 @@ def main(argv=None):
         params["max_iter"] = args.max_iter
     gen = EBMGenerator(**params)
     every = max(1, gen.max_iter // 10)
-    monitor = SampleMonitor(every=every, n_samples=16, start="source", random_state=args.random_state)
+    monitor = SampleMonitor(every=every, n_samples=16, start="bank", random_state=args.random_state)
     gen.set_params(callbacks=[("monitor", monitor)])
     print(
         f"skebm demo: EBMGenerator on scikit-learn's {len(digits.data)} digits (8x8), {gen.max_iter} updates of "
@@ -56,7 +56,7 @@ def main(argv=None):
 
     fig, ax = plt.subplots(figsize=(8, 6))
     plot_sample_evolution(monitor, ax=ax, value_range=(-1, 1), cmap="gray_r",
-                          title=f"samples from fresh noise every {every} updates (rows: training time)")
+                          title=f"samples every {every} updates (rows: training time; chains from the replay buffer)")
     evolution_path = out / "digits_samples_over_training.png"
     fig.savefig(evolution_path, dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -68,7 +68,7 @@ def main(argv=None):
     fig.savefig(grid_path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
-    axes = plot_training(gen)
+    axes = plot_training(gen, keys=["train_loss", "energy_data", "energy_samples", "grad_norm"])
     curve_path = out / "training_curves.png"
     np.ravel(axes)[0].figure.savefig(curve_path, dpi=120, bbox_inches="tight")
     plt.close("all")
