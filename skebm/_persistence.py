@@ -202,6 +202,8 @@ def save(estimator, path):
     if classes.get(name) is not type(estimator):
         raise TypeError(f"save takes a skebm estimator, got {name}.")
     params = estimator.get_params(deep=False)
+    if params.get("accelerator") is not None:  # a process group of this run: the loaded model trains alone
+        params["accelerator"] = None
     if params.get("callbacks"):
         warnings.warn("callbacks are not saved; the loaded estimator has callbacks=None.", UserWarning, stacklevel=2)
         params["callbacks"] = None

@@ -140,7 +140,8 @@ def _forward_flops(module, feature_shape):
         weight = getattr(layer, "weight", None)
         if isinstance(weight, torch.Tensor) and isinstance(output, torch.Tensor) and output.ndim >= 2:
             channels = output.shape[-1] if isinstance(layer, torch.nn.Linear) else output.shape[1]
-            total[0] += 2.0 * weight.numel() * output.numel() / max(1, channels)  # a multiply-add per weight and position
+            # a multiply-add per weight and output position
+            total[0] += 2.0 * weight.numel() * output.numel() / max(1, channels)
 
     try:
         meta = copy.deepcopy(module).to("meta")

@@ -217,8 +217,11 @@ def main():
     section(report, "gradient_check", lambda: ngebm_gradient_check(fitted["classifier"], X, y))
 
     # a divergence on the last rank only: every process must roll back together
-    poisoned = lambda: EBMGenerator(PoisonedEnergy(rank_to_poison=world() - 1, at_call=3), buffer_size=64, **common)  # noqa: E731
-    section(report, "rollback", lambda: report_fit(poisoned().fit(X), X, finite_samples))
+    def rollback():
+        energy = PoisonedEnergy(rank_to_poison=world() - 1, at_call=3)
+        return report_fit(EBMGenerator(energy, buffer_size=64, **common).fit(X), X, finite_samples)
+
+    section(report, "rollback", rollback)
 
     def warm_start():  # a warm start continues on every process
         warm = EBMGenerator(buffer_size=64, energy_params=small, warm_start=True, **common).fit(X)

@@ -61,9 +61,18 @@ def _section(report, name):
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
+    """One launch per test session: pytest-xdist workers share it through a file (and a lock)."""
     if not _can_launch_gloo():
         pytest.skip("torch.distributed with the gloo backend is not available (torchrun cannot launch)")
-    return _launch(2, tmp_path_factory.mktemp("ddp"))
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the session's folder
+    out = shared / "ddp_report"
+    with FileLock(str(out) + ".lock"):
+        if (out / "report.json").is_file():
+            return json.loads((out / "report.json").read_text())
+        return _launch(2, out)
 
 
 # ------------------------------------------------------------- two processes

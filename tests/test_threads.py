@@ -133,7 +133,8 @@ def test_threaded_fits_with_n_threads_equal_the_serial_fit():
     y = np.arange(128) % 2
     make = lambda: NGEBMClassifier(n_threads=1, **{**SMALL, "max_iter": 10})  # noqa: E731
     serial = [make().fit(X, y).predict_proba(X) for _ in range(2)]
-    threaded = Parallel(n_jobs=2, backend="threading")(delayed(lambda: make().fit(X, y).predict_proba(X))() for _ in range(2))
+    fit_predict = lambda: make().fit(X, y).predict_proba(X)  # noqa: E731
+    threaded = Parallel(n_jobs=2, backend="threading")(delayed(fit_predict)() for _ in range(2))
     for a, b in zip(serial, threaded):
         np.testing.assert_array_equal(a, b)
 

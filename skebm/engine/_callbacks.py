@@ -290,12 +290,12 @@ class HeldOutEarlyStopping(Callback):
         loss = net.history[-1].get("valid_loss", math.inf)
         improved = self._count(loss)
         net.history.record("valid_loss_best", bool(improved))
-        if improved:
-            net.best_module_.load_state_dict(net.module_.state_dict())
+        if improved:  # the network itself: in a distributed fit module_ is its data-parallel wrapper
+            net.best_module_.load_state_dict(net.bare_module().state_dict())
         if self.misses_ >= self.patience:
             net.stopped_early_ = True
             raise KeyboardInterrupt  # skorch's way to end fit_loop; the engine knows it was not Ctrl-C
 
     def on_train_end(self, net, X=None, y=None, **kwargs):
         if math.isfinite(self.best_):
-            net.module_.load_state_dict(net.best_module_.state_dict())
+            net.bare_module().load_state_dict(net.best_module_.state_dict())

@@ -116,7 +116,8 @@ def check_accelerator(accelerator, batch_size, device="auto"):
     Returns
     -------
     device : str
-        The accelerator's device (``"cpu"`` or ``"cuda:N"``).
+        The accelerator's device: ``"cpu"``, ``"cuda"`` (the current device, which accelerate sets to
+        ``cuda:local_rank``) or another ``"cuda:N"``.
     """
     mixed = str(getattr(accelerator, "mixed_precision", "no"))
     if mixed not in ("no", "None"):
@@ -142,7 +143,11 @@ def check_accelerator(accelerator, batch_size, device="auto"):
             f"device={device!r} differs from the accelerator's device {str(acc_device)!r}: with an accelerator, "
             "leave device='auto' (the accelerator places each process)."
         )
-    return "cpu" if acc_device.type == "cpu" else str(acc_device)
+    if acc_device.type == "cpu":
+        return "cpu"
+    if acc_device.type == "cuda" and acc_device.index in (None, torch.cuda.current_device()):
+        return "cuda"  # the current device (accelerate sets it to cuda:local_rank): the string a plain fit uses
+    return str(acc_device)
 
 
 def _rank_file(f, rank):
