@@ -146,7 +146,7 @@ DATASETS = {
 }
 
 #: Settings of a --quick run (a smoke test of the whole pipeline).
-QUICK = {"n_attack": 10, "n_sanity": 8, "attack_steps": 4, "eot": 2, "replicates": 2, "n_evaluations": 2,
+QUICK = {"train_subset": 1000, "n_attack": 10, "n_sanity": 8, "attack_steps": 4, "eot": 2, "replicates": 2, "n_evaluations": 2,
          "cnn_epochs": 2, "adv_epochs": 1, "adv_subset": 300, "max_iter": 20, "n_steps": 5, "n_purify_steps": 5}
 
 
@@ -270,12 +270,49 @@ def sanity_checks(cnn, purifier, X, y, eps, budget, seed):
     return rows
 
 
+# ------------------------------------------------------------------ tasks
+def _init_worker():
+    torch.set_num_threads(1)
+
+
+def _evaluate(net, X, y, purifier, kw):
+    return evaluate_robustness(net, X, y, purifier=purifier, **kw)
+
+
+def _sanity(*args):
+    t0 = time.perf_counter()
+    return sanity_checks(*args), time.perf_counter() - t0
+
+
+def _run_tasks(tasks, jobs, name):
+    """Run ``{key: (fn, args)}``, in ``jobs`` processes when ``jobs > 1``; ``{key: result}``."""
+    if jobs <= 1:
+        out = {}
+        for key, (fn, fn_args) in tasks.items():
+            out[key] = fn(*fn_args)
+            print(f"[{name}] {key} done", flush=True)
+        return out
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker) as pool:
+        futures = {key: pool.submit(fn, *fn_args) for key, (fn, fn_args) in tasks.items()}
+        out = {}
+        for key, future in futures.items():
+            out[key] = future.result()
+            print(f"[{name}] {key} done", flush=True)
+    return out
+
+
 # ------------------------------------------------------------------ one data set
 def run_dataset(name, args, budget):
     spec = DATASETS[name]
     quick = args.quick
     out = [f"\n## {name} ({'quick smoke run: numbers mean nothing' if quick else 'full run'})\n"]
     X_train, X_test, y_train, y_test = spec["load"](args.seed)
+    n_train = budget.get("train_subset", len(X_train))
+    X_train, y_train = X_train[:n_train], y_train[:n_train]
     n_attack = min(budget["n_attack"], len(X_test))
     X_att, y_att = X_test[:n_attack], y_test[:n_attack]
     epsilons, ref = spec["epsilons"], spec["reference_eps"]
@@ -323,11 +360,17 @@ def run_dataset(name, args, budget):
         bounds=(0, 1), random_state=args.seed,
     )
     print(f"[{name}] models ready; attacking {n_attack} images", flush=True)
-    purified = evaluate_robustness(cnn, X_att, y_att, purifier=purifier, **attack_kw)
-    print(f"[{name}] purified CNN attacked: {purified.attrs['seconds']}", flush=True)
-    adv = evaluate_robustness(adv_cnn, X_att, y_att, purifier=None, attacks=("bpda", "apgd"), **attack_kw)
-    purified_adv = evaluate_robustness(adv_cnn, X_att, y_att, purifier=purifier, **attack_kw)
-    print(f"[{name}] purified adv. trained CNN attacked: {purified_adv.attrs['seconds']}", flush=True)
+    # independent tasks, each seeded alike: the results do not depend on --jobs
+    n_s = min(budget["n_sanity"], n_attack)
+    tasks = {
+        "purified": (_evaluate, (cnn, X_att, y_att, purifier, attack_kw)),
+        "purified_adv": (_evaluate, (adv_cnn, X_att, y_att, purifier, attack_kw)),
+        "adv": (_evaluate, (adv_cnn, X_att, y_att, None, {**attack_kw, "attacks": ("bpda", "apgd")})),
+    }
+    if not args.no_sanity:
+        tasks["sanity"] = (_sanity, (cnn, purifier, X_att[:n_s], y_att[:n_s], spec["target"][0], budget, args.seed))
+    results = _run_tasks(tasks, args.jobs, name)
+    purified, purified_adv, adv = results["purified"], results["purified_adv"], results["adv"]
     for label, table in (("undefended CNN", purified), ("adversarially trained CNN", adv),
                          ("purified CNN", purified), ("purified adv. trained CNN", purified_adv)):
         for key, value in table.attrs["seconds"].items():
@@ -387,10 +430,8 @@ def run_dataset(name, args, budget):
         )
 
     if not args.no_sanity:
-        n_s = min(budget["n_sanity"], n_attack)
-        t0 = time.perf_counter()
-        rows = sanity_checks(cnn, purifier, X_att[:n_s], y_att[:n_s], spec["target"][0], budget, args.seed)
-        timings["sanity checks"] = f"{time.perf_counter() - t0:.1f} s"
+        rows, seconds = results["sanity"]
+        timings["sanity checks"] = f"{seconds:.1f} s"
         out.append(f"\nSanity checks (first {n_s} attacked images):\n")
         out.append("| check | value | passed |")
         out.append("|---|---|---|")
@@ -419,6 +460,8 @@ def main():
     parser.add_argument("--purifier-params", default=None, help="JSON dict overriding the purifier's settings")
     parser.add_argument("--no-sanity", action="store_true", help="skip the sanity checks")
     parser.add_argument("--cache", default=None, help="directory keeping trained models between runs")
+    parser.add_argument("--jobs", type=int, default=1, help="processes for the attack evaluations (results "
+                        "do not depend on it)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     # small convolutions are latency-bound: one thread is fastest, above all on shared cores
