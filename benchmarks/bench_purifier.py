@@ -453,8 +453,8 @@ def main():
     parser.add_argument("--n-attack", type=int, default=None, help="test images attacked (default 100)")
     parser.add_argument("--n-sanity", type=int, default=None, help="images of the sanity checks (default 50)")
     parser.add_argument("--attack-steps", type=int, default=None, help="steps of every attack (default 20)")
-    parser.add_argument("--eot", type=int, default=None, help="EOT purifications per attack step (default 4)")
-    parser.add_argument("--replicates", type=int, default=None, help="replicates of the defended prediction (8)")
+    parser.add_argument("--eot", type=int, default=None, help="EOT purifications per attack step (default 2)")
+    parser.add_argument("--replicates", type=int, default=None, help="replicates of the defended prediction (4)")
     parser.add_argument("--restarts", type=int, default=1, help="APGD restarts")
     parser.add_argument("--n-evaluations", type=int, default=None, help="N of the N-evaluation (default 10)")
     parser.add_argument("--purifier-params", default=None, help="JSON dict overriding the purifier's settings")
@@ -468,7 +468,7 @@ def main():
     torch.set_num_threads(1)
     if args.cache:
         os.makedirs(args.cache, exist_ok=True)
-    defaults = {"n_attack": 100, "n_sanity": 50, "attack_steps": 20, "eot": 4, "replicates": 8, "n_evaluations": 10}
+    defaults = {"n_attack": 100, "n_sanity": 50, "attack_steps": 20, "eot": 2, "replicates": 4, "n_evaluations": 10}
     budget = {**defaults, **(QUICK if args.quick else {}), "restarts": args.restarts}
     for key in ("n_attack", "n_sanity", "attack_steps", "eot", "replicates", "n_evaluations"):
         if getattr(args, key) is not None:

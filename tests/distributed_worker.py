@@ -81,7 +81,7 @@ def report_fit(est, X_eval, usable):
     """What every process holds after a fit, gathered; plus a usability figure of rank 0's estimator."""
     net = est.net_
     weights = gather(flat(net.module_).numpy().tolist())
-    rows = [b for epoch in net.history for b in epoch["batches"]]
+    rows = [b for epoch in net.history for b in epoch["batches"] if "train_loss" in b]  # not the validation rows
     history = gather(json.dumps(rows))  # NaN == NaN in this comparison (a rolled-back update records NaN)
     banks = gather(bank_digest(net))
     return {
