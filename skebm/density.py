@@ -52,8 +52,8 @@ _METHOD_DEFAULTS = {
 
 
 def _gaussian(Z):
-    """One Gaussian with the Ledoit-Wolf covariance of ``Z``."""
-    cov = LedoitWolf().fit(Z).covariance_
+    """One Gaussian with the Ledoit-Wolf covariance of ``Z`` (plus ``1e-6``, as GaussianMixture's ``reg_covar``)."""
+    cov = LedoitWolf().fit(Z).covariance_ + 1e-6 * np.eye(Z.shape[1])  # a constant feature has no variance
     return GaussianMixtureSource([1.0], Z.mean(0, keepdims=True), cov[None])
 
 
