@@ -1,7 +1,7 @@
 """
-==========================================================
+================================================================
 Real digits (MNIST 28x28): class-conditional samples, inpainting
-==========================================================
+================================================================
 
 Fit a class-conditional :class:`~skebm.EBMGenerator` on real 28x28 MNIST
 digits, watch its samples improve during training with

@@ -361,6 +361,12 @@ class EBMDensity(DensityMixin, BaseEBM):
         :meth:`diagnose` adds a steady-state run of chains; plot it with
         :func:`skebm.plotting.plot_diagnostics`.
 
+    See Also
+    --------
+    skebm.EBMGenerator : Shortrun EBM for synthesis (unnormalised).
+    sklearn.neighbors.KernelDensity : Kernel density estimation.
+    sklearn.mixture.GaussianMixture : Gaussian mixture density.
+
     Notes
     -----
     Cost of a default fit (single-thread CPU seconds, measured in
@@ -369,12 +375,6 @@ class EBMDensity(DensityMixin, BaseEBM):
     for a cross-validated GaussianMixture; on the tables (13-64 features)
     11-30 s). Held-out log-likelihoods: see the user guide, or run
     ``benchmarks/bench_density.py``.
-
-    See Also
-    --------
-    skebm.EBMGenerator : Shortrun EBM for synthesis (unnormalised).
-    sklearn.neighbors.KernelDensity : Kernel density estimation.
-    sklearn.mixture.GaussianMixture : Gaussian mixture density.
 
     Examples
     --------

@@ -86,7 +86,7 @@ def test_conditional_and_warm_start_keep_one_timeline(digits):
     gen.fit(X, y)
     gen.fit(X, y)  # continues: the snapshots of both fits stay
     assert monitor.updates_ == [0, 4, 8]
-    assert monitor._n_classes == 10
+    assert monitor._n_classes_ == 10
 
 
 def test_save_evolution_and_plot_sample_evolution(digits, tmp_path):
@@ -139,3 +139,16 @@ def test_classifier_without_chains(digits):
         warnings.simplefilter("error")  # no warning for image data
         NGEBMClassifier(image_shape=(1, 8, 8), max_iter=3, random_state=0, callbacks=[monitor]).fit(X, y)
     assert monitor.updates_ == [0, 3] and monitor.grids_[0].shape == (4, 1, 8, 8)
+
+
+def test_clone_and_pickle(digits):
+    import pickle
+
+    from sklearn.base import clone
+
+    monitor = SampleMonitor(every=3, n_samples=4)
+    gen = EBMGenerator(**SMALL, callbacks=[monitor]).fit(digits[0])
+    assert monitor.get_params()["every"] == 3 and "grids_" not in monitor.get_params()
+    copy = clone(gen)  # a fresh monitor with the same parameters, its own snapshots
+    assert copy.callbacks[0] is not monitor and not hasattr(copy.callbacks[0], "grids_")
+    assert len(pickle.loads(pickle.dumps(gen)).callbacks[0].grids_) == len(monitor.grids_)

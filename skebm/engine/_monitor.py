@@ -146,20 +146,20 @@ class SampleMonitor(Callback):
 
     def _reset(self):
         self.grids_, self.updates_, self.records_, self.paths_ = [], [], [], []
-        self._grad_norms = []
-        self._warned = False
-        self._n_classes = None
+        self._grad_norms_ = []
+        self._warned_ = False
+        self._n_classes_ = None
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
-        self._last = _n_updates(net)
-        if self._last == 0:  # a fresh fit; a warm start keeps the earlier snapshots
+        self._last_ = _n_updates(net)
+        if self._last_ == 0:  # a fresh fit; a warm start keeps the earlier snapshots
             self._reset()
-        self._grad_norms = []
+        self._grad_norms_ = []
         self.image_shape_ = self._image_shape(net)
         self.value_range_ = self._range(net)
         if self.folder is not None:
             os.makedirs(self.folder, exist_ok=True)
-        if self.at_start and self._last not in self.updates_:
+        if self.at_start and self._last_ not in self.updates_:
             self.snapshot(net)
 
     def on_grad_computed(self, net, named_parameters, X=None, y=None, training=False, **kwargs):
@@ -168,7 +168,7 @@ class SampleMonitor(Callback):
         squares = [p.grad.detach().float().pow(2).sum() for _, p in named_parameters if p.grad is not None]
         norm = float(torch.stack(squares).sum().sqrt()) if squares else 0.0
         net.history.record_batch("grad_norm", norm)
-        self._grad_norms.append(norm)
+        self._grad_norms_.append(norm)
 
     def on_batch_end(self, net, batch=None, training=False, **kwargs):
         if training and _n_updates(net) % self.every == 0:
@@ -190,13 +190,13 @@ class SampleMonitor(Callback):
         """Class of each monitor chain of a conditional engine: the classes in turn (one per column)."""
         if not getattr(net, "conditional", False):
             return None
-        n_classes = self._n_classes
+        n_classes = self._n_classes_
         if n_classes is None:
             probe = net.chain_init_.fresh(1, torch.Generator(device=net.chain_init_.device).manual_seed(0))
             with torch.no_grad():
                 out = net.module_(probe)
             n_classes = int(out.shape[1]) if out.ndim == 2 else 1
-            self._n_classes = n_classes
+            self._n_classes_ = n_classes
         return torch.arange(n, device=net.chain_init_.device) % n_classes
 
     def draw(self, net):
@@ -258,7 +258,7 @@ class SampleMonitor(Callback):
 
         begin = time.perf_counter()
         n = _n_updates(net)
-        since = getattr(self, "_last", 0)
+        since = getattr(self, "_last_", 0)
         x, trace = self.draw(net)
         samples = x.cpu().float().numpy()
         self.grids_.append(samples)
@@ -269,12 +269,12 @@ class SampleMonitor(Callback):
             "energy_samples": self._window_mean(net, "energy_samples", since),
             "energy_monitor": trace["final_energy"],
             "langevin_grad_norm": float(np.mean(trace["grad_norm"])) if trace["grad_norm"] else math.nan,
-            "grad_norm": float(np.mean(self._grad_norms)) if self._grad_norms else math.nan,
+            "grad_norm": float(np.mean(self._grad_norms_)) if self._grad_norms_ else math.nan,
             "acceptance": trace.get("acceptance_rate", math.nan),
             "path": None,
         }
-        self._grad_norms = []
-        self._last = n
+        self._grad_norms_ = []
+        self._last_ = n
         if self.folder is not None:
             record["path"] = self._write_png(net, samples, n)
             if record["path"] is not None:
@@ -317,14 +317,14 @@ class SampleMonitor(Callback):
             ax.set_ylabel("x2")
             ax.set_title(f"samples, update {n}")
         else:
-            if not self._warned:
+            if not self._warned_:
                 warnings.warn(
                     f"SampleMonitor cannot draw {flat.shape[1]} flat features as a picture: pass image_shape. "
                     "Samples and diagnostics are still recorded.",
                     UserWarning,
                     stacklevel=2,
                 )
-                self._warned = True
+                self._warned_ = True
             return None
         fig.savefig(path, dpi=100, bbox_inches="tight")
         return path
