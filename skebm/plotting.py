@@ -1025,12 +1025,14 @@ def plot_robustness(results, *, ax=None, title="accuracy under attack"):
     results : DataFrame
         Output of :func:`skebm.attacks.evaluate_robustness`: index
         ``epsilon`` (0 is the natural accuracy), one column per defence
-        (e.g. ``"undefended"``, ``"purified"``), accuracies in [0, 1].
+        (e.g. ``"undefended"``, ``"min over attacks"``, ``"N-eval"``),
+        accuracies in [0, 1].
     ax : matplotlib Axes, default=None
         Axes to draw on; a new figure is created if None.
     title : str, default="accuracy under attack"
         Axes title; the attack settings in ``results.attrs`` (norm, steps,
-        replicates) are appended when present.
+        and, when a defended column is drawn, replicates and EOT samples)
+        are appended when present.
 
     Returns
     -------
@@ -1043,7 +1045,7 @@ def plot_robustness(results, *, ax=None, title="accuracy under attack"):
     >>> matplotlib.use("Agg")
     >>> import pandas as pd
     >>> from skebm.plotting import plot_robustness
-    >>> table = pd.DataFrame({"undefended": [0.97, 0.4], "purified": [0.95, 0.8]},
+    >>> table = pd.DataFrame({"undefended": [0.97, 0.4], "min over attacks": [0.95, 0.8]},
     ...                      index=pd.Index([0.0, 0.1], name="epsilon"))
     >>> len(plot_robustness(table).get_lines())
     2
@@ -1065,8 +1067,11 @@ def plot_robustness(results, *, ax=None, title="accuracy under attack"):
         details.append(f"L-{attrs['norm']}")
     if "n_steps" in attrs:
         details.append(f"{attrs['n_steps']} steps")
-    if "n_replicates" in attrs and "purified" in results.columns:
-        details.append(f"EOT x{attrs['n_replicates']}")
+    if any(name != "undefended" for name in results.columns):  # a defended column: its budgets matter
+        if "n_replicates" in attrs:
+            details.append(f"{attrs['n_replicates']} replicates")
+        if "eot_samples" in attrs:
+            details.append(f"EOT x{attrs['eot_samples']}")
     if title:
         ax.set_title(title + (f" ({', '.join(details)})" if details else ""))
     ax.legend()

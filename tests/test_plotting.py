@@ -396,3 +396,21 @@ def test_sample_evolution_inputs():
         plot_sample_evolution([rng.rand(2, 1, 3, 3)], updates=[1, 2])
     with pytest.raises(ValueError, match="same image shape"):
         plot_sample_evolution([rng.rand(2, 1, 3, 3), rng.rand(2, 1, 4, 4)])
+
+
+def test_plot_robustness_lines_and_budget_title():
+    import pandas as pd
+
+    from skebm.plotting import plot_robustness
+
+    table = pd.DataFrame({"undefended": [0.97, 0.1], "min over attacks": [0.95, 0.5]},
+                         index=pd.Index([0.0, 0.1], name="epsilon"))
+    table.attrs = {"norm": "inf", "n_steps": 20, "n_replicates": 4, "eot_samples": 2}
+    ax = plot_robustness(table)
+    assert [line.get_label() for line in ax.get_lines()] == ["undefended", "min over attacks"]
+    np.testing.assert_allclose(ax.get_lines()[1].get_ydata(), [0.95, 0.5])
+    assert "4 replicates" in ax.get_title() and "EOT x2" in ax.get_title()
+    # the bare classifier alone: no defence budgets in the title
+    assert "replicates" not in plot_robustness(table[["undefended"]]).get_title()
+    with pytest.raises(TypeError):
+        plot_robustness([[0.9]])
