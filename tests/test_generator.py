@@ -338,3 +338,12 @@ def test_values_near_the_float64_limit_are_rescaled_robustly():
     assert np.all(np.isfinite(gen.score_samples(X[:5])))
     with pytest.raises(ValueError, match="float32"):
         compose(gen).sample(2)
+
+
+@pytest.mark.parametrize("params", [{"hidden_units": (-3,)}, {"no_such_option": 1}])
+def test_energy_params_that_cannot_build_a_network_raise_value_error(params):
+    X = np.random.RandomState(0).rand(40, 4)
+    est = EBMGenerator(**{**FAST, "energy_params": params})
+    with pytest.raises(ValueError, match="energy_params"):
+        est.fit(X)
+    assert not hasattr(est, "net_")

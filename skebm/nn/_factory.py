@@ -123,4 +123,10 @@ def make_energy(energy, *, n_features, image_shape=None, n_outputs=1, params=Non
     shape_args = {"n_features": n_features, "image_shape": image_shape, "n_outputs": n_outputs}
     kwargs = {k: v for k, v in shape_args.items() if k in accepted}
     kwargs.update(params)
-    return cls(**kwargs) if generator is None else _build(cls, kwargs, generator)
+    try:
+        return cls(**kwargs) if generator is None else _build(cls, kwargs, generator)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        # torch's own message ("Trying to create tensor with negative dimension") names no parameter
+        raise ValueError(
+            f"energy_params={params!r} cannot build the {cls.__name__} energy network: {exc}"
+        ) from exc

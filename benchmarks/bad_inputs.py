@@ -1,0 +1,417 @@
+"""Bad and hostile inputs over the five estimators: how each call ends.
+
+Every case builds a fresh, small estimator (or fits one first), makes one
+bad call and sorts the outcome:
+
+* ``error``: a documented error (``ValueError``, including scikit-learn's
+  ``InvalidParameterError``; ``TypeError``; ``NotFittedError``;
+  :class:`skebm.engine.TrainingDivergedError`) and the estimator is as
+  before the call: unfitted if it was, the previous model bit for bit if it
+  was fitted;
+* ``works``: the call succeeds and its output is finite;
+* ``BAD``: anything else (NaN or infinite output, a fitted-looking model
+  after a failed fit, a changed previous model, an undocumented exception
+  such as ``AttributeError`` or ``KeyError``).
+
+``-`` marks a case that does not apply to an estimator (a parameter it does
+not have). The last table counts the outcomes. Run
+``python benchmarks/bad_inputs.py [--out FILE]``; the last run is in ``benchmarks/reports/bad_inputs.md`` (a few minutes on two CPU
+cores; tiny fits of a few updates).
+"""
+
+import argparse
+import io
+import os
+import pickle
+import tempfile
+import warnings
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils.validation import check_is_fitted
+from skorch.callbacks import Callback
+
+import skebm
+from skebm import EBMDensity, EBMGenerator, EBMPurifier, NGEBMClassifier, PurifiedClassifier
+from skebm.engine import TrainingDivergedError
+
+SMALL = {"hidden_units": (16,)}
+DOCUMENTED = (ValueError, TypeError, NotFittedError, TrainingDivergedError)
+
+
+def estimators():
+    """name -> (factory of a fresh small estimator, the call that uses a fitted one)."""
+    return {
+        "EBMGenerator": (
+            lambda: EBMGenerator(max_iter=4, batch_size=16, n_steps=2, buffer_size=64, energy_params=SMALL, random_state=0),
+            lambda est, X: est.sample(3, random_state=0),
+        ),
+        "EBMPurifier": (
+            lambda: EBMPurifier(max_iter=4, batch_size=16, n_steps=2, n_purify_steps=3, energy_params=SMALL,
+                                random_state=0),
+            lambda est, X: est.transform(X[:3]),
+        ),
+        "EBMDensity": (
+            lambda: EBMDensity(max_iter=4, batch_size=32, n_members=1, n_importance_samples=256, energy_params=SMALL,
+                               random_state=0),
+            lambda est, X: est.score_samples(X[:3]),
+        ),
+        "NGEBMClassifier": (
+            lambda: NGEBMClassifier(max_iter=6, batch_size=32, energy_params=SMALL, random_state=0),
+            lambda est, X: est.predict_proba(X[:3]),
+        ),
+        "PurifiedClassifier": (
+            lambda: PurifiedClassifier(
+                EBMPurifier(max_iter=3, batch_size=16, n_steps=2, n_purify_steps=2, energy_params=SMALL, random_state=0),
+                LogisticRegression(max_iter=300), n_replicates=2,
+            ),
+            lambda est, X: est.predict_proba(X[:3]),
+        ),
+    }
+
+
+def data():
+    X, y = load_digits(return_X_y=True)
+    return (X[:240] / 16.0), y[:240]
+
+
+def _fitted(est):
+    try:
+        check_is_fitted(est)
+        return True
+    except NotFittedError:
+        return False
+
+
+def _state(est, _depth=0):
+    """Fingerprint of the fitted state: every tensor, array and plain value of the ``*_`` attributes.
+
+    (Pickled bytes are not stable between two dumps of one torch model, so they cannot be compared.)
+    """
+    parts = []
+    for key, value in sorted(vars(est).items()):
+        if not key.endswith("_") or key.startswith("_"):
+            continue
+        parts.append(key)
+        if isinstance(value, torch.nn.Module):
+            modules = [value]
+        elif hasattr(value, "module_"):  # a skorch net: all of its registered modules
+            modules = [getattr(value, m + "_") for m in value._modules if isinstance(getattr(value, m + "_", None),
+                                                                                       torch.nn.Module)]
+        else:
+            modules = []
+        for module in modules:
+            parts += [(n, t.detach().cpu().numpy().tobytes() if torch.is_tensor(t) else repr(t))
+                      for n, t in module.state_dict().items()]
+        if isinstance(value, np.ndarray):
+            parts.append(value.tobytes())
+        elif isinstance(value, (int, float, str, bool, tuple)) or value is None:
+            parts.append(repr(value))
+        elif hasattr(value, "get_params") and _depth < 2 and not modules:
+            parts.append(_state(value, _depth + 1))
+    return parts
+
+
+def _finite(out):
+    arr = np.asarray(out.detach() if torch.is_tensor(out) else out, dtype=float)
+    return bool(np.all(np.isfinite(arr)))
+
+
+def _y_for(name, y):
+    return y if name in ("NGEBMClassifier", "PurifiedClassifier") else None
+
+
+def _fit(est, X, y):
+    return est.fit(X, y) if y is not None else est.fit(X)
+
+
+class _Interrupt(Callback):
+    def on_batch_end(self, net, **kwargs):
+        if len(net.history) and len(net.history[-1]["batches"]) >= 2:
+            raise KeyboardInterrupt
+
+
+# --------------------------------------------------------------- the cases
+def cases():
+    """(case, kind, how): kind 'fit-X', 'param', 'after-fit', 'use-X', 'scenario'."""
+    X, y = data()
+    rng = np.random.RandomState(0)
+    nan = X.copy()
+    nan[1, 5] = np.nan  # within the first three rows, which the use calls take
+    inf = X.copy()
+    inf[2, 1] = np.inf
+    out = [
+        ("X with a NaN", "fit-X", lambda: nan),
+        ("X with an inf", "fit-X", lambda: inf),
+        ("X sparse (CSR)", "fit-X", lambda: sp.csr_matrix(X)),
+        ("X empty (0 rows)", "fit-X", lambda: X[:0]),
+        ("X one row", "fit-X", lambda: X[:1]),
+        ("X 1-D", "fit-X", lambda: X[0]),
+        ("X 3-D (n, 8, 8), no image_shape", "fit-X", lambda: X.reshape(-1, 8, 8)),
+        ("X complex", "fit-X", lambda: X + 1j),
+        ("X strings", "fit-X", lambda: X.astype(str)),
+        ("X values near 1e300", "fit-X", lambda: X * 1e300),
+        ("X constant column(s)", "fit-X", lambda: np.hstack([X, np.ones((len(X), 1))])),
+        ("X pandas DataFrame", "fit-X", lambda: pd.DataFrame(X, columns=[f"p{i}" for i in range(64)])),
+        ("X uint8 (0-255)", "fit-X", lambda: (X * 255 / X.max()).astype(np.uint8)),
+        ("X float16", "fit-X", lambda: X.astype(np.float16)),
+        ("X with +-1e6 outliers", "fit-X", lambda: X + 1e6 * (rng.uniform(size=X.shape) > 0.999)),
+    ]
+    bad_params = [
+        ("lr", np.inf), ("lr", np.nan), ("lr", -1.0), ("lr", 0.0), ("max_iter", True), ("max_iter", -5),
+        ("max_iter", 2.5), ("batch_size", 0), ("random_state", "seed"), ("on_divergence", "ignore"),
+        ("n_threads", 0), ("step_size", np.inf), ("step_size", 0.0), ("n_steps", 0), ("n_steps", 2.5),
+        ("buffer_size", 0), ("reinit_prob", 2.0), ("temperature", 0.0), ("temperature", np.inf),
+        ("noise_scale", -1.0), ("n_purify_steps", -1), ("purify_step_size", np.inf), ("purify_noise", np.nan),
+        ("n_replicates", 0), ("precision", "fp8"), ("device", "tpu"), ("energy", "transformer"),
+        ("energy_params", {"hidden_units": (-3,)}), ("image_shape", (1, 9, 9)), ("optimizer", "rmsprop"),
+        ("energy_variance", -1.0), ("approximate_mass", np.nan), ("data_noise", -0.1), ("grid_resolution", 1),
+        ("n_members", 0), ("tilt_bound", -1.0), ("validation_fraction", 1.5), ("n_importance_samples", 0),
+    ]
+    out += [(f"{name}={value!r}", "param", (name, value)) for name, value in bad_params]
+    after = [("n_purify_steps", 0), ("purify_noise", np.nan), ("temperature", 0.0), ("n_replicates", 0),
+             ("n_steps", 0), ("temperature", np.inf)]
+    out += [(f"set_params({name}={value!r}) after fit", "after-fit", (name, value)) for name, value in after]
+    out += [
+        ("use: wrong number of features", "use-X", lambda: X[:3, :10]),
+        ("use: NaN", "use-X", lambda: nan[:6]),
+        ("use: 4-D images for a flat model", "use-X", lambda: X[:3].reshape(3, 1, 8, 8)),
+        ("use: empty", "use-X", lambda: X[:0]),
+        ("use before fit", "scenario", "unfitted"),
+        ("forced divergence (sgd lr=1e3), recover", "scenario", "diverge-recover"),
+        ("forced divergence (sgd lr=1e3), raise", "scenario", "diverge-raise"),
+        ("failed refit (NaN X) keeps the model", "scenario", "refit-nan"),
+        ("failed warm refit (X * 1e30) keeps the model", "scenario", "warm-1e30"),
+        ("failed refit (bad parameter) keeps the model", "scenario", "refit-param"),
+        ("classifier refit with 3 classes after 10", "scenario", "refit-classes"),
+        ("Ctrl-C during fit", "scenario", "interrupt"),
+        ("conditional generator, continuous y", "scenario", "continuous-y"),
+        ("sample(n_steps=2.5)", "scenario", "sample-steps"),
+        ("load: random bytes", "scenario", "load-random"),
+        ("load: truncated file", "scenario", "load-truncated"),
+        ("load: pickle payload", "scenario", "load-pickle"),
+        ("pickle round trip", "scenario", "pickle"),
+    ]
+    return out
+
+
+def _error(exc, est, before):
+    """Verdict for a raised exception: documented type and the estimator as before."""
+    if not isinstance(exc, DOCUMENTED):
+        return f"BAD ({type(exc).__name__})"
+    if before is None and _fitted(est):
+        return f"BAD ({type(exc).__name__}, looks fitted)"
+    if before is not None and _state(est) != before:
+        return f"BAD ({type(exc).__name__}, previous model changed)"
+    return f"error ({type(exc).__name__})"
+
+
+def _use_verdict(use, est, X):
+    out = use(est, X)
+    return "works" if _finite(out) else "BAD (non-finite output)"
+
+
+def run_case(name, kind, how, make, use, X, y):
+    est = make()
+    y_fit = _y_for(name, y)
+    if kind == "param":
+        pname, value = how
+        if pname not in est.get_params():
+            return "-"
+        est.set_params(**{pname: value})
+        try:
+            _fit(est, X, y_fit)
+        except Exception as exc:  # noqa: BLE001
+            return _error(exc, est, None)
+        return "BAD (accepted)" if not _fitted(est) else _use_verdict(use, est, X)
+    if kind == "fit-X":
+        Xb = how()
+        try:
+            _fit(est, Xb, None if y_fit is None else y_fit[: len(Xb)] if np.ndim(Xb) > 1 else y_fit[:1])
+        except Exception as exc:  # noqa: BLE001
+            return _error(exc, est, None)
+        Xu = np.asarray(Xb, dtype=float).reshape(len(Xb), -1) if not sp.issparse(Xb) else Xb.toarray()
+        try:
+            return _use_verdict(use, est, Xu if len(Xu) >= 3 else np.repeat(Xu, 3, axis=0))
+        except Exception as exc:  # noqa: BLE001
+            return _error(exc, est, _state(est))
+    if kind == "after-fit":
+        pname, value = how
+        if pname not in est.get_params():
+            return "-"
+        _fit(est, X, y_fit)
+        est.set_params(**{pname: value})
+        before = _state(est)
+        try:
+            return _use_verdict(use, est, X)
+        except Exception as exc:  # noqa: BLE001
+            return _error(exc, est, before)
+    if kind == "use-X":
+        _fit(est, X, y_fit)
+        before = _state(est)
+        try:
+            return _use_verdict(use, est, how())
+        except Exception as exc:  # noqa: BLE001
+            return _error(exc, est, before)
+    return run_scenario(name, how, est, make, use, X, y_fit)
+
+
+def run_scenario(name, how, est, make, use, X, y):
+    if how == "unfitted":
+        try:
+            use(est, X)
+        except Exception as exc:  # noqa: BLE001
+            return _error(exc, est, None)
+        return "BAD (no error)"
+    if how.startswith("diverge"):
+        target = est.purifier if isinstance(est, PurifiedClassifier) else est
+        target.set_params(lr=1e3, optimizer="sgd", max_iter=30, on_divergence=how.split("-")[1])
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                _fit(est, X, y)
+        except Exception as exc:  # noqa: BLE001
+            return _error(exc, est, None)
+        return _use_verdict(use, est, X)
+    if how in ("refit-nan", "refit-param", "warm-1e30", "refit-classes"):
+        if how == "warm-1e30":
+            if "warm_start" not in est.get_params():
+                return "-"
+            est.set_params(warm_start=True)
+        if how == "refit-classes" and y is None:
+            return "-"
+        _fit(est, X, y)
+        before, reference = _state(est), use(est, X)
+        Xb, yb = X, y
+        if how == "refit-nan":
+            Xb = X.copy()
+            Xb[0, 0] = np.nan
+        elif how == "warm-1e30":
+            Xb = X * 1e30
+        elif how == "refit-param":
+            est.set_params(**({"n_replicates": 0} if isinstance(est, PurifiedClassifier) else {"max_iter": -1}))
+            before = _state(est)
+        else:
+            keep = y < 3
+            Xb, yb = X[keep], y[keep]
+        try:
+            _fit(est, Xb, yb)
+        except Exception as exc:  # noqa: BLE001
+            verdict = _error(exc, est, before)
+            if how == "refit-param":  # the invalid parameter stays set: the call that uses it raises too
+                return verdict
+            if verdict.startswith("error") and not np.array_equal(np.asarray(use(est, X)), np.asarray(reference)):
+                return "BAD (outputs changed)"
+            return verdict
+        if how == "refit-classes":
+            ok = _use_verdict(use, est, X)
+            shape_ok = np.asarray(use(est, X)).shape[1] == 3
+            return ok if shape_ok else "BAD (old classes kept)"
+        return _use_verdict(use, est, X)
+    if how == "interrupt":
+        target = est.purifier if isinstance(est, PurifiedClassifier) else est
+        target.set_params(callbacks=[_Interrupt()], max_iter=20)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                _fit(est, X, y)
+            except Exception as exc:  # noqa: BLE001
+                return _error(exc, est, None)
+        fitted = est.purifier_ if isinstance(est, PurifiedClassifier) else est
+        warned = any("interrupted" in str(w.message) for w in caught)
+        if not (getattr(fitted, "interrupted_", False) and warned):
+            return "BAD (quiet)"
+        return "works (warned, interrupted_)"
+    if how == "continuous-y":
+        if not isinstance(est, EBMGenerator):
+            return "-"
+        est.set_params(conditional=True)
+        try:
+            est.fit(X, np.linspace(0, 1, len(X)))
+        except Exception as exc:  # noqa: BLE001
+            return _error(exc, est, None)
+        return "BAD (accepted)"
+    if how == "sample-steps":
+        if not hasattr(est, "sample"):
+            return "-"
+        _fit(est, X, y)
+        before = _state(est)
+        try:
+            est.sample(2, n_steps=2.5)
+        except Exception as exc:  # noqa: BLE001
+            return _error(exc, est, before)
+        return "BAD (accepted)"
+    if how.startswith("load"):
+        if isinstance(est, PurifiedClassifier):
+            return "-"
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "model.safetensors")
+            if how == "load-random":
+                with open(path, "wb") as f:
+                    f.write(np.random.RandomState(0).bytes(4096))
+            else:
+                _fit(est, X, y)
+                skebm.save(est, path)
+                if how == "load-truncated":
+                    raw = open(path, "rb").read()
+                    with open(path, "wb") as f:
+                        f.write(raw[: len(raw) // 2])
+                else:
+                    buf = io.BytesIO()
+                    pickle.dump(os.system, buf)  # a code-running payload in place of the model
+                    with open(path, "wb") as f:
+                        f.write(buf.getvalue())
+            try:
+                skebm.load(path)
+            except Exception as exc:  # noqa: BLE001
+                return f"error ({type(exc).__name__})" if isinstance(exc, ValueError) else f"BAD ({type(exc).__name__})"
+            return "BAD (loaded)"
+    if how == "pickle":
+        _fit(est, X, y)
+        copy = pickle.loads(pickle.dumps(est))
+        same = np.allclose(np.asarray(use(copy, X)), np.asarray(use(est, X)))
+        return "works" if same else "BAD (outputs differ)"
+    raise ValueError(how)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=None, help="also write the Markdown tables to this file")
+    parser.add_argument("--cases", nargs="*", default=None, help="only the cases whose name contains one of these")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    X, y = data()
+    ests = estimators()
+    rows = []
+    for case, kind, how in cases():
+        if args.cases and not any(c in case for c in args.cases):
+            continue
+        row = {"case": case}
+        for name, (make, use) in ests.items():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    row[name] = run_case(name, kind, how, make, use, X, y)
+                except Exception as exc:  # noqa: BLE001  (the harness itself: report, never hide)
+                    row[name] = f"BAD (harness: {type(exc).__name__}: {str(exc)[:60]})"
+        rows.append(row)
+        print(" | ".join(str(v) for v in row.values()), flush=True)
+    table = pd.DataFrame(rows).set_index("case")
+    counts = {name: table[name].map(lambda v: "-" if v == "-" else v.split(" ")[0]).value_counts() for name in ests}
+    summary = pd.DataFrame(counts).fillna(0).astype(int)
+    summary["all"] = summary.sum(axis=1)
+    text = "## Outcome of each bad input\n\n" + table.to_markdown() + "\n\n## Counts\n\n" + summary.to_markdown() + "\n"
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()
