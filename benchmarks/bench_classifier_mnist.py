@@ -36,7 +36,6 @@ Usage::
 """
 
 import argparse
-import ast
 import json
 import os
 import time
@@ -52,6 +51,7 @@ from sklearn.neural_network import MLPClassifier
 from skebm import NGEBMClassifier
 from skebm.datasets import load_mnist_5k
 from skebm.metrics import expected_calibration_error, ood_auroc
+from _common import parse_set
 
 IMAGE_SHAPE = (1, 28, 28)
 BASELINE = {"energy_variance": 0.0, "approximate_mass": 0.0}
@@ -172,17 +172,6 @@ def ood_table(results, oods):
             cells = [_ms(r["ood"][(k, ood_name)], 3) if (k, ood_name) in r["ood"] else "-" for k in KINDS]
             lines.append(f"| {name} | {ood_name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def parse_set(items):
-    params = {}
-    for item in items or []:
-        name, _, value = item.partition("=")
-        try:
-            params[name] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            params[name] = value
-    return params
 
 
 def main(argv=None):

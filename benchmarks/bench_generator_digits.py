@@ -28,7 +28,6 @@ Usage::
 """
 
 import argparse
-import ast
 import os
 import time
 
@@ -41,6 +40,7 @@ from sklearn.utils import check_random_state
 from skebm import EBMGenerator
 from skebm.datasets import load_digits_images
 from skebm.metrics import frechet_distance
+from _common import parse_set
 
 SEED = 0
 COVERED_SHARE = 0.025
@@ -112,17 +112,6 @@ def evaluate(feat, samples, X_ref):
         "counts": counts,
         "covered": int(np.sum(counts >= COVERED_SHARE * len(samples))),
     }
-
-
-def parse_set(items):
-    params = {}
-    for item in items or []:
-        name, _, value = item.partition("=")
-        try:
-            params[name] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            params[name] = value
-    return params
 
 
 def save_grid(samples, path, title):

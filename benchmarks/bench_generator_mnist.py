@@ -36,7 +36,6 @@ and the samples over training (one row per 250 updates) as PNG files.
 """
 
 import argparse
-import ast
 import json
 import os
 import time
@@ -50,6 +49,7 @@ from sklearn.utils import check_random_state
 from skebm import EBMGenerator
 from skebm.datasets import load_mnist_5k
 from skebm.metrics import ClassifierFeatures, frechet_distance
+from _common import parse_set
 
 SEED = 0
 N_SAMPLES = 1000
@@ -131,17 +131,6 @@ def fit_ebm(X_train, params, monitor_every=None, y_train=None):
     samples = gen.sample(N_SAMPLES, random_state=SEED)
     return samples, gen, {"fit_s": fit_wall, "fit_cpu_s": fit_cpu, "sample_s": time.perf_counter() - wall,
                           "monitor": monitor}
-
-
-def parse_set(items):
-    params = {}
-    for item in items or []:
-        name, _, value = item.partition("=")
-        try:
-            params[name] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            params[name] = value
-    return params
 
 
 def _plots(out, rows, results, gens):

@@ -31,7 +31,6 @@ Usage::
 """
 
 import argparse
-import ast
 import json
 import math
 import os
@@ -42,6 +41,7 @@ import torch
 
 from skebm import EBMGenerator
 from skebm.engine import SampleMonitor
+from _common import parse_set
 
 
 def load_data(kind, n):
@@ -130,17 +130,6 @@ def plot(curves, path):
     fig.tight_layout()
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
-
-
-def parse_set(items):
-    params = {}
-    for item in items or []:
-        name, _, value = item.partition("=")
-        try:
-            params[name] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            params[name] = value
-    return params
 
 
 def main(argv=None):

@@ -9,17 +9,7 @@ from .._validation import POSITIVE_INT
 from ..mcmc import RowNoise
 from ._adapter import _resolve_defence, as_torch_classifier
 from ._pgd import _COMMON
-from ._utils import (
-    _as_rng,
-    _defended_wrong,
-    _direction,
-    _draw_seed,
-    _Inputs,
-    _project,
-    _random_start,
-    _replicate,
-    _seeded,
-)
+from ._utils import _as_rng, _defended_wrong, _draw_seed, _Inputs, _pgd_iterations, _replicate, _seeded
 
 __all__ = ["full_gradient_attack"]
 
@@ -105,23 +95,8 @@ def _full_gradient_batch(
             return idx, grad
         return idx, grad[keep]
 
-    attack = eps > 0 and n_steps > 0
-    start = random_start and eps > 0
-    state = check(need_grad=attack and not start)  # the clean input
-    if start:
-        keep = ~broken
-        x_adv[keep] = _project(_random_start(x_nat[keep], eps, norm), x_nat[keep], eps, norm, low, high)
-        state = check(need_grad=attack)
-    if not attack:
-        return x_adv, broken
-    for step in range(n_steps):
-        if state is None:
-            break
-        idx, grad = state
-        x_adv[idx] = _project(x_adv[idx] + alpha * _direction(grad.to(x_adv.device), norm), x_nat[idx], eps, norm,
-                              low, high)
-        state = check(need_grad=step < n_steps - 1)
-    return x_adv, broken
+    return _pgd_iterations(check, x_adv, x_nat, broken, eps=eps, n_steps=n_steps, alpha=alpha, norm=norm, low=low,
+                           high=high, random_start=random_start)
 
 
 @validate_params(

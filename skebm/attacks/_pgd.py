@@ -6,7 +6,7 @@ from torch import nn
 
 from .._validation import NONNEG, NONNEG_INT, POSITIVE, POSITIVE_INT
 from ._adapter import _resolve_defence, as_torch_classifier
-from ._utils import _as_rng, _draw_seed, _flat_norm, _Inputs, _project, _random_start, _seeded
+from ._utils import _as_rng, _draw_seed, _Inputs, _pgd_iterations, _seeded
 
 __all__ = ["pgd_attack"]
 
@@ -91,23 +91,8 @@ def _attack_batch(
         grad = grad.to(x_adv.device).view(eot, len(idx), *xa.shape[1:]).mean(dim=0)  # EOT
         return idx[keep], grad[keep.to(grad.device)]
 
-    attack = eps > 0 and n_steps > 0
-    start = random_start and eps > 0
-    state = check(need_grad=attack and not start)  # the clean input
-    if start:
-        keep = ~broken
-        x_adv[keep] = _project(_random_start(x_nat[keep], eps, norm), x_nat[keep], eps, norm, low, high)
-        state = check(need_grad=attack)
-    if not attack:
-        return x_adv, broken
-    for step in range(n_steps):
-        if state is None:
-            break
-        idx, grad = state
-        direction = grad.sign() if norm == "inf" else grad / _flat_norm(grad)
-        x_adv[idx] = _project(x_adv[idx] + alpha * direction, x_nat[idx], eps, norm, low, high)
-        state = check(need_grad=step < n_steps - 1)
-    return x_adv, broken
+    return _pgd_iterations(check, x_adv, x_nat, broken, eps=eps, n_steps=n_steps, alpha=alpha, norm=norm, low=low,
+                           high=high, random_start=random_start)
 
 
 @validate_params({**_COMMON, "eot_replicates": [POSITIVE_INT, None]}, prefer_skip_nested_validation=True)

@@ -104,6 +104,33 @@ def _direction(grad, norm):
     return grad.sign() if norm == "inf" else grad / _flat_norm(grad)
 
 
+def _pgd_iterations(check, x_adv, x_nat, broken, *, eps, n_steps, alpha, norm, low, high, random_start):
+    """The PGD loop shared by the BPDA and the full-gradient attacks.
+
+    ``check(need_grad)`` judges the current iterates of the inputs not yet
+    broken (marking the broken ones in ``broken``) and returns ``(idx,
+    grad)`` for those still standing, or ``None`` when none is left. The
+    clean input is checked first, then the random start, then every step.
+    """
+    attack = eps > 0 and n_steps > 0
+    start = random_start and eps > 0
+    state = check(need_grad=attack and not start)  # the clean input
+    if start:
+        keep = ~broken
+        x_adv[keep] = _project(_random_start(x_nat[keep], eps, norm), x_nat[keep], eps, norm, low, high)
+        state = check(need_grad=attack)
+    if not attack:
+        return x_adv, broken
+    for step in range(n_steps):
+        if state is None:
+            break
+        idx, grad = state
+        x_adv[idx] = _project(x_adv[idx] + alpha * _direction(grad.to(x_adv.device), norm), x_nat[idx], eps, norm,
+                              low, high)
+        state = check(need_grad=step < n_steps - 1)
+    return x_adv, broken
+
+
 # ------------------------------------------------------ replicate batches
 def _replicate(x, k):
     """``k`` copies of the batch ``x``, replicate-major: ``(k * n, ...)``."""
