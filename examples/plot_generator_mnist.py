@@ -50,6 +50,7 @@ gen = EBMGenerator(
     max_iter=250,
     batch_size=32,
     n_steps=10,
+    step_size=3.0,  # 28x28: a larger Langevin step than the 8x8 default (see the benchmark)
     callbacks=[monitor],
     random_state=0,
 )
