@@ -369,11 +369,11 @@ class EBMDensity(DensityMixin, BaseEBM):
 
     Notes
     -----
-    Cost of a default fit (single-thread CPU seconds, measured in
-    ``benchmarks/density_research`` on 5,000 points of the 2-D toys:
-    21-32 s, against 19-22 s for a cross-validated KernelDensity and 7-12 s
-    for a cross-validated GaussianMixture; on the tables (13-64 features)
-    11-30 s). Held-out log-likelihoods: see the user guide, or run
+    Cost of a default fit: 72 s on one CPU core for 5,000 points of the
+    2-D moons (the other core busy; a 5-fold cross-validated KernelDensity:
+    10 s; ``n_members=2``: 34 s for 0.006 nats less); the research runs of
+    ``benchmarks/density_research`` measured 21-32 CPU seconds on the toys
+    and 11-30 s on the tables (13-64 features). Held-out log-likelihoods: see the user guide, or run
     ``benchmarks/bench_density.py``.
 
     Examples
