@@ -135,13 +135,17 @@ step "training speed per estimator" 120 "$DEST/train_speed.txt" \
 # 4. the data-parallel tests: two processes on gloo (CPU) and the CUDA variant
 step "data-parallel tests" 120 "$DEST/distributed.txt" \
     "$PY" -m pytest tests/test_distributed.py -q -p no:cacheprovider -rs --durations=5
+# 5. ResNet 32x32 training stability, fp32 and bf16 (energies, gradient norms; a CPU cannot run it)
+step "ResNet stability (fp32, bf16)" 120 "$DEST/resnet_stability.txt" \
+    "$PY" benchmarks/bench_resnet_stability.py --max-iter 100 --out "$DEST/resnet_stability" \
+    $([ "$DEVICE" = cuda ] || echo --quick)
 
 say ""
 say "total: $((SECONDS - START)) s of the ${BUDGET} s budget"
 for f in bench_langevin.md train_speed.md; do
     if [ -s "$DEST/$f" ]; then { echo; echo "## $f"; echo; cat "$DEST/$f"; } >> "$SUMMARY"; fi
 done
-for f in gpu_tests.txt distributed.txt; do
+for f in gpu_tests.txt distributed.txt resnet_stability.txt; do
     if [ -s "$DEST/$f" ]; then { echo; echo "## $f (last lines)"; echo; echo '```'; tail -25 "$DEST/$f"; echo '```'; } >> "$SUMMARY"; fi
 done
 exit $FAILED
