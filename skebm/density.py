@@ -373,8 +373,8 @@ class EBMDensity(DensityMixin, BaseEBM):
     2-D moons (the other core busy; a 5-fold cross-validated KernelDensity:
     10 s; ``n_members=2``: 34 s for 0.006 nats less); the research runs of
     ``benchmarks/density_research`` measured 21-32 CPU seconds on the toys
-    and 11-30 s on the tables (13-64 features). Held-out log-likelihoods: see the user guide, or run
-    ``benchmarks/bench_density.py``.
+    and 11-30 s on the tables (13-64 features). Held-out log-likelihoods:
+    see the user guide, or run ``benchmarks/bench_density.py``.
 
     Examples
     --------
