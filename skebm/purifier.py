@@ -443,16 +443,22 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
         z = z.reshape(len(X), *self._feature_shape)
         noise = as_noise(noise, generator)
         if differentiable:
-            from .mcmc._unrolled import unrolled_langevin
+            from .mcmc import unrolled_langevin
 
-            settings = self._purify_settings(n_steps)
+            # the sampler's chain, every setting included; only the graph differs
+            settings = {**self.net_.sampler_.settings(), **self._purify_settings(n_steps)}
+            if settings.pop("metropolis") or settings.pop("proposal") is not None:
+                raise ValueError(
+                    "differentiable=True runs unadjusted Langevin steps; this purifier's sampler uses Metropolis "
+                    "adjustment or independence moves, which have no differentiable counterpart."
+                )
             noise = noise.replicate(1)  # the stream _purify_model gives one replicate: the same chain
             if self.purify_noise:
                 z = z + self.purify_noise * noise.randn_like(z)
             self.net_.module_.train(False)
             out = unrolled_langevin(
-                self.net_.energy, z, settings["n_steps"], settings["step_size"],
-                noise_scale=settings["noise_scale"], noise=noise, checkpoint_segments=checkpoint_segments,
+                self.net_.energy, z, settings.pop("n_steps"), settings.pop("step_size"), noise=noise,
+                checkpoint_segments=checkpoint_segments, **settings,
             )
         else:
             out = self._purify_model(z, 1, noise, n_steps)[0]
