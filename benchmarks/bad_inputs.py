@@ -40,6 +40,7 @@ from skorch.callbacks import Callback
 import skebm
 from skebm import EBMDensity, EBMGenerator, EBMPurifier, NGEBMClassifier, PurifiedClassifier
 from skebm.engine import TrainingDivergedError
+from skebm.utils._fingerprint import state_fingerprint
 
 SMALL = {"hidden_units": (16,)}
 DOCUMENTED = (ValueError, TypeError, NotFittedError, TrainingDivergedError)
@@ -87,35 +88,6 @@ def _fitted(est):
         return True
     except NotFittedError:
         return False
-
-
-def _state(est, _depth=0):
-    """Fingerprint of the fitted state: every tensor, array and plain value of the ``*_`` attributes.
-
-    (Pickled bytes are not stable between two dumps of one torch model, so they cannot be compared.)
-    """
-    parts = []
-    for key, value in sorted(vars(est).items()):
-        if not key.endswith("_") or key.startswith("_"):
-            continue
-        parts.append(key)
-        if isinstance(value, torch.nn.Module):
-            modules = [value]
-        elif hasattr(value, "module_"):  # a skorch net: all of its registered modules
-            modules = [getattr(value, m + "_") for m in value._modules if isinstance(getattr(value, m + "_", None),
-                                                                                       torch.nn.Module)]
-        else:
-            modules = []
-        for module in modules:
-            parts += [(n, t.detach().cpu().numpy().tobytes() if torch.is_tensor(t) else repr(t))
-                      for n, t in module.state_dict().items()]
-        if isinstance(value, np.ndarray):
-            parts.append(value.tobytes())
-        elif isinstance(value, (int, float, str, bool, tuple)) or value is None:
-            parts.append(repr(value))
-        elif hasattr(value, "get_params") and _depth < 2 and not modules:
-            parts.append(_state(value, _depth + 1))
-    return parts
 
 
 def _finite(out):
@@ -207,7 +179,7 @@ def _error(exc, est, before):
         return f"BAD ({type(exc).__name__})"
     if before is None and _fitted(est):
         return f"BAD ({type(exc).__name__}, looks fitted)"
-    if before is not None and _state(est) != before:
+    if before is not None and state_fingerprint(est) != before:
         return f"BAD ({type(exc).__name__}, previous model changed)"
     return f"error ({type(exc).__name__})"
 
@@ -240,21 +212,21 @@ def run_case(name, kind, how, make, use, X, y):
         try:
             return _use_verdict(use, est, Xu if len(Xu) >= 3 else np.repeat(Xu, 3, axis=0))
         except Exception as exc:  # noqa: BLE001
-            return _error(exc, est, _state(est))
+            return _error(exc, est, state_fingerprint(est))
     if kind == "after-fit":
         pname, value = how
         if pname not in est.get_params():
             return "-"
         _fit(est, X, y_fit)
         est.set_params(**{pname: value})
-        before = _state(est)
+        before = state_fingerprint(est)
         try:
             return _use_verdict(use, est, X)
         except Exception as exc:  # noqa: BLE001
             return _error(exc, est, before)
     if kind == "use-X":
         _fit(est, X, y_fit)
-        before = _state(est)
+        before = state_fingerprint(est)
         try:
             return _use_verdict(use, est, how())
         except Exception as exc:  # noqa: BLE001
@@ -287,7 +259,7 @@ def run_scenario(name, how, est, make, use, X, y):
         if how == "refit-classes" and y is None:
             return "-"
         _fit(est, X, y)
-        before, reference = _state(est), use(est, X)
+        before, reference = state_fingerprint(est), use(est, X)
         Xb, yb = X, y
         if how == "refit-nan":
             Xb = X.copy()
@@ -296,7 +268,7 @@ def run_scenario(name, how, est, make, use, X, y):
             Xb = X * 1e30
         elif how == "refit-param":
             est.set_params(**({"n_replicates": 0} if isinstance(est, PurifiedClassifier) else {"max_iter": -1}))
-            before = _state(est)
+            before = state_fingerprint(est)
         else:
             keep = y < 3
             Xb, yb = X[keep], y[keep]
@@ -341,7 +313,7 @@ def run_scenario(name, how, est, make, use, X, y):
         if not hasattr(est, "sample"):
             return "-"
         _fit(est, X, y)
-        before = _state(est)
+        before = state_fingerprint(est)
         try:
             est.sample(2, n_steps=2.5)
         except Exception as exc:  # noqa: BLE001

@@ -9,7 +9,6 @@ and call the engine; the engine owns every piece of fitted MCMC state.
 
 import copy
 import functools
-import math
 import warnings
 from numbers import Integral
 
@@ -20,11 +19,12 @@ from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from ._images import image_batch_shape
 from ._threads import thread_limit
 from ._version import __version__
 from ._validation import NONNEG, NONNEG_INT, POSITIVE, POSITIVE_INT, PROB
 from .engine import EBMNet, MaxLikelihoodLoss, ProgressBar
-from .engine._random import seed_from
+from ._random import derive_seed, make_generator, seed_from  # noqa: F401 (make_generator: re-exported)
 from .mcmc import CHAIN_INITS, ChainInit, LangevinSampler, NoiseSource, make_chain_init
 from .nn import make_energy
 
@@ -55,25 +55,6 @@ def resolve_device(device):
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was requested but CUDA is not available; use 'auto' or 'cpu'.")
     return str(dev)
-
-
-def make_generator(random_state, device="cpu"):
-    """A fresh :class:`torch.Generator` on ``device`` seeded from ``random_state``.
-
-    Every seeded call of an estimator draws from its own generator, so it
-    depends on nothing global and is safe to run from several threads.
-
-    Parameters
-    ----------
-    random_state : int, RandomState instance or None
-        As scikit-learn's ``random_state``.
-    device : str or torch.device, default="cpu"
-
-    Returns
-    -------
-    generator : torch.Generator
-    """
-    return torch.Generator(device=device).manual_seed(seed_from(random_state))
 
 
 # ----------------------------------------------------------------- rescaling
@@ -312,10 +293,6 @@ class _ClassLabelsMixin:
 
 
 # ------------------------------------------------------------ the estimators
-def _is_4d(X):
-    return hasattr(X, "ndim") and hasattr(X, "shape") and X.ndim == 4 and not hasattr(X, "columns")
-
-
 _ACCEPTED_DTYPES = [np.float64, np.float32, np.uint8]
 
 
@@ -391,27 +368,14 @@ class BaseEBM(BaseEstimator):
     def _validate_X(self, X, *, reset):
         """Validate ``X`` (2-D, DataFrame or 4-D) and return a 2-D array (float, or uint8 as given)."""
         shape4 = None
-        if _is_4d(X):
-            shape4 = tuple(int(s) for s in X.shape[1:])
+        if getattr(X, "ndim", 2) in (3, 4) and hasattr(X, "shape") and not hasattr(X, "columns"):
+            shape4 = image_batch_shape(X, self.image_shape if reset else None)  # 3-D: refused
             X = np.asarray(X).reshape(X.shape[0], -1)
-        elif getattr(X, "ndim", 2) == 3 and not hasattr(X, "columns"):
-            raise ValueError(
-                f"X has 3 dimensions {tuple(X.shape)}: pass images as a 4-D array (n_samples, C, H, W) (for "
-                "grayscale, X[:, None]), or flattened to (n_samples, C * H * W) with image_shape=(C, H, W)."
-            )
         X = validate_data(self, X, reset=reset, dtype=_ACCEPTED_DTYPES)
         if reset:
             kind = "4d" if shape4 is not None else ("frame" if hasattr(self, "feature_names_in_") else "2d")
             self._layout_ = (kind, X.dtype)
-            image_shape = None if self.image_shape is None else tuple(int(s) for s in self.image_shape)
-            if shape4 is not None and image_shape is not None and shape4 != image_shape:
-                raise ValueError(f"image_shape={image_shape} does not match the shape {shape4} of the 4-D X.")
-            image_shape = image_shape or shape4
-            if image_shape is not None and math.prod(image_shape) != X.shape[1]:
-                raise ValueError(
-                    f"image_shape={image_shape} implies {math.prod(image_shape)} features, but X has {X.shape[1]}."
-                )
-            self.image_shape_ = image_shape
+            self.image_shape_ = shape4 or image_batch_shape(X, self.image_shape)
         elif shape4 is not None and shape4 != self.image_shape_:
             fitted = "flat features" if self.image_shape_ is None else f"images of shape {self.image_shape_}"
             raise ValueError(f"X has image shape {shape4}, but {type(self).__name__} was fitted on {fitted}.")
@@ -540,7 +504,7 @@ class BaseEBM(BaseEstimator):
             data_noise=self._data_noise,
             conditional=bool(getattr(self, "conditional", False)),
             precision=self.precision,
-            seed=seed + 1,
+            seed=derive_seed(seed, "chains"),
             max_updates=self._updates_per_fit(),
             optimizer=optimizer,
             lr=self._learning_rate(),

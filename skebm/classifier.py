@@ -11,6 +11,7 @@ from sklearn.utils._param_validation import Hidden, StrOptions
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from ._base import BaseEBM, _ClassLabelsMixin, transactional_fit
+from ._torch_utils import batched
 from ._docs import fill_doc
 from ._validation import NONNEG
 from .engine import NGEBMLoss, NGEBMNet
@@ -331,18 +332,13 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         self._check_fitted()
         X = self._validate_X(X, reset=False)
         Z = self._tensor(X)
-        logits, norms = [], []
-        for start in range(0, len(Z), _PREDICT_CHUNK):
-            chunk = Z[start : start + _PREDICT_CHUNK]
-            n = len(chunk)
-            if n < _PREDICT_CHUNK:
-                chunk = torch.cat([chunk, chunk.new_zeros(_PREDICT_CHUNK - n, *chunk.shape[1:])])
+
+        def chunk_outputs(chunk):
             lo, no = self._logits_tensor(chunk, grad=grad)
-            logits.append(lo[:n].cpu().double())
-            if grad:
-                norms.append(no[:n].cpu().double())
-        logits = torch.cat(logits).numpy()
-        return (logits, torch.cat(norms).numpy()) if grad else logits
+            return (lo.cpu().double(), no.cpu().double()) if grad else lo.cpu().double()
+
+        out = batched(chunk_outputs, Z, _PREDICT_CHUNK, grad=None, pad=True)
+        return (out[0].numpy(), out[1].numpy()) if grad else out.numpy()
 
     def decision_function(self, X):
         """Logits of each class.

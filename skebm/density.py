@@ -30,7 +30,7 @@ __all__ = ["EBMDensity", "fit_base_density"]
 
 _BASE_COMPONENTS = (1, 2, 4, 8, 16, 32, 48, 64)
 
-#: The settings each training method measured best with (benchmarks/density_research/FINDINGS.md); "auto"
+#: The settings each training method measured best with (user guide, "How the defaults were chosen"); "auto"
 #: parameters take them.
 _METHOD_DEFAULTS = {
     "quadrature": dict(
@@ -371,8 +371,8 @@ class EBMDensity(DensityMixin, BaseEBM):
     -----
     Cost of a default fit: 72 s on one CPU core for 5,000 points of the
     2-D moons (the other core busy; a 5-fold cross-validated KernelDensity:
-    10 s; ``n_members=2``: 34 s for 0.006 nats less); the research runs of
-    ``benchmarks/density_research`` measured 21-32 CPU seconds on the toys
+    10 s; ``n_members=2``: 34 s for 0.006 nats less); the research runs
+    (user guide, "How the defaults were chosen") measured 21-32 CPU seconds on the toys
     and 11-30 s on the tables (13-64 features). Held-out log-likelihoods:
     see the user guide, or run ``benchmarks/bench_density.py``.
 

@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 
+from skebm._images import image_batch_shape
 from skebm.metrics import _calibration_bins, expected_calibration_error, ood_auroc
 
 __all__ = [
@@ -56,28 +57,12 @@ def _images_to_nchw(images, image_shape):
     if images.dtype == object or not np.issubdtype(images.dtype, np.number):
         raise ValueError("images must be a numeric array.")
     images = images.astype(np.float64)
-    if image_shape is not None:
-        image_shape = tuple(int(s) for s in image_shape)
-        if len(image_shape) == 2:
-            image_shape = (1,) + image_shape
-        if len(image_shape) != 3:
-            raise ValueError(
-                f"image_shape must be (C, H, W) or (H, W), got {image_shape}."
-            )
-        size = int(np.prod(image_shape))
-        if images.ndim < 2 or int(np.prod(images.shape[1:])) != size:
-            raise ValueError(
-                f"images of shape {images.shape} cannot be reshaped to "
-                f"(n,) + {image_shape}."
-            )
-        images = images.reshape((images.shape[0],) + image_shape)
-    elif images.ndim == 3:
-        images = images[:, None]
-    elif images.ndim != 4:
+    shape = image_batch_shape(images, image_shape, name="images")
+    if shape is None:
         raise ValueError(
-            "images must have shape (n, C, H, W) or (n, H, W), or be flat "
-            f"(n, C*H*W) together with image_shape; got shape {images.shape}."
+            f"images of shape {images.shape} are flat: pass image_shape=(C, H, W), or a 4-D array (n, C, H, W)."
         )
+    images = images.reshape((images.shape[0],) + shape)
     n, c = images.shape[:2]
     if n == 0:
         raise ValueError("images must contain at least one image.")
@@ -146,13 +131,13 @@ def plot_sample_grid(
 
     Parameters
     ----------
-    images : array-like of shape (n, C, H, W), (n, H, W) or (n, C*H*W)
-        Images in channels-first layout with ``C = 1`` (grayscale) or
-        ``C = 3`` (RGB).  Flat images need ``image_shape``.  CPU torch tensors
-        are accepted.
+    images : array-like of shape (n, C, H, W) or (n, C*H*W)
+        Images in channels-first layout with ``C = 1`` (grayscale, e.g.
+        ``X[:, None]`` of ``(n, H, W)`` images) or ``C = 3`` (RGB). Flat
+        images need ``image_shape``; a 3-D array is refused, as everywhere
+        in skebm. CPU torch tensors are accepted.
     image_shape : tuple of int, default=None
-        ``(C, H, W)`` (or ``(H, W)`` for grayscale) of a single image, used to
-        reshape flat images, e.g. the ``image_shape`` of
+        ``(C, H, W)`` of a single image, used to reshape flat images, e.g. the ``image_shape`` of
         :func:`skebm.datasets.load_digits_images`.
     n_cols : int, default=None
         Number of columns; defaults to ``ceil(sqrt(n))``.
@@ -864,7 +849,7 @@ def plot_sample_evolution(grids, *, n_cols=None, updates=None, image_shape=None,
     grids : SampleMonitor, sequence of arrays or dict
         A :class:`~skebm.engine.SampleMonitor` after a fit (its ``grids_``
         and ``updates_``), a sequence of sample batches (one per snapshot,
-        each ``(n, C, H, W)``, ``(n, H, W)`` or flat with ``image_shape``),
+        each ``(n, C, H, W)`` or flat with ``image_shape``),
         or a dict ``{update: samples}``.
     n_cols : int, default=None
         Samples per row (the first ``n_cols`` of each snapshot); ``None``

@@ -18,8 +18,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseEBM, transactional_fit
 from ._docs import fill_doc
+from ._torch_utils import batched
 from ._validation import NONNEG, POSITIVE, POSITIVE_INT, check_params
-from .engine._random import seed_from
+from ._random import seed_from
 from .mcmc import RowNoise, row_keys
 
 __all__ = ["EBMPurifier", "PurifiedClassifier"]
@@ -303,27 +304,26 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
         """
         settings = self._purify_settings(n_steps)
         total = settings.pop("n_steps")
-        n = len(z)
         per_chunk = max(1, _MAX_CHAINS // n_replicates)
-        out = torch.empty((n_replicates, *z.shape), dtype=torch.float32, device=z.device)
         # a bar updates every `seg` steps; splitting a Markov chain leaves it unchanged
         seg = total if bar is None else max(1, math.ceil(total / 20))
-        with torch.no_grad():
-            for start in range(0, n, per_chunk):
-                chunk = z[start : start + per_chunk].float()
-                x = chunk.unsqueeze(0).expand(n_replicates, *chunk.shape).reshape(-1, *chunk.shape[1:])
-                rows = noise.subset(slice(start, start + len(chunk))).replicate(n_replicates)
-                if self.purify_noise:
-                    x = x + self.purify_noise * rows.randn_like(x)
-                done = 0
-                while done < total:
-                    k = min(seg, total - done)
-                    x = self.net_.run_chains(x, None, noise=rows, **settings, n_steps=k)
-                    done += k
-                    if bar is not None:
-                        bar.update(k * len(chunk))
-                out[:, start : start + len(chunk)] = x.view(n_replicates, *chunk.shape)
-        return out
+
+        def purify_chunk(index):  # the rows `index` of z, every replicate: (n_replicates, len(index), *shape)
+            chunk = z[index.to(z.device)].float()
+            x = chunk.unsqueeze(0).expand(n_replicates, *chunk.shape).reshape(-1, *chunk.shape[1:])
+            rows = noise.subset(index).replicate(n_replicates)
+            if self.purify_noise:
+                x = x + self.purify_noise * rows.randn_like(x)
+            done = 0
+            while done < total:
+                k = min(seg, total - done)
+                x = self.net_.run_chains(x, None, noise=rows, **settings, n_steps=k)
+                done += k
+                if bar is not None:
+                    bar.update(k * len(chunk))
+            return x.view(n_replicates, *chunk.shape)
+
+        return batched(purify_chunk, torch.arange(len(z)), per_chunk, dim=1)
 
     def _progress(self, n, n_steps):
         if not self.verbose:

@@ -237,7 +237,8 @@ def test_more_steps_never_raise_robust_accuracy(linear_net, digits):
 def test_bpda_checks_are_the_defences_own_verdict(linear_net, digits):
     # with fewer EOT copies than replicates, every check is the defence's verdict on n_replicates fresh draws,
     # not a candidate filtered by the attacker's copies: the clean check equals one defended prediction
-    from skebm.attacks._utils import _defended_wrong, _seeded
+    from skebm.attacks._adapter import _resolve_defence
+    from skebm.attacks._utils import _defended_wrong, _randomness
 
     _, _, X_test, y_test = digits
     X, y = X_test[:60], y_test[:60]
@@ -246,8 +247,9 @@ def test_bpda_checks_are_the_defences_own_verdict(linear_net, digits):
     _, broken = pgd_attack(linear_net, X, y, eps=0.0, purifier=purify, n_replicates=3, eot_replicates=1,
                            bounds=(0, 1), random_state=np.random.RandomState(seed), return_success=True)
     view = as_torch_classifier(linear_net)
-    with _seeded(int(np.random.RandomState(seed).randint(np.iinfo(np.int32).max))):
-        wrong = _defended_wrong(view, purify, torch.as_tensor(X), torch.as_tensor(y), 3).numpy()
+    # the attack's own seeded noise: the same draws as its first (clean) check
+    defence = _resolve_defence(purify, _randomness(np.random.RandomState(seed))[1])
+    wrong = _defended_wrong(view, defence.sample, torch.as_tensor(X), torch.as_tensor(y), 3).numpy()
     np.testing.assert_array_equal(broken, wrong)
     assert 0 < wrong.mean() < 1  # a noisy defence: the test would be vacuous otherwise
     # and an attack with eot_replicates < n_replicates still breaks the weak linear model
@@ -368,3 +370,17 @@ def test_parameter_errors(linear_net, digits):
         apgd_attack(linear_net, X, y[:3], eps=0.1)
     with pytest.raises(TypeError, match="purifier"):
         full_gradient_attack(linear_net, X, y, eps=0.1, purifier="yes")
+
+
+@pytest.mark.parametrize("attack", ["bpda", "full_gradient"])
+def test_seeded_attacks_neither_use_nor_change_the_global_generator(linear_net, digits, attack):
+    # the random start and the purification noise come from the attack's own generators
+    purify, X, y = _stochastic_toy(digits)
+    run = pgd_attack if attack == "bpda" else full_gradient_attack
+    kw = dict(eps=0.1, n_steps=3, purifier=purify, n_replicates=2, bounds=(0, 1), random_state=4)
+    torch.manual_seed(1)
+    state = torch.get_rng_state()
+    first = run(linear_net, X, y, **kw)
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(2)  # another global state: the same attack
+    np.testing.assert_array_equal(run(linear_net, X, y, **kw), first)

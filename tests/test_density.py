@@ -64,7 +64,7 @@ def _user_grid_integral(est, X, resolution=301):
 
 # ------------------------------------------------------------ the network models
 def test_the_network_beats_its_gaussian_base_where_the_base_is_weak():
-    # measured (benchmarks/density_research, 5,000 points): rings +0.53 nats over the Gaussian base; here 1,500
+    # measured (user guide, density: 5,000 points): rings +0.53 nats over the Gaussian base; here 1,500
     # training points and a smaller grid: the margin asked is 0.3 nats. Deleting the network (the base alone,
     # max_iter=0) or breaking its training fails this test.
     X, X_test = make_toy_2d("rings", 1500, random_state=0), make_toy_2d("rings", 2000, random_state=1)

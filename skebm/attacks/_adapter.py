@@ -9,6 +9,7 @@ from sklearn.frozen import FrozenEstimator
 from torch import nn
 
 from .._torch_utils import batched
+from ..mcmc import GeneratorNoise
 
 __all__ = ["TorchClassifier", "as_torch_classifier"]
 
@@ -236,7 +237,7 @@ def _has_parameters(fn, *names):
     return all(name in params for name in names)
 
 
-def _as_differentiable_purifier(purifier):
+def _as_differentiable_purifier(purifier, fresh=None):
     """``(x, noise) -> purified x`` through which gradients flow, or None.
 
     An object with ``purify_tensor(X, *, noise=..., differentiable=...)``
@@ -245,35 +246,43 @@ def _as_differentiable_purifier(purifier):
     rescaled space and maps back, keeping the graph. A callable
     ``purify(x, noise)`` or ``purify(x)`` is taken to be differentiable as
     it is (built on ``unrolled_langevin``, or any torch code); a
-    one-argument callable ignores the noise stream.
+    one-argument callable ignores the noise stream. ``noise=None`` is
+    replaced by ``fresh`` (the attack's own seeded stream).
     """
     purifier = _unwrap(purifier)
     method = getattr(purifier, "purify_tensor", None)
     if callable(method):
         if not _has_parameters(method, "noise", "differentiable"):
             return None
-        return lambda x, noise: method(x, noise=noise, differentiable=True)
+        return lambda x, noise: method(x, noise=fresh if noise is None else noise, differentiable=True)
     if callable(purifier):
         if _takes_noise(purifier):
-            return lambda x, noise: _call_with_noise(purifier, x, noise)
+            return lambda x, noise: _call_with_noise(purifier, x, fresh if noise is None else noise)
         return lambda x, noise: purifier(x)
     return None
 
 
-def _resolve_defence(purifier):
-    """A :class:`_Defence` for ``purifier`` (None stays None)."""
+def _resolve_defence(purifier, generators=None):
+    """A :class:`_Defence` for ``purifier`` (None stays None).
+
+    ``generators`` (a :class:`~skebm._random.PerDeviceGenerator`) is where
+    the fresh noise of every purification comes from, for purifiers that
+    take a noise stream (``purify_tensor(X, noise=...)`` or ``purify(x,
+    noise)``); a one-argument callable draws its own noise.
+    """
     if purifier is None:
         return None
+    fresh = None if generators is None else GeneratorNoise(generators)
     purifier = _unwrap(purifier)
     method = getattr(purifier, "purify_tensor", None)
     if callable(method):
-        return _Defence(
-            lambda x: method(x), _as_differentiable_purifier(purifier), _has_parameters(method, "noise")
-        )
+        takes = _has_parameters(method, "noise")
+        sample = (lambda x: method(x, noise=fresh)) if takes else (lambda x: method(x))
+        return _Defence(sample, _as_differentiable_purifier(purifier, fresh), takes)
     if callable(purifier):
         takes = _takes_noise(purifier)
-        sample = (lambda x: _call_with_noise(purifier, x, None)) if takes else purifier
-        return _Defence(sample, _as_differentiable_purifier(purifier), takes, same_path=True)
+        sample = (lambda x: _call_with_noise(purifier, x, fresh)) if takes else purifier
+        return _Defence(sample, _as_differentiable_purifier(purifier, fresh), takes, same_path=True)
     raise TypeError(
         "purifier must have a purify_tensor method (EBMPurifier) or be a callable on tensors, "
         f"got {type(purifier).__name__}."

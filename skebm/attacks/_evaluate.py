@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 import torch
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions, validate_params
 
 from .._validation import NONNEG_INT, POSITIVE, POSITIVE_INT
@@ -12,7 +13,8 @@ from ._adapter import _resolve_defence, as_torch_classifier
 from ._external import apgd_attack
 from ._full_gradient import _require_differentiable, full_gradient_attack
 from ._pgd import _COMMON, pgd_attack
-from ._utils import _as_rng, _defended_wrong, _draw_seed, _Inputs, _seeded
+from .._random import PerDeviceGenerator, seed_from
+from ._utils import _defended_wrong, _Inputs
 
 __all__ = ["evaluate_robustness"]
 
@@ -20,19 +22,19 @@ ATTACKS = ("bpda", "full_gradient", "apgd")
 _NAMES = {"bpda": "PGD with BPDA + EOT", "full_gradient": "full-gradient PGD-EOT", "apgd": "APGD-EOT"}
 
 
-def _n_evaluation(view, defence, X_adv, data, n_replicates, n_evaluations, batch_size, seed):
+def _n_evaluation(view, purifier, X_adv, data, n_replicates, n_evaluations, batch_size, seed):
     """Inputs misclassified by ANY of ``n_evaluations`` independent defended predictions of ``X_adv``."""
+    defence = _resolve_defence(purifier, PerDeviceGenerator(seed))
     purify = None if defence is None else defence.sample
     X_adv = torch.as_tensor(np.asarray(X_adv), dtype=torch.float32)
     broken = torch.zeros(len(X_adv), dtype=torch.bool)
-    with _seeded(seed, view.device):
-        for sl in data.batches(batch_size):
-            x = X_adv[sl].to(view.device)
-            target = data.y[sl].to(view.device)
-            wrong = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-            for _ in range(n_evaluations):
-                wrong |= _defended_wrong(view, purify, x, target, n_replicates)
-            broken[sl] = wrong.cpu()
+    for sl in data.batches(batch_size):
+        x = X_adv[sl].to(view.device)
+        target = data.y[sl].to(view.device)
+        wrong = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        for _ in range(n_evaluations):
+            wrong |= _defended_wrong(view, purify, x, target, n_replicates)
+        broken[sl] = wrong.cpu()
     return broken.numpy()
 
 
@@ -201,7 +203,7 @@ def evaluate_robustness(
     data = _Inputs(view, X, y, bounds)  # validates X and y once, for every attack
     bounds = (data.low, data.high)
     eot = n_replicates if eot_samples is None else eot_samples
-    rng = _as_rng(random_state)
+    rng = check_random_state(random_state)
     common = dict(norm=norm, bounds=bounds, batch_size=batch_size, return_success=True)
 
     seconds = {}
@@ -215,7 +217,7 @@ def evaluate_robustness(
             seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - start
 
     def _run(name, eps, defended):
-        seed = _draw_seed(rng)
+        seed = seed_from(rng)
         target = purifier if defended else None
         reps = n_replicates if defended else 1
         if name == "bpda":
@@ -267,7 +269,7 @@ def evaluate_robustness(
             n_broken = np.zeros(len(data), dtype=bool)
             for X_adv in finals:
                 n_broken |= _n_evaluation(
-                    view, defence, X_adv, data, n_replicates, n_evaluations, batch_size, _draw_seed(rng)
+                    view, purifier, X_adv, data, n_replicates, n_evaluations, batch_size, seed_from(rng)
                 )
             table.loc[eps, "N-eval"] = 1.0 - float(n_broken.mean())
             seconds["N-eval"] = seconds.get("N-eval", 0.0) + time.perf_counter() - start

@@ -36,7 +36,8 @@ from .._validation import POSITIVE_INT, check_params
 from ._adapter import _resolve_defence, as_torch_classifier
 from ._full_gradient import _require_differentiable
 from ._pgd import _COMMON
-from ._utils import _as_rng, _defended_wrong, _draw_seed, _Inputs, _project, _replicate, _seeded
+from .._random import derive_seed, third_party_rng
+from ._utils import _defended_wrong, _Inputs, _project, _randomness, _replicate
 
 __all__ = ["PurifiedModule", "apgd_attack"]
 
@@ -72,6 +73,10 @@ class PurifiedModule(nn.Module):
         backwards).
     n_replicates : int, default=1
         Purifications per forward pass whose logits are averaged.
+    generator : torch.Generator, default=None
+        Generator of the purifications' fresh noise (on the purifier's
+        device), for purifiers that take a noise stream; ``None`` uses
+        torch's global generator.
 
     Examples
     --------
@@ -86,7 +91,7 @@ class PurifiedModule(nn.Module):
     """
 
     def __init__(self, classifier, purifier=None, *, bounds=(0.0, 1.0), input_shape=None, gradient="full",
-                 n_replicates=1):
+                 n_replicates=1, generator=None):
         super().__init__()
         check_params(
             {
@@ -99,7 +104,7 @@ class PurifiedModule(nn.Module):
             "PurifiedModule",
         )
         self.view = as_torch_classifier(classifier)
-        self.defence = _resolve_defence(purifier)
+        self.defence = _resolve_defence(purifier, generator)
         if gradient == "full":
             _require_differentiable(self.defence, "fresh")
         if isinstance(self.view.module, nn.Module):
@@ -249,7 +254,8 @@ def apgd_attack(
     """
     torchattacks = _import_torchattacks()
     view = as_torch_classifier(classifier)
-    defence = _resolve_defence(purifier)
+    _, generators = _randomness(random_state)
+    defence = _resolve_defence(purifier, generators)
     if gradient == "auto":
         gradient = "full" if defence is None or defence.differentiable is not None else "bpda"
     data = _Inputs(view, X, y, bounds)
@@ -258,13 +264,13 @@ def apgd_attack(
     reps = n_replicates if defence is not None else 1
     out, broken = data.X.clone(), torch.zeros(len(data), dtype=torch.bool)
     attack = eps > 0 and n_steps > 0 and data.high > data.low
-    rng = _as_rng(random_state)
-    with _seeded(_draw_seed(rng), view.device):
+    # APGD draws its random start from torch's global generator: seeded (and restored) around it
+    with third_party_rng(derive_seed(generators.seed, "torchattacks"), view.device):
         module = None
         if attack:
             module = PurifiedModule(
                 view, purifier, bounds=(data.low, data.high), input_shape=tuple(data.X.shape[1:]),
-                gradient=gradient,
+                gradient=gradient, generator=generators,
             )
             with contextlib.redirect_stdout(io.StringIO()):  # it prints when the module has no parameters
                 apgd = torchattacks.APGD(

@@ -9,7 +9,7 @@ from .._validation import POSITIVE_INT
 from ..mcmc import RowNoise
 from ._adapter import _resolve_defence, as_torch_classifier
 from ._pgd import _COMMON
-from ._utils import _as_rng, _defended_wrong, _draw_seed, _Inputs, _pgd_iterations, _replicate, _seeded
+from ._utils import _defended_wrong, _Inputs, _pgd_iterations, _randomness, _replicate
 
 __all__ = ["full_gradient_attack"]
 
@@ -32,7 +32,8 @@ def _require_differentiable(defence, noise):
 
 
 def _full_gradient_batch(
-    view, defence, x_nat, y, keys, *, eps, norm, n_steps, alpha, random_start, eot, reps, reparam, low, high
+    view, defence, x_nat, y, keys, *, eps, norm, n_steps, alpha, random_start, eot, reps, reparam, low, high,
+    generators,
 ):
     """Full-gradient PGD-EOT on one batch; returns (x_adv, broken).
 
@@ -96,7 +97,7 @@ def _full_gradient_batch(
         return idx, grad[keep]
 
     return _pgd_iterations(check, x_adv, x_nat, broken, eps=eps, n_steps=n_steps, alpha=alpha, norm=norm, low=low,
-                           high=high, random_start=random_start)
+                           high=high, random_start=random_start, generators=generators)
 
 
 @validate_params(
@@ -221,34 +222,33 @@ def full_gradient_attack(
     True
     """
     view = as_torch_classifier(classifier)
-    defence = _resolve_defence(purifier)
+    rng, generators = _randomness(random_state)
+    defence = _resolve_defence(purifier, generators)
     _require_differentiable(defence, noise)
     data = _Inputs(view, X, y, bounds)
     eot = n_replicates if eot_samples is None else eot_samples
     alpha = 2.5 * eps / max(n_steps, 1) if step_size is None else step_size
-    rng = _as_rng(random_state)
-    seed = _draw_seed(rng)
     keys = torch.as_tensor(rng.randint(0, 2**32, size=(eot, len(data)), dtype=np.int64))
     out, broken = torch.empty_like(data.X), torch.zeros(len(data), dtype=torch.bool)
-    with _seeded(seed, view.device):
-        for sl in data.batches(batch_size):
-            x_adv, br = _full_gradient_batch(
-                view,
-                defence,
-                data.X[sl].to(view.device),
-                data.y[sl].to(view.device),
-                keys[:, sl],
-                eps=float(eps),
-                norm=norm,
-                n_steps=n_steps,
-                alpha=float(alpha),
-                random_start=random_start,
-                eot=eot,
-                reps=n_replicates,
-                reparam=noise == "reparameterised",
-                low=data.low,
-                high=data.high,
-            )
-            out[sl], broken[sl] = x_adv.detach().cpu(), br.cpu()
+    for sl in data.batches(batch_size):
+        x_adv, br = _full_gradient_batch(
+            view,
+            defence,
+            data.X[sl].to(view.device),
+            data.y[sl].to(view.device),
+            keys[:, sl],
+            eps=float(eps),
+            norm=norm,
+            n_steps=n_steps,
+            alpha=float(alpha),
+            random_start=random_start,
+            eot=eot,
+            reps=n_replicates,
+            reparam=noise == "reparameterised",
+            low=data.low,
+            high=data.high,
+            generators=generators,
+        )
+        out[sl], broken[sl] = x_adv.detach().cpu(), br.cpu()
     X_adv = data.restore(out)
     return (X_adv, broken.numpy()) if return_success else X_adv

@@ -6,7 +6,7 @@ from torch import nn
 
 from .._validation import NONNEG, NONNEG_INT, POSITIVE, POSITIVE_INT
 from ._adapter import _resolve_defence, as_torch_classifier
-from ._utils import _as_rng, _draw_seed, _Inputs, _pgd_iterations, _seeded
+from ._utils import _Inputs, _pgd_iterations, _randomness
 
 __all__ = ["pgd_attack"]
 
@@ -29,14 +29,9 @@ _COMMON = {
 }
 
 
-def _resolve_purifier(purifier):
-    """The BPDA purifier: ``x -> purified x`` with fresh noise (no graph needed)."""
-    defence = _resolve_defence(purifier)
-    return None if defence is None else defence.sample
-
-
 def _attack_batch(
-    view, purify, x_nat, y, *, eps, norm, n_steps, alpha, random_start, n_replicates, eot_replicates, low, high
+    view, purify, x_nat, y, *, eps, norm, n_steps, alpha, random_start, n_replicates, eot_replicates, low, high,
+    generators,
 ):
     """PGD (BPDA + EOT when ``purify``) on one batch; returns (x_adv, broken)."""
     x_adv = x_nat.clone()
@@ -92,7 +87,7 @@ def _attack_batch(
         return idx[keep], grad[keep.to(grad.device)]
 
     return _pgd_iterations(check, x_adv, x_nat, broken, eps=eps, n_steps=n_steps, alpha=alpha, norm=norm, low=low,
-                           high=high, random_start=random_start)
+                           high=high, random_start=random_start, generators=generators)
 
 
 @validate_params({**_COMMON, "eot_replicates": [POSITIVE_INT, None]}, prefer_skip_nested_validation=True)
@@ -200,27 +195,29 @@ def pgd_attack(
     True
     """
     view = as_torch_classifier(classifier)
-    purify = _resolve_purifier(purifier)
+    _, generators = _randomness(random_state)
+    defence = _resolve_defence(purifier, generators)
+    purify = None if defence is None else defence.sample  # BPDA: fresh noise, no graph needed
     data = _Inputs(view, X, y, bounds)
     alpha = 2.5 * eps / max(n_steps, 1) if step_size is None else step_size
     out, broken = torch.empty_like(data.X), torch.zeros(len(data), dtype=torch.bool)
-    with _seeded(_draw_seed(_as_rng(random_state)), view.device):
-        for sl in data.batches(batch_size):
-            x_adv, br = _attack_batch(
-                view,
-                purify,
-                data.X[sl].to(view.device),
-                data.y[sl].to(view.device),
-                eps=float(eps),
-                norm=norm,
-                n_steps=n_steps,
-                alpha=float(alpha),
-                random_start=random_start,
-                n_replicates=n_replicates,
-                eot_replicates=n_replicates if eot_replicates is None else eot_replicates,
-                low=data.low,
-                high=data.high,
-            )
-            out[sl], broken[sl] = x_adv.detach().cpu(), br.cpu()
+    for sl in data.batches(batch_size):
+        x_adv, br = _attack_batch(
+            view,
+            purify,
+            data.X[sl].to(view.device),
+            data.y[sl].to(view.device),
+            eps=float(eps),
+            norm=norm,
+            n_steps=n_steps,
+            alpha=float(alpha),
+            random_start=random_start,
+            n_replicates=n_replicates,
+            eot_replicates=n_replicates if eot_replicates is None else eot_replicates,
+            low=data.low,
+            high=data.high,
+            generators=generators,
+        )
+        out[sl], broken[sl] = x_adv.detach().cpu(), br.cpu()
     X_adv = data.restore(out)
     return (X_adv, broken.numpy()) if return_success else X_adv

@@ -1,35 +1,22 @@
 """What every attack shares: inputs, the ball, seeding, replicate batches, verdicts."""
 
-import contextlib
-
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
-_INT32_MAX = np.iinfo(np.int32).max
+from .._random import PerDeviceGenerator, seed_from
 
 
-def _draw_seed(rng):
-    return int(rng.randint(_INT32_MAX))
+def _randomness(random_state):
+    """The random sources of one attack call: ``(rng, generators)``.
 
-
-@contextlib.contextmanager
-def _seeded(seed, device="cpu"):
-    """Torch's global generators seeded with ``seed``; the caller's state is restored on exit.
-
-    The purifiers draw their fresh noise from torch's global generator (a
-    user's callable cannot be handed a generator), so a seeded attack seeds
-    that, inside :func:`torch.random.fork_rng`.
+    ``rng`` (a RandomState) draws integers (noise keys, the seeds of nested
+    attacks); ``generators`` (a :class:`~skebm._random.PerDeviceGenerator`)
+    every tensor draw: random starts and the purifications' fresh noise, on
+    whatever device each runs. torch's global generator is never touched.
     """
-    device = torch.device(device)
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
-def _as_rng(random_state):
-    return check_random_state(random_state)
+    rng = check_random_state(random_state)
+    return rng, PerDeviceGenerator(seed_from(rng))
 
 
 # ------------------------------------------------------------------ inputs
@@ -90,13 +77,15 @@ def _project(x_adv, x_nat, eps, norm, low, high):
     return (x_nat + delta).clamp(low, high)
 
 
-def _random_start(x_nat, eps, norm):
+def _random_start(x_nat, eps, norm, generators):
+    g = generators.on(x_nat.device)
     if norm == "inf":
-        return x_nat + (torch.rand_like(x_nat) * 2 - 1) * eps
-    direction = torch.randn_like(x_nat)
+        return x_nat + (torch.rand(x_nat.shape, generator=g, device=x_nat.device) * 2 - 1) * eps
+    direction = torch.randn(x_nat.shape, generator=g, device=x_nat.device)
     direction = direction / _flat_norm(direction)
     d = x_nat[0].numel()
-    radius = eps * torch.rand(len(x_nat), device=x_nat.device).pow(1.0 / d).view(-1, *([1] * (x_nat.ndim - 1)))
+    radius = eps * torch.rand(len(x_nat), generator=g, device=x_nat.device).pow(1.0 / d)
+    radius = radius.view(-1, *([1] * (x_nat.ndim - 1)))
     return x_nat + direction * radius
 
 
@@ -104,7 +93,7 @@ def _direction(grad, norm):
     return grad.sign() if norm == "inf" else grad / _flat_norm(grad)
 
 
-def _pgd_iterations(check, x_adv, x_nat, broken, *, eps, n_steps, alpha, norm, low, high, random_start):
+def _pgd_iterations(check, x_adv, x_nat, broken, *, eps, n_steps, alpha, norm, low, high, random_start, generators):
     """The PGD loop shared by the BPDA and the full-gradient attacks.
 
     ``check(need_grad)`` judges the current iterates of the inputs not yet
@@ -117,7 +106,7 @@ def _pgd_iterations(check, x_adv, x_nat, broken, *, eps, n_steps, alpha, norm, l
     state = check(need_grad=attack and not start)  # the clean input
     if start:
         keep = ~broken
-        x_adv[keep] = _project(_random_start(x_nat[keep], eps, norm), x_nat[keep], eps, norm, low, high)
+        x_adv[keep] = _project(_random_start(x_nat[keep], eps, norm, generators), x_nat[keep], eps, norm, low, high)
         state = check(need_grad=attack)
     if not attack:
         return x_adv, broken

@@ -28,7 +28,7 @@ from torch.utils.data import Sampler
 
 from ..mcmc import autocast_context
 from ._ml import EBMNet
-from ._random import seed_from
+from .._random import seed_from
 
 __all__ = ["QuadratureNet", "ImportanceNet"]
 
@@ -193,7 +193,7 @@ class ImportanceNet(_DensityNet):
 
     def initialize_module(self):
         super().initialize_module()
-        draws = torch.Generator(device=self.device).manual_seed(seed_from(self.seed) + 7)
+        draws = torch.Generator(device=self.device).manual_seed(seed_from(self.seed, "validation"))
         base = self.bare_module().base
         self.validation_draws_ = base.sample(self.n_validation_samples, self.feature_shape, generator=draws)
         return self

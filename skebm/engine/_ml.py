@@ -3,7 +3,6 @@
 import copy
 import math
 
-import numpy as np
 import torch
 from skorch import NeuralNet
 from skorch.dataset import unpack_data
@@ -16,7 +15,7 @@ from ..nn import output_to_energy
 from ._callbacks import DivergenceGuard
 from ._losses import MaxLikelihoodLoss
 from ._history import n_updates
-from ._random import RandomGenerators, seed_from
+from .._random import RandomGenerators, derive_seed, seed_from
 
 __all__ = ["EBMNet"]
 
@@ -139,9 +138,9 @@ class EBMNet(NeuralNet):
         super().initialize_module()
         # distributed: each process its own chain stream (rank 0 that of a one-process fit), one batch order
         seed, rank = seed_from(self.seed), self.process_rank()
-        chain_seed = seed if rank == 0 else int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
-        self.rng_ = RandomGenerators(chain_seed, self.device)
-        self.rng_.data_generator.manual_seed(seed + 1)  # the same batch order on every rank
+        chain_seed = seed if rank == 0 else derive_seed(seed, rank)
+        # the same batch order on every rank
+        self.rng_ = RandomGenerators(chain_seed, self.device, data_seed=derive_seed(seed, "data"))
         source = getattr(self.module_, self.source) if isinstance(self.source, str) else copy.deepcopy(self.source)
         self.chain_init_ = copy.deepcopy(self.chain_init).setup(
             source, self.feature_shape, self.device, generator=self.rng_.generator

@@ -10,6 +10,7 @@ from skorch.callbacks import Callback
 
 from ._history import n_updates
 
+from .._images import check_image_shape
 from .._validation import NONNEG_INT, POSITIVE_INT, StrOptions, check_params
 
 __all__ = ["SampleMonitor"]
@@ -286,7 +287,7 @@ class SampleMonitor(Callback):
     # -------------------------------------------------------------- images
     def _image_shape(self, net):
         if self.image_shape is not None:
-            return tuple(int(s) for s in self.image_shape)
+            return check_image_shape(self.image_shape)
         shape = tuple(net.feature_shape)
         return shape if len(shape) == 3 else None
 

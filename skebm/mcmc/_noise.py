@@ -80,8 +80,10 @@ class GeneratorNoise:
 
     Parameters
     ----------
-    generator : torch.Generator, default=None
-        Generator on the device of the chains.
+    generator : torch.Generator or PerDeviceGenerator, default=None
+        Generator on the device of the chains, or an object whose
+        ``on(device)`` returns one for each device
+        (``skebm._random.PerDeviceGenerator``).
 
     Examples
     --------
@@ -96,13 +98,17 @@ class GeneratorNoise:
     def __init__(self, generator=None):
         self.generator = generator
 
+    def _on(self, device):
+        on = getattr(self.generator, "on", None)
+        return self.generator if on is None else on(device)
+
     def randn_like(self, x):
         """Standard normals of ``x``'s shape, device and (floating) dtype."""
-        return torch.randn(x.shape, generator=self.generator, device=x.device, dtype=x.dtype)
+        return torch.randn(x.shape, generator=self._on(x.device), device=x.device, dtype=x.dtype)
 
     def rand_like(self, t):
         """Uniforms in [0, 1) of ``t``'s shape and device, float32."""
-        return torch.rand(t.shape, generator=self.generator, device=t.device)
+        return torch.rand(t.shape, generator=self._on(t.device), device=t.device)
 
     def subset(self, index):
         return self

@@ -2,7 +2,6 @@
 
 import copy
 import inspect
-import threading
 
 import torch
 from torch import nn
@@ -48,27 +47,22 @@ def resolve_energy_name(energy, image_shape):
     return "conv" if h * w < 32 * 32 else "resnet"
 
 
-_GLOBAL_RNG_LOCK = threading.Lock()
-
-
 def _build(cls, kwargs, generator):
     """Construct ``cls(**kwargs)`` with weights drawn from ``generator``, never from torch's global generator.
 
     The built-in networks are built on the meta device (no weights drawn
-    at all) and initialised by :func:`reset_parameters`. Another class may
-    keep state its constructor draws itself: it is built with the global
-    generator seeded from ``generator`` inside :func:`torch.random.fork_rng`
-    (the caller's stream is restored), under a lock, then reset as well.
+    at all) and initialised by :func:`reset_parameters`. Another class is
+    built as its constructor asks (whatever it draws itself comes from
+    torch's global generator, which skebm never seeds), then its standard
+    layers, and any submodule with a ``reset_parameters(generator=...)``,
+    are redrawn from ``generator``.
     """
     if cls in ENERGIES.values():
         with torch.device("meta"):
             module = cls(**kwargs)
         module = module.to_empty(device="cpu")
     else:
-        seed = int(torch.randint(2**62, (), generator=generator))
-        with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            module = cls(**kwargs)
+        module = cls(**kwargs)
     return reset_parameters(module, generator)
 
 
