@@ -13,7 +13,7 @@ from numbers import Integral
 
 import numpy as np
 
-__all__ = ["check_image_shape", "image_batch_shape"]
+__all__ = ["check_image_shape", "image_batch_shape", "image_mosaic"]
 
 
 def check_image_shape(image_shape, name="image_shape"):
@@ -103,3 +103,28 @@ def image_batch_shape(X, image_shape=None, *, infer_square=False, name="X"):
     if side * side != n_features or side == 0:
         raise ValueError(f"Cannot infer the image shape of {n_features} features; pass image_shape=(C, H, W).")
     return (1, side, side)
+
+
+def image_mosaic(images, n_cols, padding, value_range=None):
+    """Tile (n, C, H, W) images into one (rows, cols, C) array, scaled to [0, 1]: the picture of a grid.
+
+    ``value_range=None`` scales with the images' global min and max;
+    ``(low, high)`` maps that range to [0, 1] and clips.
+    """
+    n, c, h, w = images.shape
+    if value_range is None:
+        lo, hi = images.min(), images.max()
+        scaled = (images - lo) / (hi - lo) if hi > lo else np.zeros_like(images)
+    else:
+        lo, hi = value_range
+        scaled = np.clip((images - lo) / (hi - lo), 0.0, 1.0)
+    n_rows = int(np.ceil(n / n_cols))
+    mosaic = np.ones(
+        (n_rows * (h + padding) + padding, n_cols * (w + padding) + padding, c)
+    )
+    for k in range(n):
+        r, col = divmod(k, n_cols)
+        top = padding + r * (h + padding)
+        left = padding + col * (w + padding)
+        mosaic[top : top + h, left : left + w] = np.transpose(scaled[k], (1, 2, 0))
+    return mosaic

@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from skebm._images import image_batch_shape
+from skebm._images import image_batch_shape, image_mosaic
 from skebm.metrics import _calibration_bins, expected_calibration_error, ood_auroc
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "plot_traces",
     "plot_training",
     "plot_sample_evolution",
+    "save_sample_evolution",
     "plot_training_curves",
     "plot_robustness",
     "plot_diagnostics",
@@ -83,31 +84,6 @@ def _check_value_range(value_range):
     if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
         raise ValueError(f"value_range must satisfy low < high, got {value_range!r}.")
     return lo, hi
-
-
-def _make_mosaic(images, n_cols, padding, value_range=None):
-    """Tile (n, C, H, W) images into one (rows, cols, C) mosaic, scaled to [0, 1].
-
-    ``value_range=None`` scales with the images' global min and max;
-    ``(low, high)`` maps that range to [0, 1] and clips.
-    """
-    n, c, h, w = images.shape
-    if value_range is None:
-        lo, hi = images.min(), images.max()
-        scaled = (images - lo) / (hi - lo) if hi > lo else np.zeros_like(images)
-    else:
-        lo, hi = value_range
-        scaled = np.clip((images - lo) / (hi - lo), 0.0, 1.0)
-    n_rows = int(np.ceil(n / n_cols))
-    mosaic = np.ones(
-        (n_rows * (h + padding) + padding, n_cols * (w + padding) + padding, c)
-    )
-    for k in range(n):
-        r, col = divmod(k, n_cols)
-        top = padding + r * (h + padding)
-        left = padding + col * (w + padding)
-        mosaic[top : top + h, left : left + w] = np.transpose(scaled[k], (1, 2, 0))
-    return mosaic
 
 
 def plot_sample_grid(
@@ -179,7 +155,7 @@ def plot_sample_grid(
     if not _is_int(padding) or padding < 0:
         raise ValueError(f"padding must be a non-negative integer, got {padding!r}.")
     n_cols = min(int(n_cols), n)
-    mosaic = _make_mosaic(images, n_cols, int(padding), _check_value_range(value_range))
+    mosaic = image_mosaic(images, n_cols, int(padding), _check_value_range(value_range))
 
     ax = _get_ax(ax)
     if mosaic.shape[2] == 1:
@@ -926,7 +902,7 @@ def plot_sample_evolution(grids, *, n_cols=None, updates=None, image_shape=None,
     n_cols = min(int(n_cols), n_min)
     stacked = np.concatenate([b[:n_cols] for b in batches])
     value_range = _check_value_range(value_range)
-    mosaic = _make_mosaic(stacked, n_cols, int(padding), value_range)
+    mosaic = image_mosaic(stacked, n_cols, int(padding), value_range)
 
     ax = _get_ax(ax)
     if mosaic.shape[2] == 1:
@@ -944,6 +920,48 @@ def plot_sample_evolution(grids, *, n_cols=None, updates=None, image_shape=None,
     if title:
         ax.set_title(title)
     return ax
+
+
+def save_sample_evolution(monitor, path, *, n_cols=None, **kwargs):
+    """Write a :class:`~skebm.engine.SampleMonitor`'s snapshots as one PNG, one row per snapshot.
+
+    Parameters
+    ----------
+    monitor : SampleMonitor
+        A monitor after a fit (its ``grids_``, ``updates_``,
+        ``image_shape_``, ``value_range_`` and ``cmap``).
+    path : str or path-like
+        PNG file to write.
+    n_cols : int, default=None
+        Samples shown per row; ``None`` shows ``min(n_samples, 16)``.
+    **kwargs
+        Passed to :func:`plot_sample_evolution`.
+
+    Returns
+    -------
+    path : str
+
+    Raises
+    ------
+    RuntimeError
+        If the monitor has no snapshot yet.
+    """
+    import os
+
+    from matplotlib.figure import Figure
+
+    if not getattr(monitor, "grids_", None):
+        raise RuntimeError("SampleMonitor has no snapshot yet: fit an estimator with it first.")
+    kwargs.setdefault("image_shape", getattr(monitor, "image_shape_", None))
+    kwargs.setdefault("value_range", getattr(monitor, "value_range_", None))
+    kwargs.setdefault("cmap", monitor.cmap)
+    n_cols = n_cols or min(monitor.n_samples, 16)
+    rows = len(monitor.grids_)
+    fig = Figure(figsize=(max(4.0, 0.5 * n_cols + 1.2), max(2.0, 0.5 * rows + 0.6)))
+    ax = fig.subplots()
+    plot_sample_evolution(monitor, n_cols=n_cols, ax=ax, **kwargs)
+    fig.savefig(os.fspath(path), dpi=100, bbox_inches="tight")
+    return os.fspath(path)
 
 
 def plot_training_curves(
@@ -1050,8 +1068,9 @@ def plot_robustness(results, *, ax=None, title="accuracy under attack"):
     details = []
     if "norm" in attrs:
         details.append(f"L-{attrs['norm']}")
-    if "n_steps" in attrs:
-        details.append(f"{attrs['n_steps']} steps")
+    steps = attrs.get("pgd_steps", attrs.get("n_steps"))  # n_steps: tables of skebm < 0.3
+    if steps is not None:
+        details.append(f"{steps} steps")
     if any(name != "undefended" for name in results.columns):  # a defended column: its budgets matter
         if "n_replicates" in attrs:
             details.append(f"{attrs['n_replicates']} replicates")

@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseEBM, transactional_fit
 from ._docs import fill_doc
+from ._torch_classifier import as_torch_classifier
 from ._torch_utils import batched
 from ._validation import NONNEG, POSITIVE, POSITIVE_INT, check_params
 from ._random import seed_from
@@ -600,8 +601,6 @@ class PurifiedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         return self
 
     def _torch_view(self):
-        from .attacks import as_torch_classifier
-
         try:
             return as_torch_classifier(self.classifier_)
         except TypeError:

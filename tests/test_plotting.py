@@ -407,7 +407,7 @@ def test_plot_robustness_lines_and_budget_title():
 
     table = pd.DataFrame({"undefended": [0.97, 0.1], "min over attacks": [0.95, 0.5]},
                          index=pd.Index([0.0, 0.1], name="epsilon"))
-    table.attrs = {"norm": "inf", "n_steps": 20, "n_replicates": 4, "eot_samples": 2}
+    table.attrs = {"norm": "inf", "pgd_steps": 20, "n_replicates": 4, "eot_samples": 2}
     ax = plot_robustness(table)
     assert [line.get_label() for line in ax.get_lines()] == ["undefended", "min over attacks"]
     np.testing.assert_allclose(ax.get_lines()[1].get_ydata(), [0.95, 0.5])

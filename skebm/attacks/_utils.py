@@ -1,10 +1,29 @@
 """What every attack shares: inputs, the ball, seeding, replicate batches, verdicts."""
 
+import warnings
+
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Hidden, StrOptions
 
 from .._random import PerDeviceGenerator, seed_from
+
+#: Default of a renamed keyword: the old name still works until 0.5, with a FutureWarning.
+DEPRECATED = "deprecated"
+DEPRECATED_OPTION = Hidden(StrOptions({DEPRECATED}))
+
+
+def _renamed(value, old_value, name, old_name):
+    """The value of the keyword ``name``, or of its old name ``old_name`` if that was passed (FutureWarning)."""
+    if isinstance(old_value, str) and old_value == DEPRECATED:
+        return value
+    warnings.warn(
+        f"{old_name} was renamed {name} in 0.3 (the glossary's name); {old_name} will be removed in 0.5.",
+        FutureWarning,
+        stacklevel=4,  # the user's call, through the attack and scikit-learn's validate_params
+    )
+    return old_value
 
 
 def _randomness(random_state):
@@ -93,7 +112,7 @@ def _direction(grad, norm):
     return grad.sign() if norm == "inf" else grad / _flat_norm(grad)
 
 
-def _pgd_iterations(check, x_adv, x_nat, broken, *, eps, n_steps, alpha, norm, low, high, random_start, generators):
+def _pgd_iterations(check, x_adv, x_nat, broken, *, eps, pgd_steps, alpha, norm, low, high, random_start, generators):
     """The PGD loop shared by the BPDA and the full-gradient attacks.
 
     ``check(need_grad)`` judges the current iterates of the inputs not yet
@@ -101,7 +120,7 @@ def _pgd_iterations(check, x_adv, x_nat, broken, *, eps, n_steps, alpha, norm, l
     grad)`` for those still standing, or ``None`` when none is left. The
     clean input is checked first, then the random start, then every step.
     """
-    attack = eps > 0 and n_steps > 0
+    attack = eps > 0 and pgd_steps > 0
     start = random_start and eps > 0
     state = check(need_grad=attack and not start)  # the clean input
     if start:
@@ -110,13 +129,13 @@ def _pgd_iterations(check, x_adv, x_nat, broken, *, eps, n_steps, alpha, norm, l
         state = check(need_grad=attack)
     if not attack:
         return x_adv, broken
-    for step in range(n_steps):
+    for step in range(pgd_steps):
         if state is None:
             break
         idx, grad = state
         x_adv[idx] = _project(x_adv[idx] + alpha * _direction(grad.to(x_adv.device), norm), x_nat[idx], eps, norm,
                               low, high)
-        state = check(need_grad=step < n_steps - 1)
+        state = check(need_grad=step < pgd_steps - 1)
     return x_adv, broken
 
 
