@@ -389,9 +389,8 @@ def test_seeded_attacks_neither_use_nor_change_the_global_generator(linear_net, 
 @pytest.mark.parametrize(
     "attack, old, new",
     [
-        ("pgd", {"n_steps": 2, "step_size": 0.02, "eot_replicates": 1}, {"pgd_steps": 2, "pgd_step_size": 0.02,
-                                                                         "eot_samples": 1}),
-        ("full_gradient", {"n_steps": 2, "noise": "reparameterised"}, {"pgd_steps": 2, "noise_mode": "reparameterised"}),
+        ("pgd", dict(n_steps=2, step_size=0.02, eot_replicates=1), dict(pgd_steps=2, pgd_step_size=0.02, eot_samples=1)),
+        ("full_gradient", dict(n_steps=2, noise="reparameterised"), dict(pgd_steps=2, noise_mode="reparameterised")),
     ],
 )
 def test_renamed_attack_keywords_still_work_with_a_future_warning(linear_net, digits, attack, old, new):

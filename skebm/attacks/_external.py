@@ -278,7 +278,6 @@ def _apgd(view, data, *, purifier, eps, norm, pgd_steps, n_restarts, eot_samples
     eot = (n_replicates if defence is not None else 1) if eot_samples is None else eot_samples
     verdict_purify = None if defence is None else defence.sample
     reps = n_replicates if defence is not None else 1
-    out, broken = data.X.clone(), torch.zeros(len(data), dtype=torch.bool)
     attack = eps > 0 and pgd_steps > 0 and data.high > data.low
     # APGD draws its random start from torch's global generator: seeded (and restored) around it
     with third_party_rng(derive_seed(generators.seed, "torchattacks"), view.device):
@@ -294,9 +293,8 @@ def _apgd(view, data, *, purifier, eps, norm, pgd_steps, n_restarts, eot_samples
                     steps=pgd_steps, n_restarts=1, seed=0, loss=loss, eot_iter=eot,
                 )
             apgd.set_device(view.device)
-        for sl in data.batches(batch_size):
-            x_nat = data.X[sl].to(view.device)
-            target = data.y[sl].to(view.device)
+
+        def attack_batch(sl, x_nat, target):
             adv = x_nat.clone()
             br = _defended_wrong(view, verdict_purify, x_nat, target, reps)  # the clean input
             for _ in range(n_restarts if attack else 0):
@@ -314,5 +312,6 @@ def _apgd(view, data, *, purifier, eps, norm, pgd_steps, n_restarts, eot_samples
                     br[idx[wrong]] = True
                     alive &= ~wrong
                 adv[idx[alive]] = x[alive]
-            out[sl], broken[sl] = adv.detach().cpu(), br.cpu()
-    return data.restore(out), broken.numpy()
+            return adv, br
+
+        return data.attack(view, batch_size, attack_batch)

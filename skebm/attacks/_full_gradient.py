@@ -15,6 +15,7 @@ from ._utils import (
     DEPRECATED_OPTION,
     _defended_wrong,
     _Inputs,
+    _pgd_alpha,
     _pgd_iterations,
     _randomness,
     _renamed,
@@ -266,27 +267,13 @@ def _full_gradient(view, data, *, purifier, eps, norm, pgd_steps, pgd_step_size,
     defence = _resolve_defence(purifier, generators)
     _require_differentiable(defence, noise_mode)
     eot = n_replicates if eot_samples is None else eot_samples
-    alpha = 2.5 * eps / max(pgd_steps, 1) if pgd_step_size is None else pgd_step_size
     keys = torch.as_tensor(rng.randint(0, 2**32, size=(eot, len(data)), dtype=np.int64))
-    out, broken = torch.empty_like(data.X), torch.zeros(len(data), dtype=torch.bool)
-    for sl in data.batches(batch_size):
-        x_adv, br = _full_gradient_batch(
-            view,
-            defence,
-            data.X[sl].to(view.device),
-            data.y[sl].to(view.device),
-            keys[:, sl],
-            eps=float(eps),
-            norm=norm,
-            pgd_steps=pgd_steps,
-            alpha=float(alpha),
-            random_start=random_start,
-            eot=eot,
-            reps=n_replicates,
-            reparam=noise_mode == "reparameterised",
-            low=data.low,
-            high=data.high,
-            generators=generators,
-        )
-        out[sl], broken[sl] = x_adv.detach().cpu(), br.cpu()
-    return data.restore(out), broken.numpy()
+    alpha = _pgd_alpha(eps, pgd_steps, pgd_step_size)
+
+    def attack_batch(sl, x, y):
+        return _full_gradient_batch(view, defence, x, y, keys[:, sl], eps=float(eps), norm=norm, pgd_steps=pgd_steps,
+                                    alpha=alpha, random_start=random_start, eot=eot, reps=n_replicates,
+                                    reparam=noise_mode == "reparameterised", low=data.low, high=data.high,
+                                    generators=generators)
+
+    return data.attack(view, batch_size, attack_batch)

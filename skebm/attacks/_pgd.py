@@ -7,7 +7,7 @@ from torch import nn
 from .._torch_classifier import as_torch_classifier
 from .._validation import NONNEG, NONNEG_INT, POSITIVE, POSITIVE_INT
 from ._adapter import _resolve_defence
-from ._utils import DEPRECATED, DEPRECATED_OPTION, _Inputs, _pgd_iterations, _randomness, _renamed
+from ._utils import DEPRECATED, DEPRECATED_OPTION, _Inputs, _pgd_alpha, _pgd_iterations, _randomness, _renamed
 
 __all__ = ["pgd_attack"]
 
@@ -226,24 +226,11 @@ def _pgd(view, data, *, purifier, eps, norm, pgd_steps, pgd_step_size, random_st
     _, generators = _randomness(random_state)
     defence = _resolve_defence(purifier, generators)
     purify = None if defence is None else defence.sample  # BPDA: fresh noise, no graph needed
-    alpha = 2.5 * eps / max(pgd_steps, 1) if pgd_step_size is None else pgd_step_size
-    out, broken = torch.empty_like(data.X), torch.zeros(len(data), dtype=torch.bool)
-    for sl in data.batches(batch_size):
-        x_adv, br = _attack_batch(
-            view,
-            purify,
-            data.X[sl].to(view.device),
-            data.y[sl].to(view.device),
-            eps=float(eps),
-            norm=norm,
-            pgd_steps=pgd_steps,
-            alpha=float(alpha),
-            random_start=random_start,
-            n_replicates=n_replicates,
-            eot_samples=n_replicates if eot_samples is None else eot_samples,
-            low=data.low,
-            high=data.high,
-            generators=generators,
-        )
-        out[sl], broken[sl] = x_adv.detach().cpu(), br.cpu()
-    return data.restore(out), broken.numpy()
+    eot, alpha = n_replicates if eot_samples is None else eot_samples, _pgd_alpha(eps, pgd_steps, pgd_step_size)
+
+    def attack_batch(sl, x, y):
+        return _attack_batch(view, purify, x, y, eps=float(eps), norm=norm, pgd_steps=pgd_steps, alpha=alpha,
+                             random_start=random_start, n_replicates=n_replicates, eot_samples=eot, low=data.low,
+                             high=data.high, generators=generators)
+
+    return data.attack(view, batch_size, attack_batch)

@@ -74,6 +74,14 @@ class _Inputs:
         for start in range(0, len(self.X), batch_size):
             yield slice(start, start + batch_size)
 
+    def attack(self, view, batch_size, attack_batch):
+        """``attack_batch(sl, x, y) -> (x_adv, broken)`` on every batch; ``(X_adv, broken)`` in the caller's type."""
+        out, broken = self.X.clone(), torch.zeros(len(self), dtype=torch.bool)
+        for sl in self.batches(batch_size):
+            x_adv, br = attack_batch(sl, self.X[sl].to(view.device), self.y[sl].to(view.device))
+            out[sl], broken[sl] = x_adv.detach().cpu(), br.cpu()
+        return self.restore(out), broken.numpy()
+
     def restore(self, adv):
         """Adversarial tensor (CPU float32) -> the caller's type, shape and float dtype."""
         out = adv.numpy().astype(self.dtype)
@@ -106,6 +114,11 @@ def _random_start(x_nat, eps, norm, generators):
     radius = eps * torch.rand(len(x_nat), generator=g, device=x_nat.device).pow(1.0 / d)
     radius = radius.view(-1, *([1] * (x_nat.ndim - 1)))
     return x_nat + direction * radius
+
+
+def _pgd_alpha(eps, pgd_steps, pgd_step_size):
+    """The PGD step length: ``pgd_step_size``, or ``2.5 * eps / pgd_steps`` (Madry et al.)."""
+    return float(2.5 * eps / max(pgd_steps, 1) if pgd_step_size is None else pgd_step_size)
 
 
 def _direction(grad, norm):
