@@ -201,17 +201,18 @@ def check_transactional_fit(est):
 
 
 def check_divergence(est):
-    """An absurd learning rate diverges at every update: ``fit`` raises TrainingDivergedError, leaves no model.
+    """An absurd learning rate: a fit that cannot finish raises TrainingDivergedError and leaves no model.
 
-    As the ``on_divergence`` documentation states, whichever its value and
-    whatever ``max_iter``: ``"raise"`` stops at the first diverged update,
-    ``"recover"`` after its recoveries have failed too.
+    As the ``on_divergence`` documentation states: ``"raise"`` stops at the
+    first diverged update; ``"recover"`` rolls back and halves the learning
+    rate up to 5 times, which at ``lr=1e6`` cannot save 30 updates, then
+    raises too.
     """
     from skebm.engine import TrainingDivergedError
 
     X, y = _data(est)
     for mode in ("raise", "recover"):
-        wild = clone(est).set_params(lr=1e6, optimizer="sgd", on_divergence=mode)
+        wild = clone(est).set_params(lr=1e6, optimizer="sgd", on_divergence=mode, max_iter=30)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with pytest.raises(TrainingDivergedError):
