@@ -165,16 +165,16 @@ class _Dynamics:
 
     __slots__ = ("energy_coef", "prior_coef", "grad_clip", "sigma", "mask", "clamp", "ctx")
 
-    def __init__(self, step_size, sigma, x, *, temperature=1.0, tau=None, grad_clip=None, clamp=None, mask=None,
-                 precision="fp32"):
+    def __init__(self, step_size, sigma, device, dtype, *, temperature=1.0, tau=None, grad_clip=None, clamp=None,
+                 mask=None, precision="fp32"):
         drift_coef = step_size**2 / 2.0
         self.energy_coef = drift_coef / temperature
         self.prior_coef = None if tau is None else drift_coef / tau**2
         self.grad_clip = grad_clip
         self.sigma = sigma
-        self.mask = None if mask is None else mask.to(device=x.device, dtype=x.dtype)
+        self.mask = None if mask is None else mask.to(device=device, dtype=dtype)
         self.clamp = clamp
-        self.ctx = autocast_context(x.device, precision)
+        self.ctx = autocast_context(device, precision)
 
     def drift(self, grad, x):
         """``clip(eps**2/2 * (grad / T + x / tau**2))``, a new tensor.
@@ -270,8 +270,8 @@ def _run(energy_fn, x0, n_steps, step_size, *, noise_scale=None, temperature=1.0
          return_trace=False):
     """Validate the settings, run ULA or MALA; return ``(output, acceptance_rate)``."""
     sigma = _check_settings(n_steps, step_size, noise_scale, temperature, metropolis, clamp, tau, grad_clip)
-    dynamics = _Dynamics(step_size, sigma, x0, temperature=temperature, tau=tau, grad_clip=grad_clip, clamp=clamp,
-                         mask=mask, precision=precision)
+    dynamics = _Dynamics(step_size, sigma, x0.device, torch.float32, temperature=temperature, tau=tau,
+                         grad_clip=grad_clip, clamp=clamp, mask=mask, precision=precision)
     if metropolis:
         x, chains, trace, rate = _mala(energy_fn, x0, n_steps, dynamics, return_chains, return_trace, noise,
                                        temperature, tau)

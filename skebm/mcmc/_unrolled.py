@@ -303,8 +303,8 @@ def unrolled_langevin(
     graph = torch.is_grad_enabled()
     if n_steps == 0:
         return x0.clone()
-    dynamics = _Dynamics(step_size, sigma, x0, temperature=temperature, tau=tau, grad_clip=grad_clip, clamp=clamp,
-                         mask=mask, precision=precision)
+    dynamics = _Dynamics(step_size, sigma, x0.device, x0.dtype, temperature=temperature, tau=tau,
+                         grad_clip=grad_clip, clamp=clamp, mask=mask, precision=precision)
     x = x0 if graph else x0.detach().clone()  # without a graph the steps write into x
 
     def run(x, xi, n):
