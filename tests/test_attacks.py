@@ -237,7 +237,6 @@ def test_more_steps_never_raise_robust_accuracy(linear_net, digits):
 def test_bpda_checks_are_the_defences_own_verdict(linear_net, digits):
     # with fewer EOT copies than replicates, every check is the defence's verdict on n_replicates fresh draws,
     # not a candidate filtered by the attacker's copies: the clean check equals one defended prediction
-    from skebm.attacks._adapter import _resolve_defence
     from skebm.attacks._utils import _defended_wrong, _randomness
 
     _, _, X_test, y_test = digits
