@@ -549,6 +549,8 @@ class EBMDensity(DensityMixin, BaseEBM):
             raise ValueError("base=None needs a prior scale tau to keep the density normalisable.")
         if self.base is None and method != "longrun":
             raise ValueError(f"method={method!r} needs a base density; base=None works with method='longrun'.")
+        if self.metropolis and self.noise_scale == 0:  # sample() (and longrun training) run MALA chains
+            raise ValueError("metropolis=True needs a positive noise_scale (None: step_size), got 0.")
         if method != "longrun" and self.temperature != 1.0:
             raise ValueError(f"method={method!r} fits the density itself: temperature must be 1 (got {self.temperature}).")
         n_dims = getattr(self, "n_features_in_", None)

@@ -34,8 +34,9 @@ def _input_layout(X, n_features):
     """Layout ``(kind, dtype)`` of a transform's input, as :meth:`BaseEBM._from_model` takes it."""
     kind = "frame" if hasattr(X, "columns") else ("4d" if getattr(X, "ndim", 2) == 4 else "2d")
     dtype = getattr(X, "dtype", None)
-    if kind == "frame":
-        dtype = np.result_type(*X.dtypes) if len(X.columns) else np.float64
+    if kind == "frame":  # pandas extension dtypes (Int64, Float32) by their numpy counterparts
+        dtypes = [getattr(d, "numpy_dtype", d) for d in X.dtypes]
+        dtype = np.result_type(*dtypes) if len(X.columns) else np.float64
     dtype = np.dtype(dtype) if dtype is not None and np.issubdtype(np.dtype(dtype), np.floating) else np.float64
     return kind, dtype
 

@@ -352,3 +352,11 @@ def test_ctrl_c_during_log_partition_leaves_the_estimator_as_it_was(monkeypatch,
     with pytest.raises(KeyboardInterrupt):
         est.fit(X[:150])
     np.testing.assert_array_equal(est.score_samples(X[:5]), before)
+
+
+def test_mala_sampling_needs_a_positive_noise_scale_at_fit():
+    # sample() runs MALA chains: noise_scale=0 is refused when the parameters are checked, not at the first sample
+    X = np.random.RandomState(0).randn(64, 2)
+    with pytest.raises(ValueError, match="positive noise_scale"):
+        EBMDensity(noise_scale=0.0, max_iter=1).fit(X)
+    EBMDensity(noise_scale=0.0, metropolis=False, max_iter=1, n_members=1, grid_resolution=8).fit(X).sample(3)

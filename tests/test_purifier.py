@@ -341,3 +341,13 @@ def test_cuda_purification_and_its_gradient(digits):
     x = torch.as_tensor(X_test[:4]).requires_grad_(True)
     (grad,) = torch.autograd.grad(pur.purify_tensor(x, differentiable=True).sum(), x)
     assert grad.device.type == "cpu" and torch.isfinite(grad).all()
+
+
+def test_transform_takes_a_frame_of_pandas_extension_dtypes():
+    # found by the property test once it no longer accepted errors after a successful fit
+    import pandas as pd
+
+    X = pd.DataFrame({"a": pd.array([0, 1, 2, 3] * 8, dtype="Int64"), "b": np.linspace(0, 1, 32)})
+    pur = fast().fit(X)
+    out = pur.transform(X)
+    assert isinstance(out, pd.DataFrame) and out.shape == X.shape and np.isfinite(out.to_numpy(float)).all()
