@@ -374,6 +374,34 @@ class BaseEBM(BaseEstimator):
         "_layout_", "_fit_params_", "_n_outputs_",
     )
 
+    @classmethod
+    def from_preset(cls, name, **overrides):
+        """The estimator configured as a published paper's setting (:mod:`skebm.presets`).
+
+        Parameters
+        ----------
+        name : str
+            A name in :data:`skebm.presets.PRESET_NAMES` that configures this
+            class (:func:`skebm.presets.get` tells which and lists the
+            settings, their sources and what skebm cannot express).
+        **overrides
+            Parameters that replace the preset's (``device``, ``max_iter``,
+            ``verbose``, ...).
+
+        Returns
+        -------
+        estimator : an unfitted instance of this class
+
+        Raises
+        ------
+        ValueError
+            If ``name`` is no preset, a preset of another class, or an
+            override is no parameter of this class.
+        """
+        from .presets import _build
+
+        return _build(cls, name, overrides)
+
     # ----------------------------------------------------------- validation
     def _check_params(self):
         """Cross-parameter checks beyond ``_parameter_constraints`` (called by :meth:`_check_fitted` too)."""
