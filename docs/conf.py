@@ -171,6 +171,12 @@ API_SECTIONS = [
         "description": "Toy densities, small image and tabular sets; nothing downloaded.",
     },
     {
+        "module": "skebm.presets",
+        "slug": "presets",
+        "title": "Presets",
+        "description": "The papers' published configurations as estimator parameters (``from_preset``).",
+    },
+    {
         "module": "skebm.plotting",
         "slug": "plotting",
         "title": "Plotting",

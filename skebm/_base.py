@@ -20,6 +20,7 @@ from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from ._cost import warn_bf16_on_cpu, warn_if_slow
 from ._threads import thread_limit
 from ._version import __version__
 from ._validation import NONNEG, NONNEG_INT, POSITIVE, POSITIVE_INT, PROB
@@ -317,6 +318,29 @@ def _is_4d(X):
 
 
 _ACCEPTED_DTYPES = [np.float64, np.float32, np.uint8]
+_CHANNELS = (1, 3, 4)  # grayscale, RGB, RGBA
+
+
+def _channels_last(shape):
+    """Whether a 4-D array's image shape ``(a, b, c)`` looks like ``(H, W, C)`` rather than ``(C, H, W)``."""
+    return shape[-1] in _CHANNELS and shape[0] not in _CHANNELS
+
+
+def _image_shape_mismatch(image_shape, n_features):
+    """The error message when ``image_shape`` does not account for the ``n_features`` of X, with the shapes that would."""
+    c, h, w = image_shape
+    message = f"X has {n_features} features but image_shape={image_shape} needs {math.prod(image_shape)} ({c} x {h} x {w})"
+    fits = [(k, h, w) for k in (1, 3) if k * h * w == n_features]  # same size, other channels
+    for k in (3, 1):  # square images
+        side = math.isqrt(n_features // k)
+        if n_features % k == 0 and side * side * k == n_features:
+            fits.append((k, side, side))
+    fits = list(dict.fromkeys(fits))
+    if not fits:
+        return f"{message}; no grayscale or colour square image has {n_features} pixel values: check X and image_shape."
+    kinds = {1: "grayscale", 3: "colour"}
+    hints = [f"for {kinds[shape[0]]} images use image_shape={shape}" for shape in fits]
+    return f"{message}; {', or '.join(hints)}."
 
 
 class BaseEBM(BaseEstimator):
@@ -374,6 +398,34 @@ class BaseEBM(BaseEstimator):
         "_layout_", "_fit_params_", "_n_outputs_",
     )
 
+    @classmethod
+    def from_preset(cls, name, **overrides):
+        """The estimator configured as a published paper's setting (:mod:`skebm.presets`).
+
+        Parameters
+        ----------
+        name : str
+            A name in :data:`skebm.presets.PRESET_NAMES` that configures this
+            class (:func:`skebm.presets.get` tells which and lists the
+            settings, their sources and what skebm cannot express).
+        **overrides
+            Parameters that replace the preset's (``device``, ``max_iter``,
+            ``verbose``, ...).
+
+        Returns
+        -------
+        estimator : an unfitted instance of this class
+
+        Raises
+        ------
+        ValueError
+            If ``name`` is no preset, a preset of another class, or an
+            override is no parameter of this class.
+        """
+        from .presets import _build
+
+        return _build(cls, name, overrides)
+
     # ----------------------------------------------------------- validation
     def _check_params(self):
         """Cross-parameter checks beyond ``_parameter_constraints`` (called by :meth:`_check_fitted` too)."""
@@ -404,13 +456,16 @@ class BaseEBM(BaseEstimator):
             kind = "4d" if shape4 is not None else ("frame" if hasattr(self, "feature_names_in_") else "2d")
             self._layout_ = (kind, X.dtype)
             image_shape = None if self.image_shape is None else tuple(int(s) for s in self.image_shape)
+            if shape4 is not None and shape4 != image_shape and _channels_last(shape4):
+                raise ValueError(
+                    f"X has images of shape {shape4}, channels last (H, W, C); skebm takes them channels first "
+                    f"(n_samples, C, H, W): pass X.transpose(0, 3, 1, 2)."
+                )
             if shape4 is not None and image_shape is not None and shape4 != image_shape:
                 raise ValueError(f"image_shape={image_shape} does not match the shape {shape4} of the 4-D X.")
             image_shape = image_shape or shape4
             if image_shape is not None and math.prod(image_shape) != X.shape[1]:
-                raise ValueError(
-                    f"image_shape={image_shape} implies {math.prod(image_shape)} features, but X has {X.shape[1]}."
-                )
+                raise ValueError(_image_shape_mismatch(image_shape, X.shape[1]))
             self.image_shape_ = image_shape
         elif shape4 is not None and shape4 != self.image_shape_:
             fitted = "flat features" if self.image_shape_ is None else f"images of shape {self.image_shape_}"
@@ -609,6 +664,10 @@ class BaseEBM(BaseEstimator):
         """The optimiser's learning rate (``lr``)."""
         return self.lr
 
+    def _chain_steps_per_update(self):
+        """Langevin steps each chain runs per update (what a fit's cost estimate counts)."""
+        return self.n_steps
+
     def _updates_per_fit(self):
         """Parameter updates of one fit (``max_iter``)."""
         return self.max_iter
@@ -624,6 +683,7 @@ class BaseEBM(BaseEstimator):
         training array.
         """
         self._check_params()
+        warn_bf16_on_cpu(self, self._device)
         warm = self.warm_start and hasattr(self, "net_")
         X = self._validate_X(X, reset=not warm)
         if not warm:
@@ -638,6 +698,7 @@ class BaseEBM(BaseEstimator):
             _set_engine_threads(self, self.net_)  # threads: n_threads may have changed
         else:
             self.net_ = self._build_engine(n_outputs, seed_from(self.random_state), Z)
+        warn_if_slow(self, self.net_, self._updates_per_fit())  # before training: the estimated CPU cost
         with thread_limit(self.net_.threads_, fit=True):  # threads: the whole fit, restored afterwards
             if warm:
                 self.net_.partial_fit(*self._engine_data(Z, y))

