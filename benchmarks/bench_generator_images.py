@@ -5,7 +5,8 @@ One script, one judge per set, for the three sets of the images issue:
 - ``digits``: scikit-learn's 8x8 digits (1,797);
 - ``mnist``: MNIST-5k, 28x28 (:func:`skebm.datasets.load_mnist_5k`);
 - ``colour``: the 32x32 colour stand-in for CIFAR-sized tensors
-  (:func:`skebm.datasets.load_colour_digits`; not CIFAR).
+  (:func:`skebm.datasets.make_colour_digits`: MNIST-5k digits in random
+  colours on random backgrounds; not CIFAR).
 
 Each set is split with ``train_test_split(stratify=y, random_state=0)``
 into training images and held-out images (1,000, or half of the digits).
@@ -26,13 +27,13 @@ Baselines: ``GaussianMixture`` with diagonal and with full covariances
 least 3% each; on MNIST-5k a Frechet distance of at most 100.
 
 ``--grid`` turns the script into the sweep that chose the defaults: each
-``--grid`` entry is one configuration (``name=value,name=value``) fitted
+``--grid`` entry is one configuration (``name=value;name=value``) fitted
 and scored like the defaults, with no baselines unless asked.
 
 Usage::
 
     python benchmarks/bench_generator_images.py [--sets digits mnist colour] [--quick]
-        [--max-iter N] [--set name=value ...] [--grid "a=1,b=2" "a=2" ...]
+        [--max-iter N] [--set name=value ...] [--grid "a=1;b=2" "a=2" ...]
         [--no-baselines] [--out DIR] [--threads N] [--jsonl FILE]
 
 ``--out`` writes a sample grid per model and set, and ``results.json``.
@@ -79,9 +80,9 @@ def load_set(name):
         X, y = load_mnist_5k(return_X_y=True)
         return (*train_test_split(X, y, test_size=1000, stratify=y, random_state=SEED), (1, 28, 28), (0.0, 255.0))
     if name == "colour":
-        from skebm.datasets import load_colour_digits
+        from skebm.datasets import make_colour_digits
 
-        X, y = load_colour_digits(return_X_y=True)
+        X, y = make_colour_digits(return_X_y=True, random_state=SEED)
         return (*train_test_split(X, y, test_size=1000, stratify=y, random_state=SEED), (3, 32, 32), (0.0, 255.0))
     raise ValueError(f"unknown set {name!r}: digits, mnist or colour")
 
@@ -182,7 +183,7 @@ def run_set(name, args, params, grid):
     rows = [("data: training images vs held-out (floor)", X_train[:N_SAMPLES], None, "data")]
     configs = [("EBMGenerator (defaults" + (", " + ", ".join(f"{k}={v!r}" for k, v in params.items()) if params else "")
                 + ")", params, "ebm")] if not grid else [
-        (f"EBMGenerator ({g})", {**params, **parse_set(g.split(","))}, f"grid{i}") for i, g in enumerate(grid)]
+        (f"EBMGenerator ({g})", {**params, **parse_set(g.split(";"))}, f"grid{i}") for i, g in enumerate(grid)]
     for label, p, tag in configs:
         samples, gen, info = fit_ebm(X_train, image_shape, p)
         info["n_iter"] = gen.n_iter_
@@ -240,7 +241,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="max_iter=100, no full-covariance mixtures")
     parser.add_argument("--max-iter", type=int, default=None, help="override EBMGenerator's max_iter")
     parser.add_argument("--set", nargs="*", metavar="NAME=VALUE", help="EBMGenerator parameters beside the defaults")
-    parser.add_argument("--grid", nargs="*", help="configurations to sweep, each 'name=value,name=value'")
+    parser.add_argument("--grid", nargs="*", help="configurations to sweep, each 'name=value;name=value'")
     parser.add_argument("--baselines", action="store_true", help="with --grid: fit the baselines too")
     parser.add_argument("--no-baselines", action="store_true", help="skip the scikit-learn baselines")
     parser.add_argument("--out", default=None, help="folder for sample grids and results.json")

@@ -29,7 +29,7 @@ from .engine._random import seed_from
 from .mcmc import CHAIN_INITS, ChainInit, LangevinSampler, NoiseSource, make_chain_init
 from .nn import make_energy
 
-__all__ = ["BaseEBM", "Rescaler", "resolve_device", "transactional_fit"]
+__all__ = ["BaseEBM", "Rescaler", "auto_step_size", "resolve_device", "transactional_fit"]
 
 
 def resolve_device(device):
@@ -75,6 +75,42 @@ def make_generator(random_state, device="cpu"):
     generator : torch.Generator
     """
     return torch.Generator(device=device).manual_seed(seed_from(random_state))
+
+
+#: Image size (C * H * W) at which ``step_size="auto"`` is 1: scikit-learn's 8x8 digits.
+_AUTO_STEP_PIXELS = 64
+
+
+def auto_step_size(image_shape):
+    """The Langevin step size that ``step_size="auto"`` gives for data of ``image_shape``.
+
+    Images are rescaled to ``[-1, 1]`` and the Langevin noise is small, so
+    the drift ``step_size**2 / 2 * grad E`` does the work of moving a chain
+    from noise to an image. How far a chain has to travel grows as
+    ``sqrt(C * H * W)`` while a regularised energy's gradient does not
+    grow with it, so the step grows as ``sqrt(C * H * W / 64)``: 1.0 on
+    8x8 digits (where the default was chosen), 3.5 on 28x28 MNIST and 6.9
+    on 32x32 colour images. The sweep that chose the rule is in
+    ``benchmarks/reports/generator_images.md``. Flat (non-image) data,
+    standardised per feature, get 1.0.
+
+    Parameters
+    ----------
+    image_shape : tuple of int (C, H, W) or None
+
+    Returns
+    -------
+    step_size : float
+
+    Examples
+    --------
+    >>> from skebm._base import auto_step_size
+    >>> auto_step_size((1, 8, 8)), auto_step_size((1, 28, 28)), auto_step_size(None)
+    (1.0, 3.5, 1.0)
+    """
+    if image_shape is None:
+        return 1.0
+    return max(1.0, math.sqrt(math.prod(image_shape) / _AUTO_STEP_PIXELS))
 
 
 # ----------------------------------------------------------------- rescaling
@@ -542,9 +578,21 @@ class BaseEBM(BaseEstimator):
             return NoiseSource("uniform", low=-1.0, high=1.0)
         return NoiseSource("gaussian", loc=0.0, scale=1.0)
 
+    def _step_size(self):
+        """The Langevin step size: ``step_size``, or :func:`auto_step_size` of the data for ``"auto"``."""
+        if isinstance(self.step_size, str) and self.step_size == "auto":
+            return auto_step_size(self.image_shape_)
+        return float(self.step_size)
+
+    @property
+    def step_size_(self):
+        """Langevin step size of the chains (``step_size`` resolved, after any adaptation)."""
+        check_is_fitted(self, "net_")
+        return float(self.net_.sampler_.step_size)
+
     def _sampler(self):
         """The training sampler from the estimator's Langevin parameters."""
-        return LangevinSampler(n_steps=self.n_steps, step_size=self.step_size, noise_scale=self.noise_scale)
+        return LangevinSampler(n_steps=self.n_steps, step_size=self._step_size(), noise_scale=self.noise_scale)
 
     def _build_chain_init(self):
         """The chain-initialisation strategy from ``init`` and the bank parameters (one table)."""
@@ -628,7 +676,7 @@ class BaseEBM(BaseEstimator):
             "lr": lr,
             "batch_size": lambda value: setattr(net, "batch_size", value),
             "n_steps": sampler("n_steps"),
-            "step_size": sampler("step_size"),
+            "step_size": lambda value: setattr(net.sampler_, "step_size", self._step_size()),
             "noise_scale": sampler("noise_scale"),
             "temperature": lambda value: setattr(net, "temperature", float(value)),
             "data_noise": lambda value: setattr(net, "data_noise", float(value)),

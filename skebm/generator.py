@@ -137,7 +137,11 @@ class EBMGenerator(_ClassLabelsMixin, BaseEBM):
     (4, 64)
     """
 
-    _parameter_constraints = {**BaseEBM._shared_constraints, "conditional": ["boolean"]}
+    _parameter_constraints = {
+        **BaseEBM._shared_constraints,
+        "step_size": [*BaseEBM._shared_constraints["step_size"], StrOptions({"auto"})],
+        "conditional": ["boolean"],
+    }
     _fitted_attributes = (*BaseEBM._fitted_attributes, "net_", "classes_")
 
     def __init__(

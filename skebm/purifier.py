@@ -254,6 +254,7 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
 
     _parameter_constraints = {
         **BaseEBM._shared_constraints,
+        "step_size": [*BaseEBM._shared_constraints["step_size"], StrOptions({"auto"})],
         "init_noise": [NONNEG],
         "n_purify_steps": [POSITIVE_INT],
         "purify_step_size": [POSITIVE, None],
@@ -286,8 +287,9 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
 
     # ------------------------------------------------------------ purify
     def _purify_settings(self, n_steps=None):
-        step = self.step_size if self.purify_step_size is None else self.purify_step_size
-        noise = None if self.noise_scale is None else self.noise_scale * step / self.step_size
+        train_step = self._step_size()
+        step = train_step if self.purify_step_size is None else self.purify_step_size
+        noise = None if self.noise_scale is None else self.noise_scale * step / train_step
         return {
             "n_steps": self.n_purify_steps if n_steps is None else n_steps,
             "step_size": step,
