@@ -38,10 +38,10 @@ test-fast: setup
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow" --durations=10
 
 docs: setup
-	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+	$(PY) -m sphinx -n -W --keep-going -b html docs docs/_build/html
 
 docs-fast: setup
-	SKEBM_DOCS_FAST=1 $(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+	SKEBM_DOCS_FAST=1 $(PY) -m sphinx -n -W --keep-going -b html docs docs/_build/html
 
 bare-install-check:
 	PYTHON=$(PYTHON) ci/bare_install.sh

@@ -221,7 +221,7 @@ class EBMDensity(DensityMixin, BaseEBM):
         (its exact log-Jacobian enters the density). ``"auto"``:
         Yeo-Johnson for ``"importance"``, standardisation otherwise.
     base : {"auto", "gaussian", "gmm"}, GaussianMixture or None, default="auto"
-        Base density :math:`q` (see :func:`fit_base_density`):
+        Base density :math:`q` (see ``fit_base_density``):
         ``"auto"`` is one Gaussian for ``"quadrature"``, the best of 1, 2
         and 4 Gaussian components on the held-out split for
         ``"importance"``, the cross-validated mixture (``base_components``)
