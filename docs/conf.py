@@ -51,6 +51,8 @@ extensions = [
     "external_links",
     # docs/sphinxext: every class page documents its public methods (checked on the built HTML)
     "api_check",
+    # docs/sphinxext: :report:`name` and .. report-table:: read figures from benchmarks/reports/
+    "report_figures",
 ]
 
 # Every cross-reference must resolve (make docs / docs-fast pass -n as well).
@@ -380,7 +382,9 @@ html_theme_options = {
     "show_toc_level": 2,
     "secondary_sidebar_items": ["page-toc"],
 }
-html_static_path = []
+html_static_path = ["_static"]
+# wide tables and long code lines scroll sideways
+html_css_files = ["skebm.css"]
 html_show_sourcelink = False
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 REPORTS = ROOT / "benchmarks" / "reports"
 REGISTRY = REPORTS / "figures.toml"
-README_QUOTE = re.compile(r"([-+]?[\d][\d,.]*)\s*<!-- report:([\w.-]+) -->")
+README_QUOTE = re.compile(r"([-+]?\d[\d,.]*(?:-\d[\d,.]*)?)\s*<!-- report:([\w.-]+) -->")
 
 
 def _clean(cell):
@@ -114,6 +114,10 @@ def _report_role(name, rawtext, text, lineno, inliner, options=None, content=Non
     from docutils import nodes
 
     try:
+        where = registry().get(text.strip(), "")
+        report = re.split(r"[|~#]", where, maxsplit=1)[0].strip()
+        if report:
+            inliner.document.settings.env.note_dependency(str(REPORTS / report))
         return [nodes.Text(figure(text.strip()))], []
     except (KeyError, OSError, IndexError) as exc:
         msg = inliner.reporter.error(str(exc), line=lineno)
@@ -173,8 +177,9 @@ def _make_directive():
     return ReportTable
 
 
-def _note_registry(app, env, docname, source):
-    env.note_dependency(str(REGISTRY))
+def _note_registry(app, docname, source):
+    if ":report:`" in source[0] or "report-table::" in source[0]:
+        app.env.note_dependency(str(REGISTRY))
 
 
 def setup(app):
