@@ -14,6 +14,7 @@ yet is simply skipped.
 
 import importlib
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -38,6 +39,15 @@ author = "the skebm developers"
 copyright = "the skebm developers"
 version = release = skebm.__version__
 
+# The repository link (header icon, citing page) comes from pyproject.toml's
+# [project.urls] Repository: the one place it is written.
+import tomllib  # noqa: E402
+
+_URLS = tomllib.loads((HERE.parent / "pyproject.toml").read_text()).get("project", {}).get("urls", {})
+REPOSITORY_URL = _URLS.get("Repository") or _URLS.get("Source")
+rst_epilog = (f".. |repository| replace:: `the skebm repository <{REPOSITORY_URL}>`__\n" if REPOSITORY_URL
+              else ".. |repository| replace:: the repository this documentation was built from (``README.md``)\n")
+
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
@@ -53,6 +63,8 @@ extensions = [
     "api_check",
     # docs/sphinxext: :report:`name` and .. report-table:: read figures from benchmarks/reports/
     "report_figures",
+    # docs/sphinxext: .. gallery-figure:: puts a gallery example's figure in a user-guide page
+    "gallery_figures",
 ]
 
 # Every cross-reference must resolve (make docs / docs-fast pass -n as well).
@@ -381,6 +393,8 @@ html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
     "secondary_sidebar_items": ["page-toc"],
+    "icon_links": ([{"name": "Repository", "url": REPOSITORY_URL, "icon": "fa-brands fa-github"}]
+                   if REPOSITORY_URL else []),
 }
 html_static_path = ["_static"]
 # wide tables and long code lines scroll sideways
@@ -388,7 +402,16 @@ html_css_files = ["skebm.css"]
 html_show_sourcelink = False
 
 
+def _offline_execution_times(app, docname, source):
+    """sphinx-gallery's "Computation times" pages load jQuery and DataTables from CDNs (a sortable
+    table): drop that raw HTML, so the pages are a plain table (already sorted by time) that needs
+    no network."""
+    if docname.endswith("sg_execution_times"):
+        source[0] = re.sub(r"\n  \.\. raw:: html\n\n(?:    .*\n|\n)*?(?=  \.\. list-table::)", "\n", source[0])
+
+
 def setup(app):
     from gallery_budget import disarm
 
     app.connect("build-finished", disarm)
+    app.connect("source-read", _offline_execution_times)
