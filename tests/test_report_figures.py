@@ -93,3 +93,16 @@ def test_public_docstrings_quote_no_measured_figure():
             doc = inspect.getdoc(member) or ""
             offenders += [(where, m.group(0)) for m in MEASURED.finditer(doc)]
     assert offenders == []
+
+
+DEFAULT_ROLE = re.compile(r":default:`([^`]+)`")
+
+
+def test_every_default_the_docs_quote_is_a_parameter():
+    """``:default:`Class.param``` renders the signature's default: a renamed parameter fails here."""
+    used = {m for page in DOC_PAGES for m in DEFAULT_ROLE.findall(page.read_text())}
+    assert used
+    for spec in sorted(used):
+        rf.default(spec)
+    with pytest.raises(KeyError):
+        rf.default("EBMGenerator.no_such_parameter")

@@ -33,7 +33,8 @@ class GalleryFigure(Directive):
             lines = [f".. figure:: /{image}", f"   :alt: {self.options.get('alt', example)}",
                      f"   :width: {self.options.get('width', '100%')}", "   :class: gallery-figure", ""]
             lines += [f"   {line}" for line in caption]
-            lines[-1] = (lines[-1] + f" (from {link})").strip() if caption != [""] else f"   From {link}."
+            lines[-1] = lines[-1] + f" (from {link})" if caption != [""] else f"   From {link}."
+            lines.append("")
         else:
             text = " ".join(caption).strip()
             lines = [f".. rubric:: Figure: {text}" if text else ".. rubric:: Figure", "",

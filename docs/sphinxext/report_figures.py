@@ -10,6 +10,7 @@ name:
   cell of a Markdown table (the row by its first cell, the column by its
   header; ``<report>#<n>`` for the n-th table of the file, from 1), or
   ``"<report> ~ <regex>"`` for the regex's first group in the report's text.
+* Defaults quoted in prose come from the signature: ``:default:`EBMGenerator.max_iter```.
 * In the docs, the role ``:report:`name``` inserts the figure, and the
   directive ``.. report-table:: <report>`` (option ``:table: n``) renders a
   report's Markdown table, read at build time.
@@ -109,7 +110,32 @@ def same_number(quoted, value):
     return norm(quoted) == norm(value)
 
 
+def default(spec):
+    """The default of an estimator's parameter, ``"EBMGenerator.max_iter"``, as Python writes it."""
+    import inspect
+
+    import skebm
+
+    cls, _, param = spec.strip().rpartition(".")
+    try:
+        value = inspect.signature(getattr(skebm, cls)).parameters[param].default
+    except (AttributeError, KeyError):
+        raise KeyError(f"no parameter {spec!r} in skebm") from None
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) and value >= 10000 else repr(value)
+
+
 # ---------------------------------------------------------------- Sphinx side
+def _default_role(name, rawtext, text, lineno, inliner, options=None, content=None):
+    """``:default:`EBMGenerator.max_iter``` -> ``800``, read from the signature at build time."""
+    from docutils import nodes
+
+    try:
+        return [nodes.Text(default(text))], []
+    except KeyError as exc:
+        msg = inliner.reporter.error(str(exc), line=lineno)
+        return [inliner.problematic(rawtext, rawtext, msg)], [msg]
+
+
 def _report_role(name, rawtext, text, lineno, inliner, options=None, content=None):
     from docutils import nodes
 
@@ -184,6 +210,7 @@ def _note_registry(app, docname, source):
 
 def setup(app):
     app.add_role("report", _report_role)
+    app.add_role("default", _default_role)
     app.add_directive("report-table", _make_directive())
     app.connect("source-read", _note_registry)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
