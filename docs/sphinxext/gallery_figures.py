@@ -37,8 +37,8 @@ class GalleryFigure(Directive):
             lines.append("")
         else:
             text = " ".join(caption).strip()
-            lines = [f".. rubric:: Figure: {text}" if text else ".. rubric:: Figure", "",
-                     f"*Drawn by the full documentation build* (``make docs``), *from* {link}."]
+            lines = [f"*Figure, drawn by the full documentation build* (``make docs``) *from* {link}"
+                     + (f": {text}" if text else "."), ""]
         container = nodes.container(classes=["gallery-figure-container"])
         self.state.nested_parse(StringList(lines, source=self.state.document.current_source), self.content_offset,
                                 container)
