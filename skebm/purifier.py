@@ -163,10 +163,10 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
     supports :meth:`set_output`.
 
     Cost of a default fit: 1,000 updates of 64 chains of 50 Langevin
-    steps, on 8x8 digits with the default conv net about 5 minutes of one
-    CPU core (measured: 309 s); purification costs ``n_purify_steps``
-    network evaluations with gradients per input and replicate (6 ms per
-    8x8 digit at 100 steps, one core).
+    steps, minutes of one CPU core on 8x8 digits with the default conv net;
+    purification costs ``n_purify_steps`` network evaluations with
+    gradients per input and replicate. Measured times and robust accuracies
+    (from ``benchmarks/reports/``): :ref:`User Guide <purifier>`.
 
     References
     ----------

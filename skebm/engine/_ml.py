@@ -25,7 +25,7 @@ class EBMNet(NeuralNet):
     """A skorch ``NeuralNet`` that trains an energy with MCMC negatives.
 
     The engine owns every piece of fitted MCMC state, created in
-    :meth:`initialize` as registered modules (so skorch moves them to the
+    :meth:`~skorch.NeuralNet.initialize` as registered modules (so skorch moves them to the
     device, pickles them with CUDA-safe storage, and its
     :class:`~skorch.callbacks.Checkpoint` saves them):
 
@@ -177,7 +177,7 @@ class EBMNet(NeuralNet):
 
     # threads: the engine's thread count (n_threads of the estimator) around every compute call
     def thread_scope(self):
-        """A context running torch with the estimator's ``n_threads`` (see :func:`skebm._threads.thread_limit`)."""
+        """A context running torch with the estimator's ``n_threads`` (see ``skebm._threads.thread_limit``)."""
         return thread_limit(getattr(self, "threads_", None))
 
     @property
@@ -203,7 +203,7 @@ class EBMNet(NeuralNet):
 
         Parameters
         ----------
-        x : torch.Tensor of shape (n, *feature_shape)
+        x : torch.Tensor of shape ``(n, *feature_shape)``
             Inputs in the model's space.
         y : torch.Tensor of int, default=None
             Class indices of a conditional energy.

@@ -27,7 +27,13 @@ import warnings
 
 import numpy as np
 import pandas as pd
-import pytest
+
+try:
+    import pytest
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "skebm.utils.estimator_checks needs pytest: pip install pytest (or pip install 'skebm[test]')."
+    ) from exc
 import scipy.sparse as sp
 import torch
 from sklearn.base import clone, is_classifier
