@@ -43,7 +43,8 @@ from .mcmc import CHAIN_INITS, CellGrid, ChainInit, GaussianMixtureSource, Lange
 from .mcmc import estimate_log_partition, make_chain_init
 from .nn import MemberMean, TiltedEnergy, make_energy, zero_init_output
 
-__all__ = ["DensityMethod", "QuadratureML", "ImportanceML", "LongrunML", "METHODS", "fit_base_density"]
+__all__ = ["DensityMethod", "QuadratureML", "ImportanceML", "LongrunML", "METHODS", "fit_base_density", "resolve_method",
+           "MethodHooks"]
 
 _BASE_COMPONENTS = (1, 2, 4, 8, 16, 32, 48, 64)
 #: Equal cells per axis of a grid over the data (the final ``log Z`` grid of the methods that train without one).
@@ -267,7 +268,8 @@ class DensityMethod(BaseEstimator):
         per_epoch = self.updates_per_epoch or max(1, math.ceil(n_samples / est.batch_size))
         start, n_epochs = math.ceil(done / per_epoch), math.ceil((total - done) / per_epoch)
         decay = _Decay(n_epochs, start, self.schedule)
-        return [("lr_decay", LRScheduler(policy=torch.optim.lr_scheduler.LambdaLR, lr_lambda=decay, step_every="epoch"))]
+        scheduler = LRScheduler(policy=torch.optim.lr_scheduler.LambdaLR, lr_lambda=decay, step_every="epoch")
+        return [("lr_decay", scheduler)]
 
     def continue_from(self, fitted, setters):
         """Check a warm start from the ``fitted`` method; apply the changed parameters to the engine (``setters``)."""
@@ -311,7 +313,8 @@ class DensityMethod(BaseEstimator):
 
     def sampler(self, est):
         """The sampler of ``sample`` and ``diagnose``: MALA with an independence move from the base."""
-        return LangevinSampler(n_steps=self.n_sample_steps, step_size=self.step_size, metropolis=True, proposal=est.base_)
+        base = est.base_
+        return LangevinSampler(n_steps=self.n_sample_steps, step_size=self.step_size, metropolis=True, proposal=base)
 
 
 def _permutation(n, random_state):
@@ -524,7 +527,8 @@ class ImportanceML(_HeldOutML):
     def engine_params(self, est, Z):
         extra = {"updates_per_epoch": self.updates_per_epoch, "n_importance_samples": self.n_importance_samples}
         if Z is not None:
-            extra.update(train_split=predefined_split(Dataset(Z[est._folds_ == 0], None)), iterator_valid__batch_size=-1)
+            held_out = predefined_split(Dataset(Z[est._folds_ == 0], None))
+            extra.update(train_split=held_out, iterator_valid__batch_size=-1)
         return ImportanceNet, extra
 
     def engine_data(self, Z, folds):
@@ -710,5 +714,79 @@ class LongrunML(DensityMethod):
         return est.net_.sampler_
 
 
+class MethodHooks:
+    """How :class:`~skebm.EBMDensity` answers the hooks of ``BaseEBM``: from its fitted method ``method_``.
+
+    A mixin before ``BaseEBM``: the rescaling, the budget of updates, the
+    learning rate, the energy and the training engine of a fit are the
+    method's, with the estimator's ``scaling``, ``max_iter`` and ``lr``
+    where they are set.
+    """
+
+    @property
+    def _flat_rescaling(self):
+        return self.method_.defaults["scaling"] if self.scaling == "auto" else self.scaling
+
+    def _updates_per_fit(self):
+        return int(self.method_.defaults["max_iter"] if self.max_iter is None else self.max_iter)
+
+    def _learning_rate(self):
+        return float(self.method_.defaults["lr"] if self.lr is None else self.lr)
+
+    @property
+    def _data_noise(self):
+        return float(self.method_.data_noise)
+
+    def _make_energy(self, n_outputs, generator, Z):
+        return self.method_.make_energy(self, generator, Z)
+
+    def _source(self):  # the chain machinery: None where training runs no chains
+        return self.method_.source(self)
+
+    def _build_chain_init(self):
+        return self.method_.chain_init(self)
+
+    def _sampler(self):
+        return self.method_.train_sampler(self)
+
+    def _engine_params(self, Z=None):
+        net_cls, extra = self.method_.engine_params(self, Z)
+        return net_cls, {**super()._engine_params(Z)[1], **extra}
+
+    def _build_engine(self, n_outputs, seed, Z):
+        net = super()._build_engine(n_outputs, seed, Z)
+        net.temperature = float(getattr(self.method_, "temperature", 1.0))  # LongrunML's; the others fit T = 1
+        return net
+
+    def _engine_data(self, Z, y):
+        return self.method_.engine_data(Z, self._folds_)
+
+    def _own_callbacks(self, total, done=0, n_samples=None):
+        return [*super()._own_callbacks(total, done, n_samples), *self.method_.callbacks(self, total, done, n_samples)]
+
+    def _warm_setters(self):
+        setters = super()._warm_setters()
+        module, lr = self.net_.bare_module(), setters["lr"]
+        setters["l2_reg"] = lambda value: setattr(module, "l2_reg", float(value))  # the module's penalty
+        setters["lr"] = lambda value: lr(self._learning_rate())
+        return setters
+
+
 #: The methods by their string shortcut.
 METHODS = {cls.name: cls for cls in (QuadratureML, ImportanceML, LongrunML)}
+
+
+def resolve_method(method, shape, image_shape=None, base="auto"):
+    """The method of a fit on ``X`` of shape ``shape``: a copy of ``method``, or the one it names.
+
+    ``"auto"`` is ``"longrun"`` for images (4-D ``X`` or an ``image_shape``),
+    ``"quadrature"`` for one or two features, ``"importance"`` for more.
+    Raises a ValueError where the method cannot fit such data with ``base``.
+    """
+    n_features = int(np.prod(shape[1:])) if len(shape) >= 2 else None
+    if isinstance(method, str) and method == "auto":
+        flat = "quadrature" if n_features is not None and n_features <= 2 else "importance"
+        method = "longrun" if len(shape) == 4 or image_shape is not None else flat
+    method = METHODS[method]() if isinstance(method, str) else clone(method)
+    method.check(n_features, base)
+    return method

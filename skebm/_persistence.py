@@ -87,7 +87,8 @@ class _Writer:
         from ._density_methods import METHODS
 
         if type(value) in METHODS.values():  # EBMDensity's method: its class and parameters
-            return {"__density_method__": type(value).__name__, "params": self.encode(value.get_params(deep=False), where)}
+            params = self.encode(value.get_params(deep=False), where)
+            return {"__density_method__": type(value).__name__, "params": params}
         raise TypeError(
             f"cannot save {where} of type {name} safely; use pickle or joblib (trusted files only) for this estimator."
         )
@@ -396,7 +397,9 @@ def _build(state, tensors, device, where):
         from .mcmc._langevin import _check_settings
 
         if s is not None:
-            _check_settings(s.n_steps, s.step_size, s.noise_scale, s.temperature, s.metropolis, s.clamp, s.tau, s.grad_clip)
+            _check_settings(
+                s.n_steps, s.step_size, s.noise_scale, s.temperature, s.metropolis, s.clamp, s.tau, s.grad_clip
+            )
         estimator.net_ = net
     return estimator
 

@@ -7,13 +7,14 @@ rest of a fit.
 """
 
 import numpy as np
-from sklearn.base import DensityMixin, clone
+from sklearn.base import DensityMixin
 from sklearn.mixture import GaussianMixture
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseEBM, make_generator, transactional_fit
 from ._density_methods import METHODS, DensityMethod, ImportanceML, LongrunML, QuadratureML, fit_base_density
+from ._density_methods import MethodHooks, resolve_method
 from ._docs import fill_doc
 from ._validation import NONNEG_INT, POSITIVE, POSITIVE_INT, check_params
 from .engine._history import training_rows
@@ -22,89 +23,88 @@ from .mcmc import chain_diagnostics
 __all__ = ["EBMDensity", "DensityMethod", "QuadratureML", "ImportanceML", "LongrunML", "fit_base_density"]
 
 
+#: The keys of ``diagnose``'s output, from those of :func:`~skebm.mcmc.chain_diagnostics`.
+_DIAGNOSE = {"chain_energy": "energy_chains", "chain_grad_norm": "grad_norm", "chain_acceptance": "acceptance",
+             "data_energy": "energy_data", "energy_gap": "energy_gap"}
+
+
+def _training_traces(history):
+    """The training traces of ``diagnostics_``: per update, and the held-out loss per epoch."""
+    rows = training_rows(history)
+    return {
+        "train_energy_data": [float(r.get("energy_data", np.nan)) for r in rows],
+        "train_energy_chains": [float(r.get("energy_samples", np.nan)) for r in rows],
+        "train_acceptance": [float(r.get("acceptance", np.nan)) for r in rows],
+        "train_jump_acceptance": [float(r.get("jump_acceptance", np.nan)) for r in rows],
+        "valid_loss": [float(epoch.get("valid_loss", np.nan)) for epoch in history],
+    }
+
+
 @fill_doc
-class EBMDensity(DensityMixin, BaseEBM):
+class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
     r"""Energy-based density estimator with a normalised likelihood.
 
-    The model density of the transformed data :math:`u = T(x)` is an
-    exponential tilt of a tractable base density :math:`q`,
+    The model density of the transformed data :math:`u = T(x)` (a
+    per-feature standardisation, or a Yeo-Johnson power transform) is an
+    exponential tilt of a tractable base density :math:`q` by an energy
+    network :math:`f_\theta` whose output layer starts at zero:
 
     .. math::
 
         p(u) = \frac{1}{Z} \, q(u) \exp\left(-f_\theta(u)\right),
-        \qquad \log p(x) = \log p(u) + \log \left|\frac{du}{dx}\right|,
+        \qquad \log p(x) = \log p(u) + \log \left|\frac{du}{dx}\right| .
 
-    with :math:`f_\theta` an energy network whose output layer starts at
-    zero (training starts at :math:`p = q`) and :math:`T` a per-feature
-    standardisation (or a Yeo-Johnson power transform). The network does
-    the modelling: the base is one Gaussian, or a few components. How it is
-    trained is the ``method``, an object with its own parameters:
-
-    - :class:`~skebm.density.QuadratureML` (``"quadrature"``, one or two
-      features): exact maximum likelihood, :math:`\log Z` by the midpoint
-      rule on a jittered grid at every step, cross-validation bagging;
-    - :class:`~skebm.density.ImportanceML` (``"importance"``, more
-      features): maximum likelihood with :math:`\log Z` estimated at every
-      step from fresh draws of the base;
-    - :class:`~skebm.density.LongrunML` (``"longrun"``, images): maximum
-      likelihood with Langevin negatives from longrun chains (EBM Life
-      Cycle), for energies the other two cannot normalise during training.
-
-    After fitting, ``log Z`` is computed once: on a grid twice as fine in
-    one or two dimensions, by importance sampling from :math:`q` or AIS
-    otherwise, so :meth:`score_samples` is a normalised log-density in the
-    units of ``X``. :meth:`sample` runs Metropolis-adjusted Langevin chains
-    from the base (with independence moves from it): they leave the model
-    density invariant, however long they run.
+    The ``method`` trains it, an object with its own parameters:
+    :class:`~skebm.density.QuadratureML` (exact maximum likelihood on a
+    grid, one or two features), :class:`~skebm.density.ImportanceML`
+    (importance-sampled maximum likelihood, more features) or
+    :class:`~skebm.density.LongrunML` (Langevin negatives from longrun
+    chains, images). After fitting it computes ``log Z`` once more, so
+    :meth:`score_samples` is a normalised log-density in the units of
+    ``X``; :meth:`sample` runs Metropolis-adjusted Langevin chains, which
+    leave the model density invariant however long they run.
 
     Read more in the :ref:`User Guide <density>`.
 
     Parameters
     ----------
     {energy}
-        ``"auto"`` gives the MLP of the method unless ``energy_params``
-        says otherwise.
+        ``"auto"`` gives the method's MLP unless ``energy_params`` says
+        otherwise.
     {energy_params}
     {image_shape}
     method : {"auto", "quadrature", "importance", "longrun"} or DensityMethod, default="auto"
-        How the network is trained: a method object
-        (``QuadratureML(grid_resolution=64)``; ``GridSearchCV`` tunes its
-        parameters as ``method__grid_resolution``), or the name of one with
-        its default parameters. ``"auto"`` is ``"quadrature"`` for one or
-        two features, ``"importance"`` for more, ``"longrun"`` for images.
+        How the network is trained: a method object (its parameters are
+        nested ones, ``method__grid_resolution``), or the name of one with
+        its defaults. ``"auto"``: ``"quadrature"`` for one or two
+        features, ``"importance"`` for more, ``"longrun"`` for images.
     scaling : {"auto", "standard", "yeo-johnson"}, default="auto"
-        The map :math:`T` to the model's space: per-feature standardisation,
-        or scikit-learn's Yeo-Johnson power transform then standardisation
-        (its exact log-Jacobian enters the density). ``"auto"``:
-        Yeo-Johnson for ``"importance"``, standardisation otherwise.
+        The map :math:`T`: per-feature standardisation, or scikit-learn's
+        Yeo-Johnson power transform then standardisation (its exact
+        log-Jacobian enters the density). ``"auto"``: the method's
+        (Yeo-Johnson for ``"importance"``).
     base : {"auto", "gaussian", "gmm"}, GaussianMixture or None, default="auto"
-        Base density :math:`q` (see :func:`fit_base_density`):
-        ``"auto"`` is one Gaussian for ``"quadrature"``, the best of 1, 2
-        and 4 Gaussian components on the held-out split for
-        ``"importance"``, the cross-validated mixture (``base_components``)
-        for ``"longrun"``. ``None``: no base (``LongrunML(tau=...)`` then
-        bounds the density).
+        Base density :math:`q` (see :func:`fit_base_density`). ``"auto"``:
+        the method's (one Gaussian for ``"quadrature"``, the best of 1, 2
+        and 4 components on the held-out split for ``"importance"``,
+        ``"gmm"`` for ``"longrun"``). ``None``: no base
+        (``LongrunML(tau=...)`` then bounds the density).
     base_components : int, "cv" or "bic", default="cv"
         Components of a ``"gmm"`` base.
     max_iter : int or None, default=None
-        At most this many parameter updates; 0 fits the base alone.
-        ``None``: the method's (600 for quadrature, 3,000 for importance,
-        1,500 for longrun).
+        At most this many parameter updates (0: the base alone); ``None``:
+        the method's (600, 3,000 or 1,500).
     batch_size : int, default=256
-        Data samples (and negatives) per update (quadrature uses the whole
-        data set at each update).
+        Data samples per update (``"quadrature"`` takes them all).
     lr : float or None, default=None
-        Initial learning rate; ``None``: the method's (5e-3 with a cosine
-        decay for quadrature, 1e-3 constant for importance, 3e-3 with a
-        linear decay for longrun).
+        Initial learning rate; ``None``: the method's, with its decay.
     {optimizer}
     {device}
     {precision}
     {callbacks}
     {verbose}
     {warm_start}
-        The method's parameters follow the same rule (e.g.
-        ``method__step_size`` may change, ``method__grid_resolution`` not).
+        The method's parameters follow the same rule.
     {on_divergence}
     {n_threads}
     {accelerator}
@@ -114,37 +114,26 @@ class EBMDensity(DensityMixin, BaseEBM):
     ----------
     {fitted}
     method_ : DensityMethod
-        The training method used (a copy of ``method``, or the one it
-        names); ``method_.name`` is its string shortcut.
+        The method used (a copy of ``method``, or the one it names).
     base_ : GaussianMixtureSource or None
         The base density in model units.
-    log_partition_ : float
-        ``log Z`` of the model in model units.
-    log_partition_se_ : float
-        Its error: the change from the coarser grid (grid), the standard
-        error (importance sampling, AIS).
+    log_partition_, log_partition_se_ : float
+        ``log Z`` in model units and its error (the change from the coarser
+        grid, or the standard error).
     log_partition_method_ : str
         ``"grid"``, ``"importance"`` or ``"ais"``.
     step_size_ : float
         Langevin step size of the chains (after adaptation in ``"longrun"``).
     diagnostics_ : dict
-        Training traces, per update: ``"train_energy_data"``,
+        Training traces per update (``"train_energy_data"``,
         ``"train_energy_chains"``, ``"train_acceptance"``,
-        ``"train_jump_acceptance"`` (NaN where a method has none), and per
-        epoch ``"valid_loss"`` (the held-out negative log-likelihood).
-        :meth:`diagnose` adds a steady-state run of chains; plot it with
-        :func:`skebm.plotting.plot_diagnostics`.
+        ``"train_jump_acceptance"``: NaN where a method has none) and per
+        epoch (``"valid_loss"``).
 
     See Also
     --------
     skebm.EBMGenerator : Shortrun EBM for synthesis (unnormalised).
     sklearn.neighbors.KernelDensity : Kernel density estimation.
-    sklearn.mixture.GaussianMixture : Gaussian mixture density.
-
-    Notes
-    -----
-    Cost of a default fit, held-out log-likelihoods against other density
-    estimators: see the user guide, or run ``benchmarks/bench_density.py``.
 
     Examples
     --------
@@ -175,28 +164,10 @@ class EBMDensity(DensityMixin, BaseEBM):
     )
 
     def __init__(
-        self,
-        energy="auto",
-        *,
-        energy_params=None,
-        image_shape=None,
-        method="auto",
-        scaling="auto",
-        base="auto",
-        base_components="cv",
-        max_iter=None,
-        batch_size=256,
-        lr=None,
-        optimizer="adam",
-        device="auto",
-        precision="fp32",
-        callbacks=None,
-        verbose=0,
-        warm_start=False,
-        on_divergence="recover",
-        n_threads="auto",
-        accelerator=None,
-        random_state=None,
+        self, energy="auto", *, energy_params=None, image_shape=None, method="auto", scaling="auto", base="auto",
+        base_components="cv", max_iter=None, batch_size=256, lr=None, optimizer="adam", device="auto",
+        precision="fp32", callbacks=None, verbose=0, warm_start=False, on_divergence="recover", n_threads="auto",
+        accelerator=None, random_state=None,
     ):
         self.energy = energy
         self.energy_params = energy_params
@@ -219,18 +190,6 @@ class EBMDensity(DensityMixin, BaseEBM):
         self.accelerator = accelerator
         self.random_state = random_state
 
-    # ------------------------------------------------------------ the method
-    def _resolved_method(self, shape):
-        """The method of a fit on ``X`` of shape ``shape``: a copy of ``method``, or the one it names."""
-        images = len(shape) == 4 or self.image_shape is not None
-        n_features = int(np.prod(shape[1:])) if len(shape) >= 2 else None
-        method = self.method
-        if isinstance(method, str) and method == "auto":
-            method = "longrun" if images else ("quadrature" if n_features is not None and n_features <= 2 else "importance")
-        method = METHODS[method]() if isinstance(method, str) else clone(method)
-        method.check(n_features, self.base)
-        return method
-
     def _check_params(self):
         super()._check_params()
         if isinstance(self.method, DensityMethod):
@@ -248,57 +207,6 @@ class EBMDensity(DensityMixin, BaseEBM):
         check_is_fitted(self, "net_")
         return float(self.method_.sampler(self).step_size)
 
-    # ------------------------------------------- the engine, from the method
-    @property
-    def _flat_rescaling(self):
-        return self.method_.defaults["scaling"] if self.scaling == "auto" else self.scaling
-
-    def _updates_per_fit(self):
-        return int(self.method_.defaults["max_iter"] if self.max_iter is None else self.max_iter)
-
-    def _learning_rate(self):
-        return float(self.method_.defaults["lr"] if self.lr is None else self.lr)
-
-    @property
-    def _data_noise(self):
-        return float(self.method_.data_noise)
-
-    def _make_energy(self, n_outputs, generator, Z):
-        return self.method_.make_energy(self, generator, Z)
-
-    def _source(self):
-        return self.method_.source(self)
-
-    def _build_chain_init(self):
-        return self.method_.chain_init(self)
-
-    def _sampler(self):
-        return self.method_.train_sampler(self)
-
-    def _engine_params(self, Z=None):
-        _, extra = super()._engine_params(Z)
-        net_cls, more = self.method_.engine_params(self, Z)
-        return net_cls, {**extra, **more}
-
-    def _build_engine(self, n_outputs, seed, Z):
-        net = super()._build_engine(n_outputs, seed, Z)
-        net.temperature = float(getattr(self.method_, "temperature", 1.0))  # LongrunML's; the others fit T = 1
-        return net
-
-    def _engine_data(self, Z, y):
-        return self.method_.engine_data(Z, self._folds_)
-
-    def _own_callbacks(self, total, done=0, n_samples=None):
-        return [*super()._own_callbacks(total, done, n_samples), *self.method_.callbacks(self, total, done, n_samples)]
-
-    def _warm_setters(self):
-        setters = super()._warm_setters()
-        module, lr = self.net_.bare_module(), setters["lr"]
-        setters["l2_reg"] = lambda value: setattr(module, "l2_reg", float(value))  # the module's penalty
-        setters["lr"] = lambda value: lr(self._learning_rate())
-        return setters
-
-    # ------------------------------------------------------------------ fit
     @transactional_fit
     def fit(self, X, y=None):
         """Fit the density to ``X``.
@@ -317,7 +225,7 @@ class EBMDensity(DensityMixin, BaseEBM):
         """
         self._check_params()
         shape = np.shape(X)
-        method = self._resolved_method(shape)
+        method = resolve_method(self.method, shape, self.image_shape, self.base)
         if self.warm_start and hasattr(self, "net_"):
             method.continue_from(self.method_, self._warm_setters())
         else:
@@ -329,18 +237,8 @@ class EBMDensity(DensityMixin, BaseEBM):
         Z = self._fit_engine(X, None, n_outputs=1)
         g = make_generator(self.random_state, self.net_.device)
         self.log_partition_, self.log_partition_se_, self.log_partition_method_ = method.log_partition(self, Z, g)
-        self.diagnostics_ = self._training_diagnostics()
+        self.diagnostics_ = _training_traces(self.net_.history)
         return self
-
-    def _training_diagnostics(self):
-        rows = training_rows(self.net_.history)
-        return {
-            "train_energy_data": [float(r.get("energy_data", np.nan)) for r in rows],
-            "train_energy_chains": [float(r.get("energy_samples", np.nan)) for r in rows],
-            "train_acceptance": [float(r.get("acceptance", np.nan)) for r in rows],
-            "train_jump_acceptance": [float(r.get("jump_acceptance", np.nan)) for r in rows],
-            "valid_loss": [float(epoch.get("valid_loss", np.nan)) for epoch in self.net_.history],
-        }
 
     def diagnose(self, X, *, n_steps=100, random_state=None):
         """Steady-state diagnostics: run chains further and compare them with ``X``.
@@ -357,36 +255,21 @@ class EBMDensity(DensityMixin, BaseEBM):
         Returns
         -------
         diagnostics : dict
-            The training traces of ``diagnostics_`` plus, per further step,
-            ``"chain_energy"``, ``"chain_grad_norm"`` and
-            ``"chain_acceptance"``, and ``"data_energy"`` and
-            ``"energy_gap"`` (chains minus data: near 0 in a steady state).
-            Plot with :func:`skebm.plotting.plot_diagnostics`.
+            ``diagnostics_`` plus, per further step, ``"chain_energy"``,
+            ``"chain_grad_norm"`` and ``"chain_acceptance"``, and
+            ``"data_energy"`` and ``"energy_gap"`` (chains minus data: near 0
+            in a steady state). Plot with :func:`skebm.plotting.plot_diagnostics`.
         """
         self._check_fitted()
         check_params({"n_steps": [POSITIVE_INT]}, {"n_steps": n_steps}, "diagnose")
         X = self._validate_X(X, reset=False)
-        g = self._generator(random_state)
-        n = min(512, len(X))
-        data = self._tensor(X[:n])
-        chains = self.method_.starts(self, n, g)
-        run = chain_diagnostics(self.net_.energy, data, chains, self.method_.sampler(self), n_steps=n_steps, generator=g)
-        return {
-            **self.diagnostics_,
-            "chain_energy": run["energy_chains"],
-            "chain_grad_norm": run["grad_norm"],
-            "chain_acceptance": run["acceptance"],
-            "data_energy": run["energy_data"],
-            "energy_gap": run["energy_gap"],
-        }
+        g, n = self._generator(random_state), min(512, len(X))
+        chains, sampler = self.method_.starts(self, n, g), self.method_.sampler(self)
+        run = chain_diagnostics(self.net_.energy, self._tensor(X[:n]), chains, sampler, n_steps=n_steps, generator=g)
+        return {**self.diagnostics_, **{key: run[name] for key, name in _DIAGNOSE.items()}}
 
-    # --------------------------------------------------------------- scores
     def score_samples(self, X):
-        """Normalised log-density of each sample, in the units of ``X``.
-
-        ``log p(x) = -E(u) / T - log Z + log |du/dx|``, with ``u`` the
-        transformed ``x``: the values are comparable with any other density
-        estimator's.
+        """Normalised log-density ``-E(u) / T - log Z + log |du/dx|`` of each sample, in the units of ``X``.
 
         Parameters
         ----------
@@ -419,14 +302,12 @@ class EBMDensity(DensityMixin, BaseEBM):
         """
         return float(np.mean(self.score_samples(X)))
 
-    # --------------------------------------------------------------- sample
     def sample(self, n_samples=1, *, random_state=None, n_steps=None):
         """Draw samples from the model density.
 
-        Chains start from the base density (after ``"longrun"`` training,
-        from the update bank) and run ``n_steps`` MALA steps, with an
-        independence move from the base at the start: MALA leaves the model
-        density invariant, so the chains stay on it however long they run.
+        MALA chains from the base density (after ``"longrun"`` training,
+        from the update bank), with an independence move from the base
+        first: they leave the model density invariant however long they run.
 
         Parameters
         ----------
@@ -443,11 +324,8 @@ class EBMDensity(DensityMixin, BaseEBM):
             Samples in the layout and value range of ``fit``'s ``X``.
         """
         self._check_fitted()
-        check_params(
-            {"n_samples": [POSITIVE_INT], "n_steps": [NONNEG_INT, None]},
-            {"n_samples": n_samples, "n_steps": n_steps},
-            "sample",
-        )
+        limits = {"n_samples": [POSITIVE_INT], "n_steps": [NONNEG_INT, None]}
+        check_params(limits, {"n_samples": n_samples, "n_steps": n_steps}, "sample")
         n_steps = self.method_.n_sample_steps if n_steps is None else n_steps
         g = self._generator(random_state)
         x0, sampler = self.method_.starts(self, n_samples, g), self.method_.sampler(self)
