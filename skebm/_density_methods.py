@@ -764,6 +764,16 @@ class MethodHooks:
     def _own_callbacks(self, total, done=0, n_samples=None):
         return [*super()._own_callbacks(total, done, n_samples), *self.method_.callbacks(self, total, done, n_samples)]
 
+    def set_params(self, **params):
+        """Set parameters; ``method__<name>`` needs a method object (``method=QuadratureML()``), not a name."""
+        nested = [k for k in params if k.startswith("method__")]
+        if nested and isinstance(self.method, str) and "method" not in params:
+            raise ValueError(
+                f"method={self.method!r} is a name: nested parameters such as {nested[0]!r} need a method object, "
+                "e.g. method=QuadratureML()."
+            )
+        return super().set_params(**params)
+
     def _warm_setters(self):
         setters = super()._warm_setters()
         module, lr = self.net_.bare_module(), setters["lr"]

@@ -303,6 +303,8 @@ def test_method_objects_are_nested_parameters(moons):
     assert est.net_.grid_.spec[2] == 8
     search = GridSearchCV(est, {"method__grid_resolution": [8, 12]}, cv=2).fit(X)
     assert search.best_estimator_.method_.grid_resolution in (8, 12) and method.grid_resolution == 8
+    with pytest.raises(ValueError, match="method object"):
+        fast(method="quadrature").set_params(method__grid_resolution=12)
     # a string names the method with its defaults
     assert fast(method="quadrature").fit(X).method_.get_params() == QuadratureML().get_params()
     assert isinstance(fast(method="auto").fit(X).method_, QuadratureML)
