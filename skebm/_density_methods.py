@@ -43,8 +43,10 @@ from .mcmc import CHAIN_INITS, CellGrid, ChainInit, GaussianMixtureSource, Lange
 from .mcmc import estimate_log_partition, make_chain_init
 from .nn import MemberMean, TiltedEnergy, make_energy, zero_init_output
 
-__all__ = ["DensityMethod", "QuadratureML", "ImportanceML", "LongrunML", "METHODS", "fit_base_density", "resolve_method",
-           "MethodHooks"]
+__all__ = [
+    "DensityMethod", "QuadratureML", "ImportanceML", "LongrunML", "METHODS", "MethodHooks", "fit_base_density",
+    "resolve_method",
+]
 
 _BASE_COMPONENTS = (1, 2, 4, 8, 16, 32, 48, 64)
 #: Equal cells per axis of a grid over the data (the final ``log Z`` grid of the methods that train without one).

@@ -169,14 +169,13 @@ def _estimator_classes():
 
 
 def _engine_state(net, writer):
+    sampler = getattr(net, "sampler_", None)  # an engine that trains without chains has none
+    settings = {} if sampler is None else {k: v for k, v in sampler.settings().items() if k != "proposal"}
     return {
         "modules": writer.encode({name: dict(getattr(net, name + "_").state_dict()) for name in net._modules}, "engine"),
         "optimizer": writer.encode(net.optimizer_.state_dict(), "optimizer"),
         "history": writer.encode(list(net.history), "history"),
-        "sampler": writer.encode(  # engines that train without chains have none
-            {k: v for k, v in net.sampler_.settings().items() if k != "proposal"} if hasattr(net, "sampler_") else {},
-            "sampler",
-        ),
+        "sampler": writer.encode(settings, "sampler"),
     }
 
 

@@ -30,6 +30,8 @@ def flat(module):
 
 
 def bank_digest(net):
+    if not hasattr(net, "chain_init_"):  # an engine that trains without chains (EBMDensity's quadrature)
+        return None
     state = net.chain_init_.state_dict()
     return float(sum(v.double().abs().sum().item() for v in state.values() if v.is_floating_point()))
 
