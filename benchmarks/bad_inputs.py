@@ -39,6 +39,7 @@ from skorch.callbacks import Callback
 
 import skebm
 from skebm import EBMDensity, EBMGenerator, EBMPurifier, NGEBMClassifier, PurifiedClassifier
+from skebm.density import ImportanceML
 from skebm.engine import TrainingDivergedError
 
 SMALL = {"hidden_units": (16,)}
@@ -58,8 +59,8 @@ def estimators():
             lambda est, X: est.transform(X[:3]),
         ),
         "EBMDensity": (
-            lambda: EBMDensity(max_iter=4, batch_size=32, n_members=1, n_importance_samples=256, energy_params=SMALL,
-                               random_state=0),
+            lambda: EBMDensity(method=ImportanceML(n_importance_samples=256), max_iter=4, batch_size=32,
+                               energy_params=SMALL, random_state=0),
             lambda est, X: est.score_samples(X[:3]),
         ),
         "NGEBMClassifier": (
@@ -171,8 +172,10 @@ def cases():
         ("noise_scale", -1.0), ("n_purify_steps", -1), ("purify_step_size", np.inf), ("purify_noise", np.nan),
         ("n_replicates", 0), ("precision", "fp8"), ("device", "tpu"), ("energy", "transformer"),
         ("energy_params", {"hidden_units": (-3,)}), ("image_shape", (1, 9, 9)), ("optimizer", "rmsprop"),
-        ("energy_variance", -1.0), ("approximate_mass", np.nan), ("data_noise", -0.1), ("grid_resolution", 1),
-        ("n_members", 0), ("tilt_bound", -1.0), ("validation_fraction", 1.5), ("n_importance_samples", 0),
+        ("energy_variance", -1.0), ("approximate_mass", np.nan), ("data_noise", -0.1),
+        # EBMDensity's method parameters (nested, as GridSearchCV sets them)
+        ("method__data_noise", -0.1), ("method__tilt_bound", -1.0), ("method__validation_fraction", 1.5),
+        ("method__n_importance_samples", 0), ("method__step_size", np.inf),
     ]
     out += [(f"{name}={value!r}", "param", (name, value)) for name, value in bad_params]
     after = [("n_purify_steps", 0), ("purify_noise", np.nan), ("temperature", 0.0), ("n_replicates", 0),

@@ -132,6 +132,14 @@ API_SECTIONS = [
                   "compose", "save", "load"],
     },
     {
+        "module": "skebm.density",
+        "slug": "density",
+        "title": "Density training methods",
+        "description": "How EBMDensity trains its network: each method an object with its own parameters.",
+        "groups": [("Methods", _subclass_of("skebm.density.DensityMethod"))],
+        "order": ["QuadratureML", "ImportanceML", "LongrunML", "DensityMethod", "fit_base_density"],
+    },
+    {
         "module": "skebm.mcmc",
         "slug": "mcmc",
         "title": "Sampler and chain initialisations",

@@ -118,7 +118,10 @@ def default(spec):
 
     cls, _, param = spec.strip().rpartition(".")
     try:
-        value = inspect.signature(getattr(skebm, cls)).parameters[param].default
+        obj = skebm
+        for part in cls.split("."):  # "density.QuadratureML": submodules load lazily
+            obj = getattr(obj, part)
+        value = inspect.signature(obj).parameters[param].default
     except (AttributeError, KeyError):
         raise KeyError(f"no parameter {spec!r} in skebm") from None
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) and value >= 10000 else repr(value)

@@ -50,12 +50,15 @@ class EBMNet(NeuralNet):
     ----------
     module : torch.nn.Module
         The energy network (see :mod:`skebm.nn` for the output convention).
-    sampler : LangevinSampler
+    sampler : LangevinSampler or None, default=None
         Langevin settings of the negatives (copied into ``sampler_``); a
         string ``proposal`` names a submodule of ``module`` (shared).
-    chain_init : ChainInit
-        Chain-initialisation strategy (copied into ``chain_init_``).
-    source : torch.nn.Module or str
+        ``None``: no sampler is built (an engine whose subclass trains
+        without chains, such as the density engines).
+    chain_init : ChainInit or None, default=None
+        Chain-initialisation strategy (copied into ``chain_init_``);
+        ``None``: no chain bank is built.
+    source : torch.nn.Module, str or None, default=None
         Source of fresh chain starts (e.g. a :class:`~skebm.mcmc.NoiseSource`),
         or the name of a submodule of ``module`` that is one (``"base"``:
         the base density of a tilted energy), shared, not copied.
@@ -102,10 +105,10 @@ class EBMNet(NeuralNet):
         self,
         module,
         *,
-        sampler,
-        chain_init,
-        source,
         feature_shape,
+        sampler=None,
+        chain_init=None,
+        source=None,
         criterion=MaxLikelihoodLoss,
         temperature=1.0,
         data_noise=0.0,
@@ -142,13 +145,15 @@ class EBMNet(NeuralNet):
         chain_seed = seed if rank == 0 else int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
         self.rng_ = RandomGenerators(chain_seed, self.device)
         self.rng_.data_generator.manual_seed(seed + 1)  # the same batch order on every rank
-        source = getattr(self.module_, self.source) if isinstance(self.source, str) else copy.deepcopy(self.source)
-        self.chain_init_ = copy.deepcopy(self.chain_init).setup(
-            source, self.feature_shape, self.device, generator=self.rng_.generator
-        )
-        self.sampler_ = copy.deepcopy(self.sampler)
-        if isinstance(getattr(self.sampler_, "proposal", None), str):  # e.g. "base": the module's base density
-            self.sampler_.proposal = getattr(self.module_, self.sampler_.proposal)
+        if self.chain_init is not None:
+            source = getattr(self.module_, self.source) if isinstance(self.source, str) else copy.deepcopy(self.source)
+            self.chain_init_ = copy.deepcopy(self.chain_init).setup(
+                source, self.feature_shape, self.device, generator=self.rng_.generator
+            )
+        if self.sampler is not None:
+            self.sampler_ = copy.deepcopy(self.sampler)
+            if isinstance(getattr(self.sampler_, "proposal", None), str):  # e.g. "base": the module's base density
+                self.sampler_.proposal = getattr(self.module_, self.sampler_.proposal)
         self.interrupted_ = False
         return self
 
