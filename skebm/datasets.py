@@ -27,11 +27,17 @@ The file loaders keep the pixels as ``uint8`` (0-255), as stored on disk;
 their ``images`` are views of ``data``, not copies.
 """
 
+import contextlib
 import functools
 import gzip
+import math
+import mmap
 import os
-import pickle
+import pickletools
+import stat
 import struct
+import threading
+import warnings
 import zlib
 from numbers import Integral, Real
 
@@ -1033,56 +1039,419 @@ _CIFAR_SOURCE = (
 )
 
 
-def _numpy_pickle_globals():
-    # The objects that numpy's pickles of arrays, dtypes and scalars refer to,
-    # under the module names used by numpy 1.x (numpy.core) and 2.x (numpy._core).
-    reconstruct = np.empty(0).__reduce__()[0]
-    frombuffer = np.empty(0).__reduce_ex__(5)[0]
-    scalar = np.uint8(0).__reduce__()[0]
-    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+# Keys of the dicts in CIFAR-10 and CIFAR-100 batch and meta files; nothing
+# else is accepted.
+_CIFAR_KEYS = frozenset(
+    {
+        "batch_label", "data", "labels", "filenames", "fine_labels", "coarse_labels",
+        "num_cases_per_batch", "label_names", "num_vis", "fine_label_names",
+        "coarse_label_names",
+    }
+)
+
+
+def _pickle_roles():
+    # The only globals a CIFAR pickle names: numpy's reconstructors of arrays,
+    # dtypes and scalars (numpy 1.x spells the module numpy.core, 2.x
+    # numpy._core) and the codec with which Python 3 pickles bytes at protocol 2.
+    roles = {("numpy", "ndarray"): "ndarray", ("numpy", "dtype"): "dtype",
+             ("_codecs", "encode"): "encode"}
     for core in ("numpy.core", "numpy._core"):
-        allowed[(f"{core}.multiarray", "_reconstruct")] = reconstruct
-        allowed[(f"{core}.multiarray", "scalar")] = scalar
-        allowed[(f"{core}.numeric", "_frombuffer")] = frombuffer
-    return allowed
+        roles[(f"{core}.multiarray", "_reconstruct")] = "reconstruct"
+        roles[(f"{core}.multiarray", "scalar")] = "scalar"
+        roles[(f"{core}.numeric", "_frombuffer")] = "frombuffer"
+    return roles
 
 
-class _RefusedPickle(pickle.UnpicklingError):
-    """A pickle asked for an object that :class:`_ArrayOnlyUnpickler` refuses."""
+# Simple numeric dtypes (as numpy pickles them) that a CIFAR array may have.
+_PICKLE_DTYPES = frozenset({"b1", "i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8", "f2", "f4", "f8"})
+_PICKLE_LEAVES = (int, float, str, bytes, bytearray, type(None), np.generic)
+_MAX_ARRAY_NDIM = 32
 
 
-class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Unpickler that can build plain containers and numpy arrays, nothing else.
+class _RefusedPickle(Exception):
+    """The pickle holds something that a CIFAR file never holds."""
 
-    A pickle names the callables that rebuild its objects, and loading it with
-    :mod:`pickle` calls them, so a tampered file can run arbitrary code.  The
-    CIFAR batches only hold dicts, lists, strings, numbers and numpy arrays, for
-    which the only callables needed are numpy's array, dtype and scalar
-    reconstructors; every other global is refused before anything is called.
+
+class _PickleGlobal:
+    """A global named by the pickle, resolved to its role, never to an object."""
+
+    __slots__ = ("role",)
+
+    def __init__(self, role):
+        self.role = role
+
+
+class _PickleDtype:
+    """A dtype being rebuilt (BUILD may still set its byte order)."""
+
+    __slots__ = ("dtype", "built")
+
+    def __init__(self, dtype):
+        self.dtype, self.built = dtype, False
+
+
+class _PickleArray:
+    """An array announced by ``_reconstruct``, whose data BUILD supplies."""
+
+    __slots__ = ("array",)
+
+    def __init__(self):
+        self.array = None
+
+
+class _CifarPickleReader:
+    """Reads the pickle of one CIFAR file without running the pickle machine.
+
+    A pickle is a program for a stack machine that may call any function it
+    names and may build any object graph: sharing one list many times over
+    ("billion laughs") makes a few kilobytes stand for billions of elements.
+    This reader walks the opcodes with :func:`pickletools.genops` and
+    interprets only what the CIFAR files use: one dict with str or bytes keys
+    among the known CIFAR keys, whose values are strings, numbers, flat lists
+    of them, or numpy arrays of a simple numeric dtype.  Numpy's
+    reconstructors are never called: each pattern with which numpy pickles an
+    array, a dtype or a scalar is recognised and its arguments checked, and
+    the array is then made with :func:`numpy.frombuffer` from bytes that the
+    file holds.  A list or dict cannot be referenced twice, a list holds only
+    strings and numbers, and a tuple (only needed as the arguments of numpy's
+    reconstructors) cannot nest deeper than two levels, so the objects built
+    are at most a fixed multiple of the file's size and every opcode does work
+    bounded by the items it pops.  Anything else raises :class:`_RefusedPickle`;
+    a malformed pickle raises some other exception.
     """
 
-    _allowed = _numpy_pickle_globals()
+    _roles = _pickle_roles()
+    _leaf_ops = frozenset(
+        {"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "FLOAT", "BINFLOAT",
+         "STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "SHORT_BINUNICODE",
+         "BINUNICODE8", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8"}
+    )
+    _constants = {"NONE": None, "NEWTRUE": True, "NEWFALSE": False}
 
-    def find_class(self, module, name):
-        try:
-            return self._allowed[(module, name)]
-        except KeyError:
+    def __init__(self, stream):
+        self._stream = stream
+        self._stack, self._metastack, self._memo = [], [], {}
+        self._deep_tuples = []  # tuples holding tuples, kept alive so ids stay unique
+        self._deep_ids = set()
+
+    def load(self):
+        for opcode, arg, _ in pickletools.genops(self._stream):
+            name = opcode.name
+            if name in self._leaf_ops:
+                self._stack.append(arg)
+            elif name in self._constants:
+                self._stack.append(self._constants[name])
+            elif name == "STOP":
+                return self._result(self._stack.pop())
+            else:
+                handler = getattr(self, "_op_" + name, None)
+                if handler is None:
+                    raise _RefusedPickle(
+                        f"refusing the pickle opcode {name}, which a CIFAR file never uses"
+                    )
+                handler(arg)
+        raise ValueError("pickle exhausted before seeing STOP")
+
+    # -- checks
+    def _result(self, obj):
+        if not isinstance(obj, dict):
             raise _RefusedPickle(
-                f"refusing to load the global {module}.{name}: only plain "
-                "containers and numpy arrays are allowed"
-            ) from None
+                f"it does not hold a dict (but a {type(obj).__name__}), so it is not a CIFAR file"
+            )
+        for key, value in obj.items():
+            if isinstance(value, _PickleArray):
+                if value.array is None:
+                    raise _RefusedPickle(f"the array {key!r} has no data")
+                obj[key] = value.array
+        return obj
 
-    def persistent_load(self, pid):
+    def _leaf(self, value, where):
+        if not isinstance(value, _PICKLE_LEAVES):
+            raise _RefusedPickle(
+                f"{where} holds a {type(value).__name__}; a CIFAR file holds only "
+                "strings and numbers there (no nesting)"
+            )
+        return value
+
+    def _pop_mark(self):
+        items = self._stack
+        self._stack = self._metastack.pop()
+        return items
+
+    def _pairs(self, items):
+        if len(items) % 2:
+            raise ValueError("odd number of items for SETITEMS")
+        return zip(items[::2], items[1::2], strict=True)
+
+    def _setitem(self, target, key, value):
+        if not isinstance(target, dict):
+            raise _RefusedPickle(f"setting an item of a {type(target).__name__}")
+        if not isinstance(key, (str, bytes)):
+            raise _RefusedPickle(f"a dict key is a {type(key).__name__}, not a string")
+        key = _as_str(key)
+        if key not in _CIFAR_KEYS:
+            raise _RefusedPickle(
+                f"unexpected entry {key[:40]!r} (a CIFAR file holds only {sorted(_CIFAR_KEYS)})"
+            )
+        if not isinstance(value, (list, np.ndarray, _PickleArray, *_PICKLE_LEAVES)):
+            raise _RefusedPickle(
+                f"the entry {key!r} holds a {type(value).__name__}; a CIFAR file holds "
+                "strings, numbers, flat lists of them and arrays"
+            )
+        target[key] = value
+
+    def _extend(self, target, items):
+        if not isinstance(target, list):
+            raise _RefusedPickle(f"appending to a {type(target).__name__}")
+        target.extend(self._leaf(item, "a list") for item in items)
+
+    def _tuple(self, items):
+        deep = False
+        for item in items:
+            if isinstance(item, tuple):
+                if id(item) in self._deep_ids:
+                    raise _RefusedPickle("tuples nested more than two levels deep")
+                deep = True
+            elif not isinstance(item, (_PickleGlobal, _PickleDtype, *_PICKLE_LEAVES)):
+                raise _RefusedPickle(f"a tuple holds a {type(item).__name__}")
+        result = tuple(items)
+        if deep:
+            self._deep_ids.add(id(result))
+            self._deep_tuples.append(result)
+        self._stack.append(result)
+
+    # -- the opcodes a CIFAR pickle uses
+    def _op_PROTO(self, arg):
+        pass
+
+    _op_FRAME = _op_PROTO
+
+    def _op_MARK(self, arg):
+        self._metastack.append(self._stack)
+        self._stack = []
+
+    def _op_POP(self, arg):
+        if self._stack:
+            self._stack.pop()
+        else:
+            self._pop_mark()
+
+    def _op_POP_MARK(self, arg):
+        self._pop_mark()
+
+    def _op_EMPTY_LIST(self, arg):
+        self._stack.append([])
+
+    def _op_EMPTY_DICT(self, arg):
+        self._stack.append({})
+
+    def _op_EMPTY_TUPLE(self, arg):
+        self._stack.append(())
+
+    def _op_LIST(self, arg):
+        items = self._pop_mark()
+        self._stack.append([])
+        self._extend(self._stack[-1], items)
+
+    def _op_DICT(self, arg):
+        items = self._pop_mark()
+        self._stack.append({})
+        for key, value in self._pairs(items):
+            self._setitem(self._stack[-1], key, value)
+
+    def _op_TUPLE(self, arg):
+        self._tuple(self._pop_mark())
+
+    def _op_TUPLE1(self, arg, n=1):
+        items = self._stack[-n:]
+        if len(items) < n:
+            raise ValueError("stack underflow")
+        del self._stack[-n:]
+        self._tuple(items)
+
+    def _op_TUPLE2(self, arg):
+        self._op_TUPLE1(arg, 2)
+
+    def _op_TUPLE3(self, arg):
+        self._op_TUPLE1(arg, 3)
+
+    def _op_APPEND(self, arg):
+        value = self._stack.pop()
+        self._extend(self._stack[-1], [value])
+
+    def _op_APPENDS(self, arg):
+        items = self._pop_mark()
+        self._extend(self._stack[-1], items)
+
+    def _op_SETITEM(self, arg):
+        value = self._stack.pop()
+        key = self._stack.pop()
+        self._setitem(self._stack[-1], key, value)
+
+    def _op_SETITEMS(self, arg):
+        items = self._pop_mark()
+        for key, value in self._pairs(items):
+            self._setitem(self._stack[-1], key, value)
+
+    def _op_PUT(self, arg):
+        self._memo[arg] = self._stack[-1]
+
+    _op_BINPUT = _op_LONG_BINPUT = _op_PUT
+
+    def _op_MEMOIZE(self, arg):
+        self._memo[len(self._memo)] = self._stack[-1]
+
+    def _op_GET(self, arg):
+        obj = self._memo[arg]
+        if isinstance(obj, (list, dict)):
+            raise _RefusedPickle(
+                f"a {type(obj).__name__} is referenced twice; a CIFAR file shares no container"
+            )
+        self._stack.append(obj)
+
+    _op_BINGET = _op_LONG_BINGET = _op_GET
+
+    def _global(self, module, name):
+        role = self._roles.get((module, name))
+        if role is None:
+            raise _RefusedPickle(
+                f"refusing to load the global {module}.{name}: only plain containers "
+                "and numpy arrays are allowed"
+            )
+        self._stack.append(_PickleGlobal(role))
+
+    def _op_GLOBAL(self, arg):
+        module, _, name = arg.partition(" ")
+        self._global(module, name)
+
+    def _op_STACK_GLOBAL(self, arg):
+        name = self._stack.pop()
+        module = self._stack.pop()
+        if not (isinstance(module, str) and isinstance(name, str)):
+            raise ValueError("STACK_GLOBAL needs two strings")
+        self._global(module, name)
+
+    def _op_PERSID(self, arg):
         raise _RefusedPickle("refusing a pickle with persistent references")
+
+    _op_BINPERSID = _op_PERSID
+
+    def _op_REDUCE(self, arg):
+        args = self._stack.pop()
+        func = self._stack.pop()
+        if not isinstance(func, _PickleGlobal) or not isinstance(args, tuple):
+            raise _RefusedPickle(f"calling a {type(func).__name__}")
+        self._stack.append(getattr(self, "_call_" + func.role)(args))
+
+    def _op_BUILD(self, arg):
+        state = self._stack.pop()
+        obj = self._stack[-1]
+        if isinstance(obj, _PickleDtype) and not obj.built:
+            self._build_dtype(obj, state)
+        elif isinstance(obj, _PickleArray) and obj.array is None and isinstance(state, tuple):
+            if len(state) == 5 and state[0] == 1:
+                state = state[1:]
+            if len(state) != 4:
+                raise _RefusedPickle("an array state that numpy never writes")
+            shape, dtype, fortran, raw = state
+            obj.array = self._array(raw, dtype, shape, "F" if fortran else "C")
+        else:
+            raise _RefusedPickle(f"setting the state of a {type(obj).__name__}")
+
+    # -- numpy's reconstructors, recognised and checked, never called
+    def _call_ndarray(self, args):
+        raise _RefusedPickle("numpy.ndarray called directly; numpy pickles arrays otherwise")
+
+    def _call_reconstruct(self, args):
+        if len(args) != 3 or not (
+            isinstance(args[0], _PickleGlobal) and args[0].role == "ndarray"
+            and args[1] == (0,) and args[2] in (b"b", "b")
+        ):
+            raise _RefusedPickle("_reconstruct with arguments that numpy never writes")
+        return _PickleArray()
+
+    def _call_dtype(self, args):
+        if len(args) != 3 or args[0] not in _PICKLE_DTYPES or not all(
+            isinstance(flag, (bool, int)) and flag in (0, 1) for flag in args[1:]
+        ):
+            code = args[0] if args and isinstance(args[0], str) else type(args[0] if args else None)
+            raise _RefusedPickle(f"the dtype {str(code)[:40]!r}: only numeric arrays are allowed")
+        return _PickleDtype(np.dtype(args[0]))
+
+    def _build_dtype(self, obj, state):
+        if not (
+            isinstance(state, tuple) and len(state) in (8, 9) and state[1] in ("<", ">", "|", "=")
+            and all(item is None for item in state[2:5])
+        ):
+            raise _RefusedPickle("a dtype state that a numeric dtype never has")
+        if state[1] in ("<", ">"):
+            obj.dtype = obj.dtype.newbyteorder(state[1])
+        obj.built = True
+
+    def _call_scalar(self, args):
+        if len(args) != 2 or not isinstance(args[0], _PickleDtype):
+            raise _RefusedPickle("a scalar with arguments that numpy never writes")
+        return self._array(args[1], args[0], (), "C")[()]
+
+    def _call_frombuffer(self, args):
+        if len(args) != 4 or args[3] not in ("C", "F"):
+            raise _RefusedPickle("_frombuffer with arguments that numpy never writes")
+        return self._array(args[0], args[1], args[2], args[3])
+
+    def _call_encode(self, args):
+        if len(args) != 2 or not isinstance(args[0], str) or args[1] not in ("latin1", "latin-1"):
+            raise _RefusedPickle("_codecs.encode with arguments that pickle never writes")
+        return args[0].encode("latin1")
+
+    def _array(self, raw, dtype, shape, order):
+        if isinstance(raw, str):  # bytes pickled by Python 2, decoded as latin1
+            raw = raw.encode("latin1")
+        if not (
+            isinstance(raw, (bytes, bytearray)) and isinstance(dtype, _PickleDtype)
+            and isinstance(shape, tuple) and len(shape) <= _MAX_ARRAY_NDIM
+            and all(type(n) is int and 0 <= n < 2**62 for n in shape)
+        ):
+            raise _RefusedPickle("an array with a state that numpy never writes")
+        dtype = dtype.dtype
+        if math.prod(shape) * dtype.itemsize != len(raw):
+            raise _RefusedPickle(
+                f"an array of shape {shape} and dtype {dtype} needs "
+                f"{math.prod(shape) * dtype.itemsize} bytes but the file holds {len(raw)}"
+            )
+        return np.frombuffer(raw, dtype=dtype).reshape(shape, order=order)
+
+
+def _open_regular(path):
+    """Open ``path`` for reading in binary mode, refusing anything but a regular file.
+
+    The file is opened without blocking (a FIFO would otherwise wait for a
+    writer forever) and checked with ``fstat`` on the open descriptor, so a
+    file swapped after a check by name cannot slip through.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(path, flags)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"{path} is not a regular file; refusing to read it.")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _load_cifar_pickle(path):
     """Read one CIFAR pickle safely; return a dict with str keys."""
     try:
-        with open(path, "rb") as f:
-            # latin1: the files are Python 2 pickles, and numpy needs latin1 to
-            # restore arrays pickled by Python 2.
-            obj = _ArrayOnlyUnpickler(f, encoding="latin1").load()
+        with _open_regular(path) as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                raise ValueError("the file is empty")
+            # The map reads nothing up front and is bounded by the file: a
+            # declared length past its end is refused without allocating it.
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as stream:
+                return _CifarPickleReader(stream).load()
     except _RefusedPickle as exc:
         raise ValueError(
             f"{path} is not a genuine CIFAR file and was not loaded: {exc}."
@@ -1092,9 +1461,6 @@ def _load_cifar_pickle(path):
             f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}). "
             "Download and extract the archive again."
         ) from exc
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path} does not hold a dict, so it is not a CIFAR file.")
-    return {_as_str(k): v for k, v in obj.items()}
 
 
 def _as_str(value):
@@ -1137,7 +1503,11 @@ def _cifar_batch(path, label_key, n_classes):
 def _cifar_names(path, key, n_classes):
     meta = _load_cifar_pickle(path)
     names = meta.get(key)
-    if not isinstance(names, (list, tuple)) or len(names) != n_classes:
+    if (
+        not isinstance(names, list)
+        or len(names) != n_classes
+        or not all(isinstance(name, (str, bytes)) for name in names)
+    ):
         raise ValueError(f"{path}: {key!r} must be a list of {n_classes} class names.")
     return np.asarray([_as_str(name) for name in names])
 
