@@ -27,6 +27,7 @@ The file loaders keep the pixels as ``uint8`` (0-255), as stored on disk;
 their ``images`` are views of ``data``, not copies.
 """
 
+import collections
 import contextlib
 import functools
 import gzip
@@ -1702,20 +1703,103 @@ _GRAY_MODES = frozenset({"1", "L", "LA", "La"})
 _HIGH_DEPTH_MODES = frozenset({"I", "F"})
 
 
-def _image_files(folder):
-    """Image files below ``folder``, recursively, in sorted order (as ImageFolder)."""
+def _walk_image_files(top, seen_dirs, seen_files, skipped):
+    """Image files below the folder ``top``, recursively, in ImageFolder's order.
+
+    The order is that of torchvision's ImageFolder: folders sorted by path,
+    files by name.  Links to folders are followed, but a folder already met
+    (a link loop such as ``a/loop -> .``, or two links to one folder) is
+    entered only once, the first time in a depth-first walk in sorted order;
+    ``seen_dirs`` holds the ``(st_dev, st_ino)`` of the folders entered so
+    far.  Only regular files are listed (a FIFO, a device or a broken link
+    is never opened), and a file met before under another name (a link or
+    hard link, ``seen_files``) is listed once.  What is left out is recorded
+    in ``skipped`` (reason -> paths).
+    """
+    walk, pending = [], [top]
+    while pending:
+        dirpath = pending.pop()
+        try:
+            st = os.stat(dirpath)
+            key = (st.st_dev, st.st_ino)
+            if key in seen_dirs:
+                skipped["folders met before (link loops or repeated links)"].append(dirpath)
+                continue
+            seen_dirs.add(key)
+            with os.scandir(dirpath) as it:
+                entries = sorted(it, key=lambda entry: entry.name)
+        except OSError:
+            skipped["unreadable folders"].append(dirpath)
+            continue
+        names, subdirs = [], []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                is_dir = entry.is_dir()  # follows links
+            except OSError:
+                is_dir = False
+            if is_dir:
+                subdirs.append(entry.path)
+            elif entry.name.lower().endswith(_IMAGE_EXTENSIONS):
+                names.append(entry.name)
+        walk.append((dirpath, names))
+        pending.extend(reversed(subdirs))
     files = []
-    walk = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        walk.append((dirpath, filenames))
-    for dirpath, filenames in sorted(walk):
-        files.extend(
-            os.path.join(dirpath, name)
-            for name in sorted(filenames)
-            if not name.startswith(".") and name.lower().endswith(_IMAGE_EXTENSIONS)
-        )
+    for dirpath, names in sorted(walk):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                skipped["broken links or unreadable entries"].append(path)
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                skipped["not regular files (FIFOs, devices)"].append(path)
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key in seen_files:
+                skipped["files met before under another name"].append(path)
+                continue
+            seen_files.add(key)
+            files.append(path)
     return files
+
+
+def _warn_skipped(what, root, skipped):
+    """One UserWarning listing what the folder walk left out, if anything."""
+    if not any(skipped.values()):
+        return
+    parts = [
+        f"{len(paths)} {reason} (e.g. {', '.join(map(repr, paths[:3]))})"
+        for reason, paths in skipped.items()
+        if paths
+    ]
+    warnings.warn(f"{what}: skipped in {root!r}: " + "; ".join(parts) + ".", UserWarning, stacklevel=3)
+
+
+# Pillow's own decompression-bomb limit is a module global; it is lifted while
+# a loader that was given a higher ``max_pixels`` runs, one loader at a time.
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pillow_pixel_limit(limit):
+    """Lift Pillow's limit ``PIL.Image.MAX_IMAGE_PIXELS`` to ``limit`` while the block runs."""
+    from PIL import Image
+
+    _PILLOW_LIMIT_LOCK.acquire()
+    old = Image.MAX_IMAGE_PIXELS
+    if limit is None or old is None or limit <= old:
+        _PILLOW_LIMIT_LOCK.release()
+        yield
+        return
+    try:
+        Image.MAX_IMAGE_PIXELS = limit
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+        _PILLOW_LIMIT_LOCK.release()
 
 
 def _check_image_size(image_size):
@@ -1733,15 +1817,38 @@ def _check_image_size(image_size):
     )
 
 
+def _read_image(path, what, action, use):
+    """Open the image file ``path`` with Pillow and return ``use(image)``.
+
+    Only a regular file is opened (see :func:`_open_regular`).  Whatever goes
+    wrong (an unreadable, corrupt or truncated file, or one past Pillow's own
+    decompression-bomb limit) raises a ValueError naming the file.
+    """
+    from PIL import Image
+
+    try:
+        with _open_regular(path) as f, Image.open(f) as im:
+            return use(im)
+    except Image.DecompressionBombError as exc:
+        raise ValueError(
+            f"{what}: {path} declares too many pixels for Pillow's limit (a "
+            f"decompression bomb?): {exc} Pass a larger max_pixels if the image "
+            "is genuine."
+        ) from exc
+    except Exception as exc:  # a corrupt image can fail in many ways
+        raise ValueError(f"{what}: cannot {action} the image {path}: {exc}") from exc
+
+
 @validate_params(
     {
         "root": _PATH,
         "image_size": [None, _POSITIVE_INT, tuple, list],
+        "max_pixels": [None, _POSITIVE_INT],
         "return_X_y": ["boolean"],
     },
     prefer_skip_nested_validation=True,
 )
-def load_image_folder(root, *, image_size=None, return_X_y=False):
+def load_image_folder(root, *, image_size=None, max_pixels=None, return_X_y=False):
     """Load a folder of image files with one sub-folder per class.
 
     The layout is that of :class:`torchvision.datasets.ImageFolder`:
@@ -1752,6 +1859,16 @@ def load_image_folder(root, *, image_size=None, return_X_y=False):
     or .webp (case-insensitive).  Unlike ImageFolder, folders and files whose
     names start with a dot (such as ``.ipynb_checkpoints``) are skipped.  The
     images are decoded with Pillow.
+
+    The file system is read defensively.  Symbolic links to folders are
+    followed, but every folder is entered once (identified by device and
+    inode): a link loop such as ``a/loop -> .``, a link back to ``root`` or
+    a second link to the same folder is skipped.  Only regular files are
+    read; a FIFO, a device, a socket or a broken link with an image name is
+    skipped without being opened.  A file reached twice (through a link or a
+    hard link, even from another class folder) is read once, under its first
+    name in the order above.  One :class:`UserWarning` lists the counts and a
+    few examples of what was skipped.
 
     Colour: if every image is grayscale (Pillow modes ``1``, ``L`` and ``LA``)
     the images have one channel; otherwise all are converted to RGB (three
@@ -1769,6 +1886,15 @@ def load_image_folder(root, *, image_size=None, return_X_y=False):
         bilinear filter (which antialiases when shrinking); an int ``s``
         means ``(s, s)``.  If None, all images must already have the same
         size, which is kept.
+    max_pixels : int or None, default=None
+        Largest number of pixels (width times height, as the file's header
+        declares it) of an image that is decoded; a larger one raises a
+        ValueError before it is decoded, which guards against decompression
+        bombs (a small file declaring a huge image).  None means Pillow's own
+        limit, ``PIL.Image.MAX_IMAGE_PIXELS`` (89,478,485 pixels by default;
+        no limit if it was set to None).  A higher value lifts Pillow's limit
+        while this function runs (Pillow's limit is a module global, so other
+        threads decoding images meanwhile see the higher limit too).
     return_X_y : bool, default=False
         If True, return ``(data, target)`` instead of a Bunch.
 
@@ -1798,10 +1924,17 @@ def load_image_folder(root, *, image_size=None, return_X_y=False):
     ------
     FileNotFoundError
         If ``root`` does not exist, has no class sub-folders, or a class
-        folder holds no image file.
+        folder holds no image file that is read.
     ValueError
-        If ``image_size`` is None and the images differ in size, or an image
-        cannot be decoded or has an unsupported bit depth.
+        If ``image_size`` is None and the images differ in size, an image
+        cannot be opened or decoded, has an unsupported bit depth, or has
+        more than ``max_pixels`` pixels.
+
+    Warns
+    -----
+    UserWarning
+        If folders or files were skipped (link loops, repeated folders or
+        files, entries that are not regular files, unreadable folders).
 
     Examples
     --------
@@ -1810,7 +1943,7 @@ def load_image_folder(root, *, image_size=None, return_X_y=False):
     >>> faces.image_shape  # doctest: +SKIP
     (3, 32, 32)
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     size = _check_image_size(image_size)
     what = "load_image_folder"
@@ -1830,63 +1963,70 @@ def load_image_folder(root, *, image_size=None, return_X_y=False):
             f"{what}: {root!r} has no class sub-folders; expected "
             "root/<class name>/<image files>."
         )
+    root_stat = os.stat(root)
+    seen_dirs, seen_files = {(root_stat.st_dev, root_stat.st_ino)}, set()
+    skipped = collections.defaultdict(list)
     files, labels, empty = [], [], []
     for label, name in enumerate(classes):
-        found = _image_files(os.path.join(root, name))
+        found = _walk_image_files(os.path.join(root, name), seen_dirs, seen_files, skipped)
         if not found:
             empty.append(name)
         files.extend(found)
         labels.extend([label] * len(found))
+    _warn_skipped(what, root, skipped)
     if empty:
         raise FileNotFoundError(
             f"{what}: no image file ({', '.join(_IMAGE_EXTENSIONS)}) in the class "
             f"folder(s) {empty} of {root!r}."
         )
 
-    # First pass: read the headers only (mode and size).
-    modes, sizes = [], []
-    for path in files:
-        try:
-            with Image.open(path) as im:
-                mode, wh = im.mode, im.size
-        except (UnidentifiedImageError, OSError) as exc:
-            raise ValueError(f"{what}: cannot read the image {path}: {exc}") from exc
-        if mode in _HIGH_DEPTH_MODES or mode.startswith("I;"):
-            raise ValueError(
-                f"{what}: {path} has {mode!r} pixels (16-bit or floating point); "
-                "only 8-bit images are supported, convert it first."
-            )
-        modes.append(mode)
-        sizes.append((wh[1], wh[0]))  # (H, W)
-    if size is None:
-        distinct = list(dict.fromkeys(sizes))  # in order of first appearance
-        if len(distinct) > 1:
-            examples = {s: files[sizes.index(s)] for s in distinct[:2]}
-            detail = " and ".join(f"{h}x{w} ({p})" for (h, w), p in examples.items())
-            raise ValueError(
-                f"{what}: the images differ in size (H x W), e.g. {detail}, "
-                f"{len(distinct)} sizes in all; pass image_size=(H, W) to resize "
-                "them all to one size."
-            )
-        size = sizes[0]
-    gray = all(mode in _GRAY_MODES for mode in modes)
-    out_mode, n_channels = ("L", 1) if gray else ("RGB", 3)
-    image_shape = (n_channels, *size)
-    bilinear = getattr(Image, "Resampling", Image).BILINEAR
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
+    with _pillow_pixel_limit(limit):
+        # First pass: read the headers only (mode and size).
+        modes, sizes = [], []
+        for path in files:
+            mode, (w, h) = _read_image(path, what, "read", lambda im: (im.mode, im.size))
+            if limit is not None and w * h > limit:
+                raise ValueError(
+                    f"{what}: {path} declares {w}x{h} = {w * h} pixels, more than "
+                    f"max_pixels={limit} (a decompression bomb?); pass a larger "
+                    "max_pixels if the image is genuine."
+                )
+            if mode in _HIGH_DEPTH_MODES or mode.startswith("I;"):
+                raise ValueError(
+                    f"{what}: {path} has {mode!r} pixels (16-bit or floating point); "
+                    "only 8-bit images are supported, convert it first."
+                )
+            modes.append(mode)
+            sizes.append((h, w))
+        if size is None:
+            distinct = list(dict.fromkeys(sizes))  # in order of first appearance
+            if len(distinct) > 1:
+                examples = {s: files[sizes.index(s)] for s in distinct[:2]}
+                detail = " and ".join(f"{h}x{w} ({p})" for (h, w), p in examples.items())
+                raise ValueError(
+                    f"{what}: the images differ in size (H x W), e.g. {detail}, "
+                    f"{len(distinct)} sizes in all; pass image_size=(H, W) to resize "
+                    "them all to one size."
+                )
+            size = sizes[0]
+        gray = all(mode in _GRAY_MODES for mode in modes)
+        out_mode, n_channels = ("L", 1) if gray else ("RGB", 3)
+        image_shape = (n_channels, *size)
+        bilinear = getattr(Image, "Resampling", Image).BILINEAR
 
-    # Second pass: decode, convert and resize into one uint8 array.
-    data = np.empty((len(files), int(np.prod(image_shape))), dtype=np.uint8)
-    images = data.reshape((len(files),) + image_shape)
-    for i, path in enumerate(files):
-        try:
-            with Image.open(path) as im:
-                im = im.convert(out_mode)
-                if (im.height, im.width) != size:
-                    im = im.resize((size[1], size[0]), resample=bilinear)
-                pixels = np.asarray(im, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError) as exc:
-            raise ValueError(f"{what}: cannot decode the image {path}: {exc}") from exc
-        images[i] = pixels[None] if gray else pixels.transpose(2, 0, 1)
+        def decode(im):
+            im = im.convert(out_mode)
+            if (im.height, im.width) != size:
+                im = im.resize((size[1], size[0]), resample=bilinear)
+            return np.asarray(im, dtype=np.uint8)
+
+        # Second pass: decode, convert and resize into one uint8 array.
+        data = np.empty((len(files), math.prod(image_shape)), dtype=np.uint8)
+        images = data.reshape((len(files),) + image_shape)
+        for i, path in enumerate(files):
+            pixels = _read_image(path, what, "decode", decode)
+            images[i] = pixels[None] if gray else pixels.transpose(2, 0, 1)
     target = np.asarray(labels, dtype=np.int64)
     if return_X_y:
         return data, target
