@@ -853,6 +853,8 @@ _MNIST_SOURCE = (
 )
 _IDX_UBYTE = 0x08
 _READ_CHUNK = 1 << 24
+# deflate expands data at most about 1032 times (RFC 1951 blocks of 258-byte matches)
+_DEFLATE_MAX_RATIO = 1032
 
 
 def _with_gz(stems):
@@ -880,12 +882,19 @@ def _read_exactly(f, n, path):
 
 
 def _read_idx(path, ndim):
-    """Read an IDX file of unsigned bytes with ``ndim`` dimensions."""
+    """Read an IDX file of unsigned bytes with ``ndim`` dimensions.
+
+    The size that the header announces is checked against the room in the
+    file before anything is read (a gzip file can hold at most
+    ``_DEFLATE_MAX_RATIO`` times its size), so a forged header costs nothing.
+    """
     kind = "image" if ndim == 3 else "label"
     magic_expected = (_IDX_UBYTE << 8) | ndim
-    opener = gzip.open if path.endswith(".gz") else open
+    gz = path.endswith(".gz")
     try:
-        with opener(path, "rb") as f:
+        with _open_regular(path) as raw:
+            file_size = os.fstat(raw.fileno()).st_size
+            f = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
             header = f.read(4)
             if len(header) < 4 or header[:2] != b"\x00\x00":
                 raise ValueError(
@@ -905,7 +914,15 @@ def _read_idx(path, ndim):
             dims = struct.unpack(f">{ndim}I", raw_dims)
             if min(dims) < 1:
                 raise ValueError(f"{path} has invalid IDX dimensions {dims}.")
-            buf = _read_exactly(f, int(np.prod(dims, dtype=np.int64)), path)
+            n = math.prod(dims)  # exact: a product of 32-bit sizes can overflow int64
+            room = _DEFLATE_MAX_RATIO * file_size if gz else file_size - 4 - 4 * ndim
+            if n > room:
+                raise ValueError(
+                    f"{path} is truncated: its header announces {n} bytes of data but "
+                    f"the file {'can hold at most' if gz else 'holds only'} {room}. "
+                    "Download it again."
+                )
+            buf = _read_exactly(f, n, path)
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise ValueError(f"{path} is a truncated or corrupt gzip file: {exc}") from exc
     return np.frombuffer(buf, dtype=np.uint8).reshape(dims)
