@@ -1085,6 +1085,9 @@ def _pickle_roles():
 _PICKLE_DTYPES = frozenset({"b1", "i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8", "f2", "f4", "f8"})
 _PICKLE_LEAVES = (int, float, str, bytes, bytearray, type(None), np.generic)
 _MAX_ARRAY_NDIM = 32
+# A CIFAR pickle nests MARKs 3 deep and holds one dict and a few lists.
+_MAX_PICKLE_MARKS = 16
+_MAX_PICKLE_CONTAINERS = 64
 
 
 class _RefusedPickle(Exception):
@@ -1152,6 +1155,7 @@ class _CifarPickleReader:
         self._stack, self._metastack, self._memo = [], [], {}
         self._deep_tuples = []  # tuples holding tuples, kept alive so ids stay unique
         self._deep_ids = set()
+        self._containers = 0
 
     def load(self):
         for opcode, arg, _ in pickletools.genops(self._stream):
@@ -1246,6 +1250,8 @@ class _CifarPickleReader:
     _op_FRAME = _op_PROTO
 
     def _op_MARK(self, arg):
+        if len(self._metastack) >= _MAX_PICKLE_MARKS:
+            raise _RefusedPickle(f"MARKs nested more than {_MAX_PICKLE_MARKS} deep")
         self._metastack.append(self._stack)
         self._stack = []
 
@@ -1258,25 +1264,33 @@ class _CifarPickleReader:
     def _op_POP_MARK(self, arg):
         self._pop_mark()
 
+    def _container(self, empty):
+        self._containers += 1
+        if self._containers > _MAX_PICKLE_CONTAINERS:
+            raise _RefusedPickle(
+                f"more than {_MAX_PICKLE_CONTAINERS} lists and dicts; a CIFAR file has a few"
+            )
+        self._stack.append(empty)
+        return empty
+
     def _op_EMPTY_LIST(self, arg):
-        self._stack.append([])
+        self._container([])
 
     def _op_EMPTY_DICT(self, arg):
-        self._stack.append({})
+        self._container({})
 
     def _op_EMPTY_TUPLE(self, arg):
         self._stack.append(())
 
     def _op_LIST(self, arg):
         items = self._pop_mark()
-        self._stack.append([])
-        self._extend(self._stack[-1], items)
+        self._extend(self._container([]), items)
 
     def _op_DICT(self, arg):
         items = self._pop_mark()
-        self._stack.append({})
+        target = self._container({})
         for key, value in self._pairs(items):
-            self._setitem(self._stack[-1], key, value)
+            self._setitem(target, key, value)
 
     def _op_TUPLE(self, arg):
         self._tuple(self._pop_mark())
@@ -1445,14 +1459,17 @@ def _open_regular(path):
 
     The file is opened without blocking (a FIFO would otherwise wait for a
     writer forever) and checked with ``fstat`` on the open descriptor, so a
-    file swapped after a check by name cannot slip through.
+    file swapped after a check by name cannot slip through.  Raises a
+    ValueError naming the file if it cannot be opened or is not a regular file.
     """
     flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
-    fd = os.open(path, flags)
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise ValueError(f"{path} is not a regular file; refusing to read it.")
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}.") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"cannot read {path}: it is not a regular file.")
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
@@ -1461,24 +1478,23 @@ def _open_regular(path):
 
 def _load_cifar_pickle(path):
     """Read one CIFAR pickle safely; return a dict with str keys."""
-    try:
-        with _open_regular(path) as f:
-            size = os.fstat(f.fileno()).st_size
-            if size == 0:
+    with _open_regular(path) as f:
+        try:
+            if os.fstat(f.fileno()).st_size == 0:
                 raise ValueError("the file is empty")
             # The map reads nothing up front and is bounded by the file: a
             # declared length past its end is refused without allocating it.
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as stream:
                 return _CifarPickleReader(stream).load()
-    except _RefusedPickle as exc:
-        raise ValueError(
-            f"{path} is not a genuine CIFAR file and was not loaded: {exc}."
-        ) from exc
-    except Exception as exc:  # a corrupt pickle can fail in many ways
-        raise ValueError(
-            f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}). "
-            "Download and extract the archive again."
-        ) from exc
+        except _RefusedPickle as exc:
+            raise ValueError(
+                f"{path} is not a genuine CIFAR file and was not loaded: {exc}."
+            ) from exc
+        except Exception as exc:  # a corrupt pickle can fail in many ways
+            raise ValueError(
+                f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}). "
+                "Download and extract the archive again."
+            ) from exc
 
 
 def _as_str(value):
@@ -1843,17 +1859,18 @@ def _read_image(path, what, action, use):
     """
     from PIL import Image
 
-    try:
-        with _open_regular(path) as f, Image.open(f) as im:
-            return use(im)
-    except Image.DecompressionBombError as exc:
-        raise ValueError(
-            f"{what}: {path} declares too many pixels for Pillow's limit (a "
-            f"decompression bomb?): {exc} Pass a larger max_pixels if the image "
-            "is genuine."
-        ) from exc
-    except Exception as exc:  # a corrupt image can fail in many ways
-        raise ValueError(f"{what}: cannot {action} the image {path}: {exc}") from exc
+    with _open_regular(path) as f:
+        try:
+            with Image.open(f) as im:
+                return use(im)
+        except Image.DecompressionBombError as exc:
+            raise ValueError(
+                f"{what}: {path} declares too many pixels for Pillow's limit (a "
+                f"decompression bomb?): {exc} Pass a larger max_pixels if the "
+                "image is genuine."
+            ) from exc
+        except Exception as exc:  # a corrupt image can fail in many ways
+            raise ValueError(f"{what}: cannot {action} the image {path}: {exc}") from exc
 
 
 @validate_params(
