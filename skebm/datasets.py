@@ -46,7 +46,7 @@ import numpy as np
 from scipy.special import log_ndtr
 from scipy.special import ive as _bessel_ive
 from sklearn.utils import Bunch, check_array, check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions, validate_params
+from sklearn.utils._param_validation import InvalidParameterError, Interval, StrOptions, validate_params
 
 __all__ = [
     "TOY_2D_NAMES",
@@ -1088,6 +1088,7 @@ _MAX_ARRAY_NDIM = 32
 # A CIFAR pickle nests MARKs 3 deep and holds one dict and a few lists.
 _MAX_PICKLE_MARKS = 16
 _MAX_PICKLE_CONTAINERS = 64
+_MAX_KEY_LENGTH = max(map(len, _CIFAR_KEYS))
 
 
 class _RefusedPickle(Exception):
@@ -1209,8 +1210,8 @@ class _CifarPickleReader:
     def _setitem(self, target, key, value):
         if not isinstance(target, dict):
             raise _RefusedPickle(f"setting an item of a {type(target).__name__}")
-        if not isinstance(key, (str, bytes)):
-            raise _RefusedPickle(f"a dict key is a {type(key).__name__}, not a string")
+        if not isinstance(key, (str, bytes)) or len(key) > _MAX_KEY_LENGTH:
+            raise _RefusedPickle(f"a dict key is not a short string but a {type(key).__name__}")
         key = _as_str(key)
         if key not in _CIFAR_KEYS:
             raise _RefusedPickle(
@@ -1404,11 +1405,17 @@ class _CifarPickleReader:
         return _PickleArray()
 
     def _call_dtype(self, args):
-        if len(args) != 3 or args[0] not in _PICKLE_DTYPES or not all(
-            isinstance(flag, (bool, int)) and flag in (0, 1) for flag in args[1:]
+        # (type checks before any hashing or comparison: a long tuple named
+        # many times over would otherwise make the work quadratic)
+        code = args[0] if args and isinstance(args[0], str) else None
+        if (
+            len(args) != 3
+            or code not in _PICKLE_DTYPES
+            or not all(isinstance(flag, int) and flag in (0, 1) for flag in args[1:])
         ):
-            code = args[0] if args and isinstance(args[0], str) else type(args[0] if args else None)
-            raise _RefusedPickle(f"the dtype {str(code)[:40]!r}: only numeric arrays are allowed")
+            raise _RefusedPickle(
+                f"the dtype {str(code)[:40]!r}: only numeric arrays are allowed"
+            )
         return _PickleDtype(np.dtype(args[0]))
 
     def _build_dtype(self, obj, state):
@@ -1981,6 +1988,10 @@ def load_image_folder(root, *, image_size=None, max_pixels=None, return_X_y=Fals
 
     size = _check_image_size(image_size)
     what = "load_image_folder"
+    if isinstance(max_pixels, bool):  # an Integral to scikit-learn's validation
+        raise InvalidParameterError(
+            f"The 'max_pixels' parameter of {what} must be None or an int >= 1, got {max_pixels!r}."
+        )
     root = os.path.expanduser(os.fspath(root))
     if not os.path.isdir(root):
         raise FileNotFoundError(
