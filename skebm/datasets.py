@@ -1926,7 +1926,7 @@ def load_image_folder(root, *, image_size=None, max_pixels=None, return_X_y=Fals
         Size ``(H, W)`` to which every image is resized, with Pillow's
         bilinear filter (which antialiases when shrinking); an int ``s``
         means ``(s, s)``.  If None, all images must already have the same
-        size, which is kept.
+        size, which is kept.  ``H * W`` may not exceed ``max_pixels``.
     max_pixels : int or None, default=None
         Largest number of pixels (width times height, as the file's header
         declares it) of an image that is decoded; a larger one raises a
@@ -1969,7 +1969,7 @@ def load_image_folder(root, *, image_size=None, max_pixels=None, return_X_y=Fals
     ValueError
         If ``image_size`` is None and the images differ in size, an image
         cannot be opened or decoded, has an unsupported bit depth, or has
-        more than ``max_pixels`` pixels.
+        (or ``image_size`` asks for) more than ``max_pixels`` pixels.
 
     Warns
     -----
@@ -2026,6 +2026,11 @@ def load_image_folder(root, *, image_size=None, max_pixels=None, return_X_y=Fals
         )
 
     limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
+    if size is not None and limit is not None and size[0] * size[1] > limit:
+        raise ValueError(
+            f"{what}: image_size={size} means {size[0] * size[1]} pixels per image, more "
+            f"than max_pixels={limit}; pass a larger max_pixels to allow it."
+        )
     with _pillow_pixel_limit(limit):
         # First pass: read the headers only (mode and size).
         modes, sizes = [], []

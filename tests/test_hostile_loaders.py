@@ -301,6 +301,10 @@ def test_image_folder_max_pixels(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"1.png declares 5x4 = 20 pixels, more than max_pixels=19"):
         load_image_folder(tmp_path, max_pixels=19)
     assert load_image_folder(tmp_path, max_pixels=20).image_shape == (1, 4, 5)
+    # the size asked for is bounded too: image_size=(10**5, 10**5) would allocate 10 GB per image
+    with pytest.raises(ValueError, match=r"image_size=\(100000, 100000\) .* more than max_pixels="):
+        load_image_folder(tmp_path, image_size=10**5)
+    assert load_image_folder(tmp_path, image_size=(2, 10), max_pixels=20).image_shape == (1, 2, 10)
     # the default is Pillow's limit, and a larger max_pixels lifts it for this call only
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 8)
     with pytest.raises(ValueError, match="max_pixels"):
