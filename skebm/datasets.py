@@ -953,7 +953,10 @@ def load_mnist(root, *, split="train", return_X_y=False):
 
     The headers are checked (IDX magic numbers 2051 for images and 2049 for
     labels, dimensions, and a file size that matches them), so a truncated
-    or corrupt file raises a ValueError rather than giving wrong data.
+    or corrupt file raises a ValueError rather than giving wrong data.  The
+    size a header announces is compared with what the file can hold before
+    anything is read (for a gzipped file, 1032 times its size, deflate's
+    largest ratio), so a forged header costs neither time nor memory.
 
     Parameters
     ----------
@@ -992,8 +995,8 @@ def load_mnist(root, *, split="train", return_X_y=False):
         If the files are not found; the message lists where they were
         looked for and where to download them.
     ValueError
-        If a file is not a valid IDX file, is truncated, or the image and
-        label files disagree on the number of images.
+        If a file cannot be read, is not a valid IDX file, is truncated, or
+        the image and label files disagree on the number of images.
 
     See Also
     --------
@@ -1632,14 +1635,18 @@ _CIFAR_RETURNS = """
         If a file is missing; the message lists the files expected, where
         they were looked for and where to download them.
     ValueError
-        If a file is corrupt, holds something else than a CIFAR batch, or
-        would run code when unpickled."""
+        If a file cannot be read, is corrupt, holds something else than a
+        CIFAR batch, or would run code when unpickled."""
 
 _CIFAR_SAFETY = """\
-    The files are Python pickles.  They are read with a restricted unpickler
-    that can only rebuild dicts, lists, strings, numbers and numpy arrays and
-    refuses any other object before calling anything, so a tampered file
-    cannot run code; it raises a ValueError instead."""
+    The files are Python pickles.  They are not unpickled: a reader walks the
+    pickle's opcodes (:func:`pickletools.genops`) and accepts only the CIFAR
+    layout, one dict of the known CIFAR entries holding strings, numbers,
+    flat lists of them and numpy arrays of a numeric dtype, which it makes
+    with :func:`numpy.frombuffer` without calling anything the file names.
+    A tampered file (code to run, other objects, nested or shared lists,
+    sizes that the file does not hold) raises a ValueError naming the file,
+    in time and memory proportional to the file's size."""
 
 
 @validate_params(
