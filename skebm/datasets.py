@@ -1822,7 +1822,8 @@ def _warn_skipped(what, root, skipped):
         for reason, paths in skipped.items()
         if paths
     ]
-    warnings.warn(f"{what}: skipped in {root!r}: " + "; ".join(parts) + ".", UserWarning, stacklevel=3)
+    # stacklevel: this helper, the loader, scikit-learn's validate_params wrapper, the caller
+    warnings.warn(f"{what}: skipped in {root!r}: " + "; ".join(parts) + ".", UserWarning, stacklevel=4)
 
 
 # Pillow's own decompression-bomb limit is a module global; it is lifted while

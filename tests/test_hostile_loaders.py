@@ -9,7 +9,6 @@ and FIFOs in an image folder, IDX headers announcing more than the file holds.
 
 import os
 import pickle
-import stat
 import struct
 import sys
 import threading
@@ -26,7 +25,6 @@ from sklearn.utils._param_validation import InvalidParameterError
 from skebm.datasets import load_cifar10, load_image_folder, load_mnist
 
 MB = 1 << 20
-IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file system objects")
 _RECONSTRUCT = np.empty(0).__reduce__()[0]  # numpy's own _reconstruct, as its pickles name it
 
@@ -215,13 +213,32 @@ def test_cifar_class_names_must_be_strings(tmp_path):
         load_cifar10(tmp_path, split="test")
 
 
-@posix_only
-@pytest.mark.skipif(IS_ROOT, reason="root reads any file")
-def test_cifar_unreadable_file_is_one_value_error(tmp_path):
+def _deny(monkeypatch, *denied):
+    """Make ``os.open`` and ``os.scandir`` refuse these paths, as for a file or folder without permission
+    (chmod cannot do it when the tests run as root)."""
+    denied = {os.fspath(p) for p in denied}
+
+    def guard(real):
+        def call(path, *args, **kwargs):
+            if os.fspath(path) in denied:
+                raise PermissionError(13, "Permission denied", os.fspath(path))
+            return real(path, *args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(os, "open", guard(os.open))
+    monkeypatch.setattr(os, "scandir", guard(os.scandir))
+
+
+def test_unreadable_files_are_one_value_error(tmp_path, monkeypatch):
     folder = _cifar_folder(tmp_path, _batch())
-    os.chmod(folder / "test_batch", 0)
-    with pytest.raises(ValueError, match="cannot read .*test_batch"):
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 0x0803, 1, 1, 1) + b"\0")
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x0801, 1) + b"\0")
+    _deny(monkeypatch, folder / "test_batch", tmp_path / "train-images-idx3-ubyte")
+    with pytest.raises(ValueError, match="cannot read .*test_batch: Permission denied"):
         load_cifar10(folder, split="test")
+    with pytest.raises(ValueError, match="cannot read .*train-images-idx3-ubyte: Permission denied"):
+        load_mnist(tmp_path)
 
 
 # ---------------------------------------------------------------------------
@@ -328,21 +345,17 @@ def test_image_folder_corrupt_images_name_the_file(tmp_path, content):
         load_image_folder(tmp_path)
 
 
-@posix_only
-@pytest.mark.skipif(IS_ROOT, reason="root reads any file")
-def test_image_folder_permission_denied(tmp_path):
+def test_image_folder_permission_denied(tmp_path, monkeypatch):
     _png(tmp_path / "a" / "1.png")
     _png(tmp_path / "a" / "closed" / "2.png")
-    os.chmod(tmp_path / "a" / "closed", 0)
-    try:
-        with pytest.warns(UserWarning, match="1 unreadable folders.*closed"):
-            folder = load_image_folder(tmp_path)
-        assert len(folder.filenames) == 1
-        os.chmod(tmp_path / "a" / "1.png", 0)
-        with pytest.raises(ValueError, match="cannot read .*1.png"):
-            load_image_folder(tmp_path)
-    finally:
-        os.chmod(tmp_path / "a" / "closed", stat.S_IRWXU)
+    _deny(monkeypatch, tmp_path / "a" / "closed")
+    with pytest.warns(UserWarning, match="1 unreadable folders.*closed") as caught:
+        folder = load_image_folder(tmp_path)
+    assert caught[0].filename == __file__  # the warning points at the caller
+    assert [os.path.relpath(p, tmp_path) for p in folder.filenames] == [os.path.join("a", "1.png")]
+    _deny(monkeypatch, tmp_path / "a" / "closed", tmp_path / "a" / "1.png")
+    with pytest.raises(ValueError, match="cannot read .*1.png: Permission denied"), pytest.warns(UserWarning):
+        load_image_folder(tmp_path)
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="file names that are not UTF-8")
