@@ -468,6 +468,7 @@ for _name, _payload in [
     ("CIFAR: 100,000 nested MARKs", b"\x80\x02" + b"(" * 100_000),
     ("CIFAR: 100,000 empty lists", b"\x80\x02" + b"]" * 100_000),
     ("CIFAR: DUP opcode", b"\x80\x02N2."),
+    ("CIFAR: 1.5 million NONE opcodes", b"\x80\x02]" + b"N" * 1_500_000),
     ("CIFAR: os.system payload", pickle.dumps({b"data": _ReduceAs(os.system, ("true",)), b"labels": [0]})),
     ("CIFAR: empty file", b""),
     ("CIFAR: 4 KB of random bytes", np.random.RandomState(0).bytes(4096)),

@@ -1092,6 +1092,8 @@ _MAX_ARRAY_NDIM = 32
 _MAX_PICKLE_MARKS = 16
 _MAX_PICKLE_CONTAINERS = 64
 _MAX_KEY_LENGTH = max(map(len, _CIFAR_KEYS))
+# CIFAR-100's training file, the largest, is about 200,000 opcodes.
+_MAX_PICKLE_OPS = 1_000_000
 
 
 class _RefusedPickle(Exception):
@@ -1142,8 +1144,10 @@ class _CifarPickleReader:
     strings and numbers, and a tuple (only needed as the arguments of numpy's
     reconstructors) cannot nest deeper than two levels, so the objects built
     are at most a fixed multiple of the file's size and every opcode does work
-    bounded by the items it pops.  Anything else raises :class:`_RefusedPickle`;
-    a malformed pickle raises some other exception.
+    bounded by the items it pops; at most ``_MAX_PICKLE_OPS`` opcodes are
+    read (five times what the largest CIFAR file has), which bounds the time.
+    Anything else raises :class:`_RefusedPickle`; a malformed pickle raises
+    some other exception.
     """
 
     _roles = _pickle_roles()
@@ -1162,7 +1166,11 @@ class _CifarPickleReader:
         self._containers = 0
 
     def load(self):
-        for opcode, arg, _ in pickletools.genops(self._stream):
+        for count, (opcode, arg, _) in enumerate(pickletools.genops(self._stream)):
+            if count >= _MAX_PICKLE_OPS:
+                raise _RefusedPickle(
+                    f"more than {_MAX_PICKLE_OPS} pickle opcodes; a CIFAR file has about 200,000 at most"
+                )
             name = opcode.name
             if name in self._leaf_ops:
                 self._stack.append(arg)

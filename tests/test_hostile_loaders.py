@@ -188,6 +188,15 @@ def test_cifar_malformed_opcode_streams_are_refused(tmp_path, payload, match):
     assert str(tmp_path / "test_batch") in str(exc)
 
 
+@pytest.mark.slow
+def test_cifar_opcode_count_is_capped(tmp_path):
+    # 1.5 MB of NONE opcodes: each is cheap, but a file of 100 MB of them would take minutes to walk
+    payload = b"\x80\x02]" + b"N" * 1_500_000
+    # (tracemalloc makes each opcode several times slower: the bound on time is for the cap, not for speed)
+    exc = _bounded(lambda: load_cifar10(_cifar_folder(tmp_path, payload), split="test"), seconds=30)
+    assert isinstance(exc, ValueError) and "more than 1000000 pickle opcodes" in str(exc), repr(exc)
+
+
 @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
 def test_cifar_reader_restores_every_protocol_exactly(tmp_path, protocol):
     # the reader interprets numpy's pickles itself: byte orders, dtypes, Fortran order and scalars must survive
