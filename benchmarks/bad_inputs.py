@@ -383,12 +383,13 @@ def run_scenario(name, how, est, make, use, X, y):
 
 # =============================================================== loader probes
 # Hostile files for the data-set loaders (issue 19, section 1). Each probe writes
-# tiny files into a fresh folder and makes one loader call, run in a thread
-# under tracemalloc. Outcome: ``error (Type)`` for a documented error
+# tiny files into a fresh folder and makes one loader call in a forked process
+# (killed if it hangs), whose own peak resident memory is measured (the peak-RSS
+# mark is reset first, on Linux; elsewhere tracemalloc's peak). Outcome: ``error (Type)`` for a documented error
 # (ValueError, FileNotFoundError) naming the file or parameter; ``works (...)``
 # when the call returns what it should; ``BAD (...)`` for anything else: an
 # undocumented exception, an error that does not name the file, a wrong
-# result, more than LOADER_SECONDS seconds or LOADER_MEGABYTES MB traced, or
+# result, more than LOADER_SECONDS seconds or LOADER_MEGABYTES MB of peak memory, or
 # no return within LOADER_TIMEOUT seconds (a hang). Register a probe with
 # ``@loader_probe(name)``: the function gets the folder and returns
 # ``(call, check)``, where ``check(result, warnings)`` returns None when the
@@ -636,50 +637,76 @@ def _probe_folder_empty(folder):
     return (lambda: skebm.datasets.load_image_folder(folder)), None
 
 
-def _run_loader_probe(build):
-    import threading
+def _peak_rss_reset():
+    """Reset the kernel's peak-RSS mark of this process; False where that is not possible (not Linux)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _probe_in_child(conn, call, check, folder):
+    """Run one probe in a forked child: its time, its own peak memory, and how it ended."""
     import time
     import tracemalloc
 
-    outcome = {}
+    exact_rss = _peak_rss_reset()
+    if exact_rss:
+        base = _peak_rss_mb()
+    else:
+        tracemalloc.start()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        start = time.perf_counter()
+        try:
+            result, error = call(), None
+        except Exception as exc:  # noqa: BLE001
+            result, error = None, exc
+        seconds = time.perf_counter() - start
+    mb = _peak_rss_mb() - base if exact_rss else tracemalloc.get_traced_memory()[1] / 2**20
+    warned = f", {len(caught)} warning" if caught else ""
+    if error is not None:
+        named = os.path.basename(folder) in str(error) or "max_pixels" in str(error)
+        if not isinstance(error, LOADER_ERRORS):
+            verdict = f"BAD ({type(error).__name__}: {str(error)[:60]})"
+        else:
+            verdict = f"error ({type(error).__name__}{warned})" if named else f"BAD (names no file: {error})"
+    else:
+        problem = check(result, [str(w.message) for w in caught]) if check else "loaded"
+        verdict = f"BAD ({problem})" if problem else f"works ({len(result.data)} images{warned})"
+    conn.send((verdict, seconds, mb))
+
+
+def _run_loader_probe(build):
+    """(outcome, seconds, peak MB) of one probe, run in a forked process that is killed if it hangs."""
+    import multiprocessing
+
     with tempfile.TemporaryDirectory() as folder:
         call, check = build(folder)
-
-        def target():
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                tracemalloc.start()
-                start = time.perf_counter()
-                try:
-                    outcome["result"] = call()
-                except Exception as exc:  # noqa: BLE001
-                    outcome["error"] = exc
-                outcome["seconds"] = time.perf_counter() - start
-                outcome["mb"] = tracemalloc.get_traced_memory()[1] / 2**20
-                tracemalloc.stop()
-            outcome["warnings"] = [str(w.message) for w in caught]
-
-        thread = threading.Thread(target=target, daemon=True)
-        thread.start()
-        thread.join(LOADER_TIMEOUT)
-        if thread.is_alive():
+        receive, send = multiprocessing.Pipe(duplex=False)
+        child = multiprocessing.get_context("fork").Process(target=_probe_in_child, args=(send, call, check, folder))
+        child.start()
+        done = receive.poll(LOADER_TIMEOUT)
+        if not done:
+            child.kill()
+            child.join()
             return f"BAD (no return in {LOADER_TIMEOUT:.0f} s)", "", ""
-    seconds, mb = outcome["seconds"], outcome["mb"]
+        verdict, seconds, mb = receive.recv()
+        child.join()
     cost = (f"{seconds:.2f}", f"{mb:.1f}")
     if seconds > LOADER_SECONDS or mb > LOADER_MEGABYTES:
-        return f"BAD ({seconds:.0f} s, {mb:.0f} MB)", *cost
-    warned = f", {len(outcome['warnings'])} warning" if outcome["warnings"] else ""
-    if "error" in outcome:
-        exc = outcome["error"]
-        if not isinstance(exc, LOADER_ERRORS):
-            return f"BAD ({type(exc).__name__}: {str(exc)[:60]})", *cost
-        named = os.path.basename(folder) in str(exc) or "max_pixels" in str(exc)
-        return (f"error ({type(exc).__name__}{warned})" if named else f"BAD (message names no file: {exc})"), *cost
-    problem = check(outcome["result"], outcome["warnings"]) if check else "loaded"
-    if problem:
-        return f"BAD ({problem})", *cost
-    result = outcome["result"]
-    return f"works ({len(result.data)} images{warned})", *cost
+        return f"BAD ({seconds:.0f} s, {mb:.0f} MB: {verdict})", *cost
+    return verdict, *cost
 
 
 def run_loader_probes(selected=None):
@@ -688,7 +715,7 @@ def run_loader_probes(selected=None):
         if selected and not any(s in name for s in selected):
             continue
         outcome, seconds, mb = _run_loader_probe(build)
-        rows.append({"case": name, "outcome": outcome, "seconds": seconds, "peak MB (traced)": mb})
+        rows.append({"case": name, "outcome": outcome, "seconds": seconds, "peak MB": mb})
         print(f"{name} | {outcome} | {seconds} s | {mb} MB", flush=True)
     table = pd.DataFrame(rows).set_index("case")
     counts = table["outcome"].map(lambda v: v.split(" ")[0]).value_counts().to_frame("cases")
