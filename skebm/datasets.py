@@ -892,9 +892,11 @@ def _read_idx(path, ndim):
     magic_expected = (_IDX_UBYTE << 8) | ndim
     gz = path.endswith(".gz")
     try:
-        with _open_regular(path) as raw:
+        with (
+            _open_regular(path) as raw,
+            gzip.GzipFile(fileobj=raw, mode="rb") if gz else contextlib.nullcontext(raw) as f,
+        ):
             file_size = os.fstat(raw.fileno()).st_size
-            f = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
             header = f.read(4)
             if len(header) < 4 or header[:2] != b"\x00\x00":
                 raise ValueError(
