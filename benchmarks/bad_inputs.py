@@ -16,7 +16,8 @@ bad call and sorts the outcome:
 ``-`` marks a case that does not apply to an estimator (a parameter it does
 not have). The last table counts the outcomes. Run
 ``python benchmarks/bad_inputs.py [--out FILE]``; the last run is in ``benchmarks/reports/bad_inputs.md`` (a few minutes on two CPU
-cores; tiny fits of a few updates).
+cores; tiny fits of a few updates). ``--section loaders`` runs only the hostile-file probes of the data-set
+loaders (seconds; their own rules are in the comment that opens their section).
 """
 
 import argparse
@@ -39,6 +40,7 @@ from skorch.callbacks import Callback
 
 import skebm
 from skebm import EBMDensity, EBMGenerator, EBMPurifier, NGEBMClassifier, PurifiedClassifier
+from skebm.density import ImportanceML
 from skebm.engine import TrainingDivergedError
 from skebm.utils._fingerprint import state_fingerprint
 
@@ -59,8 +61,8 @@ def estimators():
             lambda est, X: est.transform(X[:3]),
         ),
         "EBMDensity": (
-            lambda: EBMDensity(max_iter=4, batch_size=32, n_members=1, n_importance_samples=256, energy_params=SMALL,
-                               random_state=0),
+            lambda: EBMDensity(method=ImportanceML(n_importance_samples=256), max_iter=4, batch_size=32,
+                               energy_params=SMALL, random_state=0),
             lambda est, X: est.score_samples(X[:3]),
         ),
         "NGEBMClassifier": (
@@ -143,8 +145,10 @@ def cases():
         ("noise_scale", -1.0), ("n_purify_steps", -1), ("purify_step_size", np.inf), ("purify_noise", np.nan),
         ("n_replicates", 0), ("precision", "fp8"), ("device", "tpu"), ("energy", "transformer"),
         ("energy_params", {"hidden_units": (-3,)}), ("image_shape", (1, 9, 9)), ("optimizer", "rmsprop"),
-        ("energy_variance", -1.0), ("approximate_mass", np.nan), ("data_noise", -0.1), ("grid_resolution", 1),
-        ("n_members", 0), ("tilt_bound", -1.0), ("validation_fraction", 1.5), ("n_importance_samples", 0),
+        ("energy_variance", -1.0), ("approximate_mass", np.nan), ("data_noise", -0.1),
+        # EBMDensity's method parameters (nested, as GridSearchCV sets them)
+        ("method__data_noise", -0.1), ("method__tilt_bound", -1.0), ("method__validation_fraction", 1.5),
+        ("method__n_importance_samples", 0), ("method__step_size", np.inf),
     ]
     out += [(f"{name}={value!r}", "param", (name, value)) for name, value in bad_params]
     after = [("n_purify_steps", 0), ("purify_noise", np.nan), ("temperature", 0.0), ("n_replicates", 0),
@@ -352,11 +356,362 @@ def run_scenario(name, how, est, make, use, X, y):
     raise ValueError(how)
 
 
+# =============================================================== loader probes
+# Hostile files for the data-set loaders (issue 19, section 1). Each probe writes
+# tiny files into a fresh folder and makes one loader call in a forked process
+# (killed if it hangs), whose own peak resident memory is measured (the peak-RSS
+# mark is reset first, on Linux; elsewhere tracemalloc's peak). Outcome: ``error (Type)`` for a documented error
+# (ValueError, FileNotFoundError) naming the file or parameter; ``works (...)``
+# when the call returns what it should; ``BAD (...)`` for anything else: an
+# undocumented exception, an error that does not name the file, a wrong
+# result, more than LOADER_SECONDS seconds or LOADER_MEGABYTES MB of peak memory, or
+# no return within LOADER_TIMEOUT seconds (a hang). Register a probe with
+# ``@loader_probe(name)``: the function gets the folder and returns
+# ``(call, check)``, where ``check(result, warnings)`` returns None when the
+# result is right, else what is wrong.
+import gzip  # noqa: E402
+import struct  # noqa: E402
+
+import skebm.datasets  # noqa: E402
+
+LOADER_PROBES = []
+LOADER_SECONDS, LOADER_MEGABYTES, LOADER_TIMEOUT = 5.0, 200, 60.0
+LOADER_ERRORS = (ValueError, FileNotFoundError)
+
+
+def loader_probe(name):
+    def register(build):
+        LOADER_PROBES.append((name, build))
+        return build
+
+    return register
+
+
+def _cifar10_folder(folder, test_batch=None, meta=None):
+    """A CIFAR-10 folder whose test batch and meta file are these bytes (genuine ones by default)."""
+    data = np.zeros((2, 3072), np.uint8)
+    if test_batch is None:
+        test_batch = pickle.dumps({b"data": data, b"labels": [0, 1], b"batch_label": b"t",
+                                   b"filenames": [b"a.png", b"b.png"]}, protocol=2)
+    if meta is None:
+        meta = pickle.dumps({b"label_names": [f"c{i}".encode() for i in range(10)], b"num_vis": 3072}, protocol=2)
+    with open(os.path.join(folder, "test_batch"), "wb") as f:
+        f.write(test_batch)
+    with open(os.path.join(folder, "batches.meta"), "wb") as f:
+        f.write(meta)
+    return lambda: skebm.datasets.load_cifar10(folder, split="test")
+
+
+def _n_images(n):
+    def check(result, caught):
+        got = len(result[0]) if isinstance(result, tuple) else len(result.data)
+        return None if got == n else f"{got} images instead of {n}"
+
+    return check
+
+
+class _ReduceAs:
+    def __init__(self, *value):
+        self.value = value
+
+    def __reduce__(self):
+        return self.value
+
+
+def _batch_with(**entries):
+    batch = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]}
+    batch.update({k.encode(): v for k, v in entries.items()})
+    return pickle.dumps(batch, protocol=4)
+
+
+_RECONSTRUCT = np.empty(0).__reduce__()[0]
+for _name, _payload in [
+    ("CIFAR: 10 KB billion laughs (shared nested lists)", None),
+    ("CIFAR: list nested in a list", _batch_with(labels=[[0], [1]])),
+    ("CIFAR: dict nested in the dict", _batch_with(labels={b"labels": 1})),
+    ("CIFAR: set in a list", _batch_with(filenames=[{1}])),
+    ("CIFAR: unknown entry", _batch_with(extra=1)),
+    ("CIFAR: numpy.ndarray((1e6, 1e6)) called directly",
+     pickle.dumps({b"data": _ReduceAs(np.ndarray, ((10**6, 10**6), "u1")), b"labels": [0]}, protocol=2)),
+    ("CIFAR: _reconstruct with shape (1e6, 1e6)",
+     pickle.dumps({b"data": _ReduceAs(_RECONSTRUCT, (np.ndarray, (10**6, 10**6), b"b")), b"labels": [0]})),
+    ("CIFAR: array state announcing 3 GB, holding 8 bytes",
+     pickle.dumps({b"data": _ReduceAs(_RECONSTRUCT, (np.ndarray, (0,), b"b"),
+                                      (1, (10**6, 3072), np.dtype("u1"), False, b"\0" * 8)), b"labels": [0]})),
+    ("CIFAR: object-dtype array", _batch_with(labels=np.array([0, "x"], dtype=object))),
+    ("CIFAR: structured-dtype array", _batch_with(labels=np.zeros(2, [("a", "u1"), ("b", "f4")]))),
+    ("CIFAR: BINBYTES8 announcing 2**40 bytes", b"\x80\x04}(\x8c\x04data\x8e" + (2**40).to_bytes(8, "little")),
+    ("CIFAR: 100,000 nested MARKs", b"\x80\x02" + b"(" * 100_000),
+    ("CIFAR: 100,000 empty lists", b"\x80\x02" + b"]" * 100_000),
+    ("CIFAR: DUP opcode", b"\x80\x02N2."),
+    ("CIFAR: 1.5 million NONE opcodes", b"\x80\x02]" + b"N" * 1_500_000),
+    ("CIFAR: os.system payload", pickle.dumps({b"data": _ReduceAs(os.system, ("true",)), b"labels": [0]})),
+    ("CIFAR: empty file", b""),
+    ("CIFAR: 4 KB of random bytes", np.random.RandomState(0).bytes(4096)),
+    ("CIFAR: float labels", _batch_with(labels=[0.0, 1.0])),
+    ("CIFAR: label 2**100", _batch_with(labels=[0, 2**100])),
+    ("CIFAR: label out of range", _batch_with(labels=[0, 10])),
+    ("CIFAR: float32 data", _batch_with(data=np.zeros((2, 3072), np.float32))),
+]:
+    def _build(folder, payload=_payload):
+        if payload is None:  # 12 levels of 400 references to the level below: 2e31 elements
+            laughs = [0]
+            for _ in range(12):
+                laughs = [laughs] * 400
+            payload = _batch_with(labels=laughs)
+        return _cifar10_folder(folder, payload), None
+
+    loader_probe(_name)(_build)
+
+
+@loader_probe("CIFAR: hash-bomb dict key (tuples nested 60 deep, shared)")
+def _probe_hash_bomb(folder):
+    body = b"K\x00\x85q\x00" + b"".join(b"h" + bytes([i - 1]) + b"h" + bytes([i - 1]) + b"\x86q" + bytes([i])
+                                        for i in range(1, 61))
+    return _cifar10_folder(folder, b"\x80\x02}" + body + b"K\x01s."), None
+
+
+@loader_probe("CIFAR: truncated batch (half)")
+def _probe_cifar_truncated(folder):
+    full = pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]}, protocol=2)
+    return _cifar10_folder(folder, full[: len(full) // 2]), None
+
+
+@loader_probe("CIFAR: class names are ints")
+def _probe_cifar_names(folder):
+    return _cifar10_folder(folder, meta=pickle.dumps({b"label_names": list(range(10))})), None
+
+
+@loader_probe("CIFAR: FIFO named test_batch")
+def _probe_cifar_fifo(folder):
+    _cifar10_folder(folder)
+    os.remove(os.path.join(folder, "test_batch"))
+    os.mkfifo(os.path.join(folder, "test_batch"))
+    return (lambda: skebm.datasets.load_cifar10(folder, split="test")), None
+
+
+for _protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+    @loader_probe(f"CIFAR: genuine batch, pickle protocol {_protocol}")
+    def _probe_cifar_protocol(folder, protocol=_protocol):
+        data = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
+        call = _cifar10_folder(folder, pickle.dumps({b"data": data, b"labels": np.array([3, 7], ">i4")},
+                                                    protocol=protocol))
+        return call, lambda r, w: None if np.array_equal(r.data, data) and list(r.target) == [3, 7] else "wrong data"
+
+
+def _idx_folder(folder, image_header, body=b"", gz=False, labels=1):
+    with open(os.path.join(folder, "train-labels-idx1-ubyte"), "wb") as f:
+        f.write(struct.pack(">II", 0x0801, labels) + bytes(labels))
+    payload, name = image_header + body, "train-images-idx3-ubyte"
+    if gz:
+        payload, name = gzip.compress(payload, 9), name + ".gz"
+    with open(os.path.join(folder, name), "wb") as f:
+        f.write(payload)
+    return lambda: skebm.datasets.load_mnist(folder)
+
+
+@loader_probe("IDX: dimensions whose product wraps int64 to 0")
+def _probe_idx_wrap(folder):
+    return _idx_folder(folder, struct.pack(">IIII", 0x0803, 2**31, 2**31, 4)), None
+
+
+@loader_probe("IDX: 50 KB gzip announcing 100 GB")
+def _probe_idx_gz_huge(folder):
+    return _idx_folder(folder, struct.pack(">IIII", 0x0803, 100_000, 1000, 1000), bytes(50 << 20), gz=True), None
+
+
+@loader_probe("IDX: 50 KB gzip bomb, header consistent (60,000 x 28 x 28), 1 label")
+def _probe_idx_gz_bomb(folder):
+    return _idx_folder(folder, struct.pack(">IIII", 0x0803, 60_000, 28, 28), bytes(60_000 * 784), gz=True), None
+
+
+@loader_probe("IDX: plain file announcing 4 GB, holding 0 bytes")
+def _probe_idx_plain_huge(folder):
+    return _idx_folder(folder, struct.pack(">IIII", 0x0803, 2**12, 2**10, 2**10)), None
+
+
+@loader_probe("IDX: 16-bit elements (type 0x0B)")
+def _probe_idx_dtype(folder):
+    return _idx_folder(folder, struct.pack(">IIII", 0x0B03, 1, 2, 2), bytes(8)), None
+
+
+@loader_probe("IDX: FIFO named train-images-idx3-ubyte")
+def _probe_idx_fifo(folder):
+    _idx_folder(folder, b"")
+    os.remove(os.path.join(folder, "train-images-idx3-ubyte"))
+    os.mkfifo(os.path.join(folder, "train-images-idx3-ubyte"))
+    return (lambda: skebm.datasets.load_mnist(folder)), None
+
+
+def _png(path, size=(2, 2), value=0):
+    from PIL import Image
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(np.full(size, value, np.uint8)).save(path)
+
+
+def _png_chunks(width, height, *extra):
+    import zlib
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + b"".join(chunk(k, b) for k, b in extra) + chunk(b"IDAT", zlib.compress(bytes(64)))
+            + chunk(b"IEND", b""))
+
+
+def _two_classes(folder):
+    _png(os.path.join(folder, "a", "1.png"), value=10)
+    _png(os.path.join(folder, "b", "1.png"), value=20)
+    return lambda: skebm.datasets.load_image_folder(folder)
+
+
+def _folder_probe(name, setup, n_expected=None):
+    @loader_probe("folder: " + name)
+    def build(folder):
+        call = _two_classes(folder)
+        call = setup(folder) or call
+        return call, (None if n_expected is None else _n_images(n_expected))
+
+
+_folder_probe("symlink loop a/loop -> .", lambda d: os.symlink(".", os.path.join(d, "a", "loop")), 2)
+_folder_probe("two symlink loops", lambda d: (os.symlink(".", os.path.join(d, "a", "l1")),
+                                              os.symlink("..", os.path.join(d, "a", "l2"))) and None, 2)
+_folder_probe("link back to root", lambda d: os.symlink("..", os.path.join(d, "b", "up")), 2)
+_folder_probe("FIFO named x.png", lambda d: os.mkfifo(os.path.join(d, "a", "x.png")), 2)
+_folder_probe("directory named x.png (holding an image)",
+              lambda d: _png(os.path.join(d, "a", "x.png", "in.png")), 3)
+_folder_probe("broken symlink y.png", lambda d: os.symlink("missing", os.path.join(d, "a", "y.png")), 2)
+_folder_probe("hard link and symlink to a/1.png in b",
+              lambda d: (os.link(os.path.join(d, "a", "1.png"), os.path.join(d, "b", "h.png")),
+                         os.symlink("../a/1.png", os.path.join(d, "b", "s.png"))) and None, 2)
+_folder_probe("/dev/zero linked as z.png", lambda d: os.symlink("/dev/zero", os.path.join(d, "a", "z.png")), 2)
+_folder_probe("PNG declaring 60000x60000 (150 bytes)",
+              lambda d: open(os.path.join(d, "a", "bomb.png"), "wb").write(_png_chunks(60000, 60000)) and None)
+_folder_probe("PNG declaring 9000x9000, within Pillow's limit (150 bytes), image_size=2",
+              lambda d: open(os.path.join(d, "a", "big.png"), "wb").write(_png_chunks(9000, 9000))
+              and (lambda: skebm.datasets.load_image_folder(d, image_size=2)))
+_folder_probe("PNG with a zTXt chunk inflating to 100 MB",
+              lambda d: open(os.path.join(d, "a", "text.png"), "wb").write(
+                  _png_chunks(2, 2, (b"zTXt", b"k\0\0" + __import__("zlib").compress(bytes(100 << 20), 9))))
+              and None)
+_folder_probe("zero-byte x.png", lambda d: open(os.path.join(d, "a", "x.png"), "wb").close())
+_folder_probe("truncated PNG", lambda d: open(os.path.join(d, "a", "t.png"), "wb").write(_png_chunks(2, 2)[:40])
+              and None)
+_folder_probe("image_size=10**5 (10 GB per image)",
+              lambda d: (lambda: skebm.datasets.load_image_folder(d, image_size=10**5)))
+_folder_probe("max_pixels=0", lambda d: (lambda: skebm.datasets.load_image_folder(d, max_pixels=0)))
+_folder_probe("non-UTF-8 file and folder names",
+              lambda d: _png(os.path.join(os.fsencode(d), b"c\xe9", b"\xff.png")), 3)
+_folder_probe("empty class folder", lambda d: os.mkdir(os.path.join(d, "c")))
+
+
+@loader_probe("folder: root with no class folders")
+def _probe_folder_empty(folder):
+    return (lambda: skebm.datasets.load_image_folder(folder)), None
+
+
+def _peak_rss_reset():
+    """Reset the kernel's peak-RSS mark of this process; False where that is not possible (not Linux)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _probe_in_child(conn, call, check, folder):
+    """Run one probe in a forked child: its time, its own peak memory, and how it ended."""
+    import time
+    import tracemalloc
+
+    exact_rss = _peak_rss_reset()
+    if exact_rss:
+        base = _peak_rss_mb()
+    else:
+        tracemalloc.start()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        start = time.perf_counter()
+        try:
+            result, error = call(), None
+        except Exception as exc:  # noqa: BLE001
+            result, error = None, exc
+        seconds = time.perf_counter() - start
+    mb = _peak_rss_mb() - base if exact_rss else tracemalloc.get_traced_memory()[1] / 2**20
+    warned = f", {len(caught)} warning" if caught else ""
+    if error is not None:
+        named = os.path.basename(folder) in str(error) or "max_pixels" in str(error)
+        if not isinstance(error, LOADER_ERRORS):
+            verdict = f"BAD ({type(error).__name__}: {str(error)[:60]})"
+        else:
+            verdict = f"error ({type(error).__name__}{warned})" if named else f"BAD (names no file: {error})"
+    else:
+        problem = check(result, [str(w.message) for w in caught]) if check else "loaded"
+        verdict = f"BAD ({problem})" if problem else f"works ({len(result.data)} images{warned})"
+    conn.send((verdict, seconds, mb))
+
+
+def _run_loader_probe(build):
+    """(outcome, seconds, peak MB) of one probe, run in a forked process that is killed if it hangs."""
+    import multiprocessing
+
+    with tempfile.TemporaryDirectory() as folder:
+        call, check = build(folder)
+        receive, send = multiprocessing.Pipe(duplex=False)
+        child = multiprocessing.get_context("fork").Process(target=_probe_in_child, args=(send, call, check, folder))
+        child.start()
+        done = receive.poll(LOADER_TIMEOUT)
+        if not done:
+            child.kill()
+            child.join()
+            return f"BAD (no return in {LOADER_TIMEOUT:.0f} s)", "", ""
+        verdict, seconds, mb = receive.recv()
+        child.join()
+    cost = (f"{seconds:.2f}", f"{mb:.1f}")
+    if seconds > LOADER_SECONDS or mb > LOADER_MEGABYTES:
+        return f"BAD ({seconds:.0f} s, {mb:.0f} MB: {verdict})", *cost
+    return verdict, *cost
+
+
+def run_loader_probes(selected=None):
+    rows = []
+    for name, build in LOADER_PROBES:
+        if selected and not any(s in name for s in selected):
+            continue
+        outcome, seconds, mb = _run_loader_probe(build)
+        rows.append({"case": name, "outcome": outcome, "seconds": seconds, "peak MB": mb})
+        print(f"{name} | {outcome} | {seconds} s | {mb} MB", flush=True)
+    table = pd.DataFrame(rows).set_index("case")
+    counts = table["outcome"].map(lambda v: v.split(" ")[0]).value_counts().to_frame("cases")
+    return ("## Loaders: outcome of each hostile file\n\n" + table.to_markdown() + "\n\n## Loader counts\n\n"
+            + counts.to_markdown() + "\n")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=None, help="also write the Markdown tables to this file")
     parser.add_argument("--cases", nargs="*", default=None, help="only the cases whose name contains one of these")
+    parser.add_argument("--section", choices=["all", "estimators", "loaders"], default="all",
+                        help="the estimator cases, the loader probes, or both")
     args = parser.parse_args()
+    if args.section == "loaders":
+        text = run_loader_probes(args.cases)
+        print(text)
+        if args.out:
+            with open(args.out, "w") as f:
+                f.write(text)
+        return
     torch.set_num_threads(1)
     X, y = data()
     ests = estimators()
@@ -379,6 +734,8 @@ def main():
     summary = pd.DataFrame(counts).fillna(0).astype(int)
     summary["all"] = summary.sum(axis=1)
     text = "## Outcome of each bad input\n\n" + table.to_markdown() + "\n\n## Counts\n\n" + summary.to_markdown() + "\n"
+    if args.section == "all":
+        text += "\n" + run_loader_probes(args.cases)
     print(text)
     if args.out:
         with open(args.out, "w") as f:

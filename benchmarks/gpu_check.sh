@@ -8,6 +8,9 @@
 #      fp32 and bf16 (bench_scaling --sections estimators)  -> train_speed.md
 #   4. the data-parallel tests (tests/test_distributed.py:
 #      2 CPU processes on gloo, and the CUDA variant)       -> distributed.txt
+#   5. a short run of every skebm.presets configuration (5
+#      updates each as published, on 32x32 colour digits)  -> presets.md
+#   6. ResNet 32x32 training stability, fp32 and bf16       -> resnet_stability.txt
 #
 # and a summary (summary.md, env.txt) in the output folder: the first
 # argument, else $OUT, else ./gpu_check_out.
@@ -135,14 +138,18 @@ step "training speed per estimator" 120 "$DEST/train_speed.txt" \
 # 4. the data-parallel tests: two processes on gloo (CPU) and the CUDA variant
 step "data-parallel tests" 120 "$DEST/distributed.txt" \
     "$PY" -m pytest tests/test_distributed.py -q -p no:cacheprovider -rs --durations=5
-# 5. ResNet 32x32 training stability, fp32 and bf16 (energies, gradient norms; a CPU cannot run it)
+# 5. every preset of skebm.presets: 5 updates as published (a CPU rehearsal shrinks them), then one answer
+step "presets (5 updates each)" 120 "$DEST/presets.txt" \
+    "$PY" benchmarks/bench_presets.py --device "$DEVICE" --updates 5 --out "$DEST/presets.md" \
+    $([ "$DEVICE" = cuda ] || echo --quick)
+# 6. ResNet 32x32 training stability, fp32 and bf16 (energies, gradient norms; a CPU cannot run it)
 step "ResNet stability (fp32, bf16)" 120 "$DEST/resnet_stability.txt" \
     "$PY" benchmarks/bench_resnet_stability.py --max-iter 100 --out "$DEST/resnet_stability" \
     $([ "$DEVICE" = cuda ] || echo --quick)
 
 say ""
 say "total: $((SECONDS - START)) s of the ${BUDGET} s budget"
-for f in bench_langevin.md train_speed.md; do
+for f in bench_langevin.md train_speed.md presets.md; do
     if [ -s "$DEST/$f" ]; then { echo; echo "## $f"; echo; cat "$DEST/$f"; } >> "$SUMMARY"; fi
 done
 for f in gpu_tests.txt distributed.txt resnet_stability.txt; do

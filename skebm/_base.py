@@ -9,6 +9,7 @@ and call the engine; the engine owns every piece of fitted MCMC state.
 
 import copy
 import functools
+import math
 import warnings
 from numbers import Integral
 
@@ -19,6 +20,7 @@ from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from ._cost import warn_bf16_on_cpu, warn_if_slow
 from ._images import image_batch_shape
 from ._threads import thread_limit
 from ._version import __version__
@@ -28,7 +30,7 @@ from ._random import derive_seed, make_generator, seed_from  # noqa: F401 (make_
 from .mcmc import CHAIN_INITS, ChainInit, LangevinSampler, NoiseSource, make_chain_init
 from .nn import make_energy
 
-__all__ = ["BaseEBM", "Rescaler", "resolve_device", "transactional_fit"]
+__all__ = ["BaseEBM", "Rescaler", "auto_step_size", "resolve_device", "transactional_fit"]
 
 
 def resolve_device(device):
@@ -55,6 +57,42 @@ def resolve_device(device):
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was requested but CUDA is not available; use 'auto' or 'cpu'.")
     return str(dev)
+
+
+#: Image size (C * H * W) at which ``step_size="auto"`` is 1: scikit-learn's 8x8 digits.
+_AUTO_STEP_PIXELS = 64
+
+
+def auto_step_size(image_shape):
+    """The Langevin step size that ``step_size="auto"`` gives for data of ``image_shape``.
+
+    Images are rescaled to ``[-1, 1]`` and the Langevin noise is small, so
+    the drift ``step_size**2 / 2 * grad E`` does the work of moving a chain
+    from noise to an image. How far a chain has to travel grows as
+    ``sqrt(C * H * W)`` while a regularised energy's gradient does not
+    grow with it, so the step grows as ``sqrt(C * H * W / 64)``: 1.0 on
+    8x8 digits (where the default was chosen), 3.5 on 28x28 MNIST and 6.9
+    on 32x32 colour images. The sweep that chose the rule is in
+    ``benchmarks/reports/generator_images.md``. Flat (non-image) data,
+    standardised per feature, get 1.0.
+
+    Parameters
+    ----------
+    image_shape : tuple of int (C, H, W) or None
+
+    Returns
+    -------
+    step_size : float
+
+    Examples
+    --------
+    >>> from skebm._base import auto_step_size
+    >>> auto_step_size((1, 8, 8)), auto_step_size((1, 28, 28)), auto_step_size(None)
+    (1.0, 3.5, 1.0)
+    """
+    if image_shape is None:
+        return 1.0
+    return max(1.0, math.sqrt(math.prod(image_shape) / _AUTO_STEP_PIXELS))
 
 
 # ----------------------------------------------------------------- rescaling
@@ -294,8 +332,6 @@ class _ClassLabelsMixin:
 
 # ------------------------------------------------------------ the estimators
 _ACCEPTED_DTYPES = [np.float64, np.float32, np.uint8]
-
-
 class BaseEBM(BaseEstimator):
     """Base class of the skebm estimators (not for direct use).
 
@@ -350,6 +386,34 @@ class BaseEBM(BaseEstimator):
         "n_features_in_", "feature_names_in_", "image_shape_", "rescaler_", "n_iter_", "interrupted_",
         "_layout_", "_fit_params_", "_n_outputs_",
     )
+
+    @classmethod
+    def from_preset(cls, name, **overrides):
+        """The estimator configured as a published paper's setting (:mod:`skebm.presets`).
+
+        Parameters
+        ----------
+        name : str
+            A name in :data:`skebm.presets.PRESET_NAMES` that configures this
+            class (:func:`skebm.presets.get` tells which and lists the
+            settings, their sources and what skebm cannot express).
+        **overrides
+            Parameters that replace the preset's (``device``, ``max_iter``,
+            ``verbose``, ...).
+
+        Returns
+        -------
+        estimator : an unfitted instance of this class
+
+        Raises
+        ------
+        ValueError
+            If ``name`` is no preset, a preset of another class, or an
+            override is no parameter of this class.
+        """
+        from .presets import _build
+
+        return _build(cls, name, overrides)
 
     # ----------------------------------------------------------- validation
     def _check_params(self):
@@ -451,9 +515,21 @@ class BaseEBM(BaseEstimator):
             return NoiseSource("uniform", low=-1.0, high=1.0)
         return NoiseSource("gaussian", loc=0.0, scale=1.0)
 
+    def _step_size(self):
+        """The Langevin step size: ``step_size``, or :func:`auto_step_size` of the data for ``"auto"``."""
+        if isinstance(self.step_size, str) and self.step_size == "auto":
+            return auto_step_size(self.image_shape_)
+        return float(self.step_size)
+
+    @property
+    def step_size_(self):
+        """Langevin step size of the chains (``step_size`` resolved, after any adaptation)."""
+        check_is_fitted(self, "net_")
+        return float(self.net_.sampler_.step_size)
+
     def _sampler(self):
         """The training sampler from the estimator's Langevin parameters."""
-        return LangevinSampler(n_steps=self.n_steps, step_size=self.step_size, noise_scale=self.noise_scale)
+        return LangevinSampler(n_steps=self.n_steps, step_size=self._step_size(), noise_scale=self.noise_scale)
 
     def _build_chain_init(self):
         """The chain-initialisation strategy from ``init`` and the bank parameters (one table)."""
@@ -537,7 +613,7 @@ class BaseEBM(BaseEstimator):
             "lr": lr,
             "batch_size": lambda value: setattr(net, "batch_size", value),
             "n_steps": sampler("n_steps"),
-            "step_size": sampler("step_size"),
+            "step_size": lambda value: setattr(net.sampler_, "step_size", self._step_size()),
             "noise_scale": sampler("noise_scale"),
             "temperature": lambda value: setattr(net, "temperature", float(value)),
             "data_noise": lambda value: setattr(net, "data_noise", float(value)),
@@ -573,6 +649,10 @@ class BaseEBM(BaseEstimator):
         """The optimiser's learning rate (``lr``)."""
         return self.lr
 
+    def _chain_steps_per_update(self):
+        """Langevin steps each chain runs per update (what a fit's cost estimate counts)."""
+        return self.n_steps
+
     def _updates_per_fit(self):
         """Parameter updates of one fit (``max_iter``)."""
         return self.max_iter
@@ -588,6 +668,7 @@ class BaseEBM(BaseEstimator):
         training array.
         """
         self._check_params()
+        warn_bf16_on_cpu(self, self._device)
         warm = self.warm_start and hasattr(self, "net_")
         X = self._validate_X(X, reset=not warm)
         if not warm:
@@ -602,6 +683,7 @@ class BaseEBM(BaseEstimator):
             _set_engine_threads(self, self.net_)  # threads: n_threads may have changed
         else:
             self.net_ = self._build_engine(n_outputs, seed_from(self.random_state), Z)
+        warn_if_slow(self, self.net_, self._updates_per_fit())  # before training: the estimated CPU cost
         with thread_limit(self.net_.threads_, fit=True):  # threads: the whole fit, restored afterwards
             if warm:
                 self.net_.partial_fit(*self._engine_data(Z, y))

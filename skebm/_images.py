@@ -15,6 +15,33 @@ import numpy as np
 
 __all__ = ["check_image_shape", "image_batch_shape", "image_mosaic"]
 
+_CHANNELS = (1, 3, 4)  # grayscale, RGB, RGBA
+
+
+def _channels_last(shape):
+    """Whether a 4-D array's image shape ``(a, b, c)`` looks like ``(H, W, C)`` rather than ``(C, H, W)``."""
+    return shape[-1] in _CHANNELS and shape[0] not in _CHANNELS
+
+
+def _image_shape_mismatch(image_shape, n_features, name="X"):
+    """The error message when ``image_shape`` does not account for ``n_features``, with the shapes that would."""
+    c, h, w = image_shape
+    message = (
+        f"{name} has {n_features} features but image_shape={image_shape} needs {math.prod(image_shape)} "
+        f"({c} x {h} x {w})"
+    )
+    fits = [(k, h, w) for k in (1, 3) if k * h * w == n_features]  # same size, other channels
+    for k in (3, 1):  # square images
+        side = math.isqrt(n_features // k)
+        if n_features % k == 0 and side * side * k == n_features:
+            fits.append((k, side, side))
+    fits = list(dict.fromkeys(fits))
+    if not fits:
+        return f"{message}; no grayscale or colour square image has {n_features} pixel values: check X and image_shape."
+    kinds = {1: "grayscale", 3: "colour"}
+    hints = [f"for {kinds[shape[0]]} images use image_shape={shape}" for shape in fits]
+    return f"{message}; {', or '.join(hints)}."
+
 
 def check_image_shape(image_shape, name="image_shape"):
     """``image_shape`` as a tuple of three positive ints ``(C, H, W)``.
@@ -72,8 +99,10 @@ def image_batch_shape(X, image_shape=None, *, infer_square=False, name="X"):
     Raises
     ------
     ValueError
-        For a 3-D batch, a batch of another dimension, an ``image_shape``
-        that is not ``(C, H, W)`` or does not match the batch, or (with
+        For a 3-D batch, a 4-D batch that looks channels-last ``(n, H, W,
+        C)``, a batch of another dimension, an ``image_shape`` that is not
+        ``(C, H, W)`` or does not match the batch (the message names the
+        shapes that would), or (with
         ``infer_square``) a flat batch whose size is not a square.
     """
     shape = None if image_shape is None else check_image_shape(image_shape)
@@ -84,6 +113,11 @@ def image_batch_shape(X, image_shape=None, *, infer_square=False, name="X"):
             "grayscale, X[:, None]), or flattened to (n_samples, C * H * W) with image_shape=(C, H, W)."
         )
     if len(dims) == 4:
+        if shape != dims[1:] and _channels_last(dims[1:]):
+            raise ValueError(
+                f"{name} has images of shape {dims[1:]}, channels last (H, W, C); skebm takes them channels first "
+                f"(n_samples, C, H, W): pass {name}.transpose(0, 3, 1, 2)."
+            )
         if shape is not None and shape != dims[1:]:
             raise ValueError(f"image_shape={shape} does not match the shape {dims[1:]} of the 4-D {name}.")
         return dims[1:]
@@ -95,7 +129,7 @@ def image_batch_shape(X, image_shape=None, *, infer_square=False, name="X"):
     n_features = dims[1]
     if shape is not None:
         if math.prod(shape) != n_features:
-            raise ValueError(f"image_shape={shape} implies {math.prod(shape)} features, but {name} has {n_features}.")
+            raise ValueError(_image_shape_mismatch(shape, n_features, name))
         return shape
     if not infer_square:
         return None

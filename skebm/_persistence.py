@@ -84,6 +84,11 @@ class _Writer:
         if isinstance(value, ChainInit) and type(value).__module__.startswith(_ALLOWED_CLASS_MODULES):
             params = {k: getattr(value, k) for k in value._params}
             return {"__chain_init__": type(value).__name__, "params": self.encode(params, where)}
+        from ._density_methods import METHODS
+
+        if type(value) in METHODS.values():  # EBMDensity's method: its class and parameters
+            params = self.encode(value.get_params(deep=False), where)
+            return {"__density_method__": type(value).__name__, "params": params}
         raise TypeError(
             f"cannot save {where} of type {name} safely; use pickle or joblib (trusted files only) for this estimator."
         )
@@ -128,6 +133,15 @@ class _Reader:
             if value["__chain_init__"] not in classes:
                 raise ValueError(f"refusing to load the chain initialisation {value['__chain_init__']!r}.")
             return classes[value["__chain_init__"]](**self.decode(value["params"]))
+        if "__density_method__" in value:
+            from ._density_methods import METHODS
+
+            classes = {cls.__name__: cls for cls in METHODS.values()}
+            if value["__density_method__"] not in classes:
+                raise ValueError(f"refusing to load the density method {value['__density_method__']!r}.")
+            method = classes[value["__density_method__"]](**self.decode(value["params"]))
+            method._validate_params()
+            return method
         if "__object__" in value:
             name = value["__object__"]
             if name not in _ALLOWED_CLASSES:
@@ -155,13 +169,13 @@ def _estimator_classes():
 
 
 def _engine_state(net, writer):
+    sampler = getattr(net, "sampler_", None)  # an engine that trains without chains has none
+    settings = {} if sampler is None else {k: v for k, v in sampler.settings().items() if k != "proposal"}
     return {
         "modules": writer.encode({name: dict(getattr(net, name + "_").state_dict()) for name in net._modules}, "engine"),
         "optimizer": writer.encode(net.optimizer_.state_dict(), "optimizer"),
         "history": writer.encode(list(net.history), "history"),
-        "sampler": writer.encode(
-            {k: v for k, v in net.sampler_.settings().items() if k != "proposal"}, "sampler"
-        ),
+        "sampler": writer.encode(settings, "sampler"),
     }
 
 
@@ -374,14 +388,17 @@ def _build(state, tensors, device, where):
         net.optimizer_.load_state_dict(optimizer)
         net.history = History(reader.decode(engine["history"]))
         settings = reader.decode(engine["sampler"])
+        s = getattr(net, "sampler_", None)
         for key, value in settings.items():
-            if not hasattr(net.sampler_, key):
+            if not hasattr(s, key):
                 raise ValueError(f"unknown sampler setting {key!r}")
-            setattr(net.sampler_, key, value)
+            setattr(s, key, value)
         from .mcmc._langevin import _check_settings
 
-        s = net.sampler_
-        _check_settings(s.n_steps, s.step_size, s.noise_scale, s.temperature, s.metropolis, s.clamp, s.tau, s.grad_clip)
+        if s is not None:
+            _check_settings(
+                s.n_steps, s.step_size, s.noise_scale, s.temperature, s.metropolis, s.clamp, s.tau, s.grad_clip
+            )
         estimator.net_ = net
     return estimator
 

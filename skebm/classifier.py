@@ -52,12 +52,10 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
     Features are standardised and images mapped to [-1, 1] internally.
 
     Cost of a default fit: 1,500 updates of 64 samples with a double
-    backward pass (the approximate-mass term) and no MCMC; on the 898
-    training digits of a 50/50 split about 9 seconds of one CPU core
-    (accuracy 0.981, ECE 0.013), against 5 s for the same network with
-    plain cross-entropy (accuracy 0.966, ECE 0.026) and 0.05 s for
-    LogisticRegression (accuracy 0.961). JEM mode adds ``n_steps``
-    Langevin steps per update (about 20 times the cost).
+    backward pass (the approximate-mass term) and no MCMC: two to three
+    times a plain cross-entropy fit of the same network. JEM mode adds
+    ``n_steps`` Langevin steps per update. Measured times, accuracy and
+    calibration (from ``benchmarks/reports/``): :ref:`User Guide <classifier>`.
 
     Read more in the :ref:`User Guide <classifier>`.
 
@@ -240,6 +238,9 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
     def _build_chain_init(self):
         # NG-EBM runs no chain and allocates no bank; JEM mode uses the init strategy
         return super()._build_chain_init() if self.generative_weight > 0 else NoiseInit()
+
+    def _chain_steps_per_update(self):
+        return self.n_steps if self.generative_weight > 0 else 0  # NG-EBM runs no chain
 
     def _engine_params(self, Z=None):
         return NGEBMNet, {

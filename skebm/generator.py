@@ -115,17 +115,11 @@ class EBMGenerator(_ClassLabelsMixin, BaseEBM):
     Notes
     -----
     Cost of a default fit: 800 updates of 64 chains of 10 Langevin steps
-    (about 0.5 million network evaluations with their input gradients): on
-    8x8 digits with the default conv net about 50 seconds of one CPU core
-    (measured: 46-58 s). The defaults were chosen by measurement with
-    ``benchmarks/bench_generator_digits.py``: Frechet distance 0.63-0.80
-    (two seeds) against 0.61-0.84 for 1,200 updates of 20 steps at three
-    times the cost, 1.17 for a BIC-chosen GaussianMixture and 12.1 for a
-    BernoulliRBM; the data's own floor is 0.24. For 28x28 images pass
-    ``step_size=3.0`` (``benchmarks/bench_generator_mnist.py``, MNIST-5k,
-    800 updates, about 10 minutes of one CPU core: Frechet distance 98
-    with all 10 classes, against 1092 with the default step, 278 for a
-    GaussianMixture and 765 for a BernoulliRBM).
+    (about 0.5 million network evaluations with their input gradients),
+    about a minute of one CPU core on 8x8 digits with the default conv
+    net. For 28x28 images pass ``step_size=3.0``. The measured times and
+    sample quality against GaussianMixture and BernoulliRBM (from
+    ``benchmarks/reports/``) are in the :ref:`User Guide <generator>`.
 
     Examples
     --------
@@ -137,7 +131,11 @@ class EBMGenerator(_ClassLabelsMixin, BaseEBM):
     (4, 64)
     """
 
-    _parameter_constraints = {**BaseEBM._shared_constraints, "conditional": ["boolean"]}
+    _parameter_constraints = {
+        **BaseEBM._shared_constraints,
+        "step_size": [*BaseEBM._shared_constraints["step_size"], StrOptions({"auto"})],
+        "conditional": ["boolean"],
+    }
     _fitted_attributes = (*BaseEBM._fitted_attributes, "net_", "classes_")
 
     def __init__(

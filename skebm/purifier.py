@@ -166,10 +166,10 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
     supports :meth:`set_output`.
 
     Cost of a default fit: 1,000 updates of 64 chains of 50 Langevin
-    steps, on 8x8 digits with the default conv net about 5 minutes of one
-    CPU core (measured: 309 s); purification costs ``n_purify_steps``
-    network evaluations with gradients per input and replicate (6 ms per
-    8x8 digit at 100 steps, one core).
+    steps, minutes of one CPU core on 8x8 digits with the default conv net;
+    purification costs ``n_purify_steps`` network evaluations with
+    gradients per input and replicate. Measured times and robust accuracies
+    (from ``benchmarks/reports/``): :ref:`User Guide <purifier>`.
 
     References
     ----------
@@ -257,6 +257,7 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
 
     _parameter_constraints = {
         **BaseEBM._shared_constraints,
+        "step_size": [*BaseEBM._shared_constraints["step_size"], StrOptions({"auto"})],
         "init_noise": [NONNEG],
         "n_purify_steps": [POSITIVE_INT],
         "purify_step_size": [POSITIVE, None],
@@ -289,8 +290,9 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
 
     # ------------------------------------------------------------ purify
     def _purify_settings(self, n_steps=None):
-        step = self.step_size if self.purify_step_size is None else self.purify_step_size
-        noise = None if self.noise_scale is None else self.noise_scale * step / self.step_size
+        train_step = self._step_size()
+        step = train_step if self.purify_step_size is None else self.purify_step_size
+        noise = None if self.noise_scale is None else self.noise_scale * step / train_step
         return {
             "n_steps": self.n_purify_steps if n_steps is None else n_steps,
             "step_size": step,

@@ -14,12 +14,12 @@ import pathlib
 import skebm
 
 LAYERS = [
-    {"_version", "_validation", "_random", "_torch_utils", "_images", "_threads", "_docs", "_torch_classifier"},
+    {"_version", "_validation", "_random", "_torch_utils", "_images", "_threads", "_docs", "_torch_classifier", "_cost"},
     {"nn"},
     {"mcmc"},
-    {"engine", "metrics"},
+    {"engine", "metrics", "presets"},
     {"_base"},
-    {"generator", "purifier", "classifier", "density"},
+    {"generator", "purifier", "classifier", "density", "_density_methods"},
     {"attacks"},
     {"plotting", "datasets"},
     {"skebm", "_persistence", "utils", "__main__"},

@@ -79,7 +79,7 @@ def test_sample_grid_accepts_torch_tensor():
     "images, kwargs, match",
     [
         (np.zeros((4, 64)), {}, "image_shape"),
-        (np.zeros((4, 60)), {"image_shape": (1, 8, 8)}, "implies 64 features"),
+        (np.zeros((4, 60)), {"image_shape": (1, 8, 8)}, "needs 64"),
         (np.zeros((4, 8, 8)), {}, "3 dimensions"),
         (np.zeros((4, 64)), {"image_shape": (8, 8)}, r"\(C, H, W\)"),
         (np.zeros((4, 2, 8, 8)), {}, "1 or 3 channels"),

@@ -33,10 +33,9 @@ MLP = {"hidden_units": (8,)}
 ESTIMATORS = {
     "generator": EBMGenerator(max_iter=3, batch_size=8, n_steps=2, buffer_size=16, energy_params=MLP, random_state=0),
     "purifier": EBMPurifier(max_iter=3, batch_size=8, n_steps=2, n_purify_steps=2, energy_params=MLP, random_state=0),
-    "density": EBMDensity(
-        max_iter=3, batch_size=8, n_steps=2, buffer_size=16, burnin_size=8, burnin_updates=1, base_components=1,
-        energy_params={"hidden_units": (8,), "fourier_features": 4}, n_ais_chains=8, n_ais_temperatures=5,
-        grid_resolution=17, random_state=0,
+    "density": EBMDensity(  # method="auto": quadrature for 1 or 2 features, importance sampling for more
+        max_iter=3, batch_size=8, base_components=1, energy_params={"hidden_units": (8,), "fourier_features": 4},
+        random_state=0,
     ),
     "classifier": NGEBMClassifier(max_iter=3, batch_size=8, energy_params=MLP, random_state=0),
     "purified": PurifiedClassifier(

@@ -38,11 +38,17 @@ def _logmeanexp(a, dim=-1):
 
 
 class _DensityNet(EBMNet):
-    """What the two engines share: no chains in training, a best state, a held-out loss."""
+    """What the two engines share: no chains (no sampler, no chain bank), a best state, a held-out loss."""
+
+    def __init__(self, module, **kwargs):
+        for name in ("sampler", "chain_init", "source"):
+            if kwargs.get(name) is not None:
+                raise ValueError(f"{type(self).__name__} trains without chains: {name} must be None.")
+        super().__init__(module, **kwargs)
 
     @property
     def runs_chains(self):
-        """Training draws no MCMC negatives (the chain settings serve ``sample``)."""
+        """Training draws no MCMC negatives."""
         return False
 
     def initialize_module(self):

@@ -27,8 +27,8 @@ class SampleMonitor(Callback):
     last) the callback runs ``n_samples`` Langevin chains on the current
     energy with the engine's own sampler (:meth:`EBMNet.run_chains
     <skebm.engine.EBMNet.run_chains>`), from the chain bank or from fresh
-    source draws (``start``), keeps the samples in :attr:`grids_`, records
-    diagnostics in :attr:`records_` and, with a ``folder``, writes the grid
+    source draws (``start``), keeps the samples in ``grids_``, records
+    diagnostics in ``records_`` and, with a ``folder``, writes the grid
     as ``<prefix>_<update>.png``. :func:`skebm.plotting.save_sample_evolution`
     (or :func:`~skebm.plotting.plot_sample_evolution`) draws all grids as one
     image, one row per snapshot: how the samples changed over training. The
@@ -211,7 +211,7 @@ class SampleMonitor(Callback):
 
         Returns
         -------
-        samples : torch.Tensor of shape (n_samples, *feature_shape)
+        samples : torch.Tensor of shape ``(n_samples, *feature_shape)``
         trace : dict
             ``energy`` and ``grad_norm`` per Langevin step (and
             ``acceptance`` for MALA), as :func:`skebm.mcmc.langevin` returns.
@@ -254,7 +254,7 @@ class SampleMonitor(Callback):
         Returns
         -------
         record : dict
-            The entry appended to :attr:`records_`.
+            The entry appended to ``records_``.
         """
         import time
 

@@ -72,8 +72,8 @@ def row_keys(X, seed=0):
 class GeneratorNoise:
     """Langevin noise drawn from a :class:`torch.Generator`, with the interface of :class:`RowNoise`.
 
-    All chains share the generator's one stream, so :meth:`subset` and
-    :meth:`replicate` return the object itself. ``generator=None`` draws
+    All chains share the generator's one stream, so :meth:`~GeneratorNoise.subset` and
+    :meth:`~GeneratorNoise.replicate` return the object itself. ``generator=None`` draws
     from torch's global generator (:data:`GLOBAL_NOISE`); an explicit
     generator makes a seeded call independent of any global state, and so
     safe to run in several threads at once.

@@ -17,8 +17,11 @@ ENERGIES = {"mlp": MLPEnergy, "conv": ConvEnergy, "resnet": ResNetEnergy}
 def resolve_energy_name(energy, image_shape):
     """Name of the built-in network that ``energy`` designates.
 
-    ``"auto"`` picks an MLP for flat data, a small conv net for images
-    smaller than 32x32 and the residual network from 32x32 on.
+    ``"auto"`` picks an MLP for flat data, the small conv net for images
+    up to 32x32 (its first layer downsamples above 16x16, see
+    :class:`~skebm.nn.ConvEnergy`) and the residual network above 32x32.
+    On a CPU the residual network costs about 20 times the conv net per
+    Langevin step at 32x32 (``benchmarks/reports/generator_images.md``).
 
     Parameters
     ----------
@@ -44,7 +47,7 @@ def resolve_energy_name(energy, image_shape):
     if image_shape is None:
         return "mlp"
     _, h, w = image_shape
-    return "conv" if h * w < 32 * 32 else "resnet"
+    return "conv" if h * w <= 32 * 32 else "resnet"
 
 
 def _build(cls, kwargs, generator):

@@ -27,7 +27,13 @@ import warnings
 
 import numpy as np
 import pandas as pd
-import pytest
+
+try:
+    import pytest
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "skebm.utils.estimator_checks needs pytest: pip install pytest (or pip install 'skebm[test]')."
+    ) from exc
 import scipy.sparse as sp
 import torch
 from sklearn.base import clone, is_classifier
@@ -85,6 +91,13 @@ def _assert_same_outputs(a, b, exact=True):
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
         else:
             np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+def _params(est):
+    """The parameters, a nested parameter object (EBMDensity's method) as its class and its own parameters."""
+    params = est.get_params(deep=False)
+    return {k: (type(v), v.get_params()) if hasattr(v, "get_params") and not isinstance(v, type) else v
+            for k, v in params.items()}
 
 
 # ------------------------------------------------------------------ checks
@@ -166,17 +179,19 @@ def check_bad_input(est):
 
 
 def check_parameters_declared(est):
-    """Every parameter has a constraint; non-finite numbers and booleans are refused."""
+    """Every parameter, nested ones too, has a constraint; non-finite numbers and booleans are refused."""
     params = est.get_params(deep=False)
-    constraints = type(est)._parameter_constraints
-    missing = sorted(set(params) - set(constraints))
-    assert not missing, f"parameters without a constraint: {missing}"
+    nested = [v for v in params.values() if hasattr(v, "get_params") and hasattr(type(v), "_parameter_constraints")]
+    for owner in [est, *nested]:
+        missing = sorted(set(owner.get_params(deep=False)) - set(type(owner)._parameter_constraints))
+        assert not missing, f"parameters of {type(owner).__name__} without a constraint: {missing}"
     X, y = _data(est)
-    for name in ("lr", "step_size", "temperature", "max_iter"):
-        if name in params:
+    for key in est.get_params(deep=True):  # nested ones too, as GridSearchCV sets them (method__step_size)
+        name = key.rsplit("__", 1)[-1]
+        if name in ("lr", "step_size", "temperature", "max_iter"):
             for value in (float("inf"), float("nan"), True):
                 with pytest.raises(ValueError, match=name):
-                    clone(est).set_params(**{name: value}).fit(X, y)
+                    clone(est).set_params(**{key: value}).fit(X, y)
 
 
 def check_transactional_fit(est):
@@ -322,7 +337,7 @@ def check_save_load(est):
     skebm.save(fitted, buf)
     buf.seek(0)
     loaded = skebm.load(buf)
-    assert type(loaded) is type(fitted) and loaded.get_params() == fitted.get_params()
+    assert type(loaded) is type(fitted) and _params(loaded) == _params(fitted)
     _assert_same_outputs(_outputs(loaded, X), _outputs(fitted, X), exact=False)
     unpickled = pickle.loads(pickle.dumps(fitted))
     _assert_same_outputs(_outputs(unpickled, X), _outputs(fitted, X), exact=False)
