@@ -665,7 +665,7 @@ def _check_density_method(value, attrs, estimator):
 def _check_folds(value, attrs, estimator):
     if not (isinstance(value, np.ndarray) and value.dtype == np.int64 and value.ndim == 1):
         raise ValueError("_folds_ must be a 1-D int64 array")
-    if len(value) and not (value.min() >= 0 and value.max() <= max(estimator.n_members, 1)):
+    if len(value) and not (value.min() >= -1 and value.max() < max(estimator.n_members, 1)):
         raise ValueError("_folds_ holds fold numbers out of range")
 
 
@@ -736,8 +736,22 @@ def _check_history(history, n_iter):
     return history
 
 
-def _shapes(state):
-    return {k: (tuple(v.shape), v.dtype) for k, v in state.items() if isinstance(v, torch.Tensor)}
+def _shapes(state, sized_by_file=()):
+    """``{key: (shape, dtype)}`` of the tensors of a state dict; under a ``sized_by_file`` prefix, ndim for shape."""
+    return {
+        k: (v.ndim if k.startswith(sized_by_file) else tuple(v.shape), v.dtype)
+        for k, v in state.items()
+        if isinstance(v, torch.Tensor)
+    }
+
+
+def _sized_by_file(module):
+    """Prefixes of the submodules that take their tensors' shapes from a loaded state (a Gaussian mixture's
+    number of components): their memory is that of the file's tensors."""
+    own = torch.nn.Module._load_from_state_dict
+    return tuple(
+        f"{name}." if name else "" for name, m in module.named_modules() if type(m)._load_from_state_dict is not own
+    )
 
 
 def _planned_states(estimator):
@@ -748,25 +762,25 @@ def _planned_states(estimator):
     parameters size. Comparing them with the file's tensors first bounds
     the memory of a load by the file.
     """
-    from .mcmc import NoiseSource
-
     with torch.device("meta"):
         energy = estimator._make_energy(estimator._n_outputs_, None, None)
         _, extra = estimator._engine_params(None)
-        chain_init = estimator._build_chain_init().setup(NoiseSource("gaussian"), estimator._feature_shape, "meta")
-    planned = {"module": energy.state_dict(), "best_module": energy.state_dict(), "chain_init": chain_init.state_dict()}
-    planned.update({name: v.state_dict() for name, v in extra.items() if isinstance(v, torch.nn.Module)})
-    return planned
+        source = estimator._source()  # as the engine does: a name is an attribute of the network (its base density)
+        source = getattr(energy, source) if isinstance(source, str) else source
+        chain_init = estimator._build_chain_init().setup(source, estimator._feature_shape, "meta")
+    modules = {"module": energy, "best_module": energy, "chain_init": chain_init}
+    modules.update({name: v for name, v in extra.items() if isinstance(v, torch.nn.Module)})
+    return {name: (m.state_dict(), _sized_by_file(m)) for name, m in modules.items()}
 
 
 def _check_sizes(estimator, modules):
     """ValueError unless the file's module tensors have the keys, shapes and dtypes the parameters imply."""
-    for name, planned in _planned_states(estimator).items():
+    for name, (planned, sized_by_file) in _planned_states(estimator).items():
         if name not in modules:
             continue  # the engine may not have it (best_module); the module names are checked after the build
         if not isinstance(modules[name], dict):
             raise ValueError(f"the state of the engine's {name!r} is not a dict")
-        saved, expected = _shapes(modules[name]), _shapes(planned)
+        saved, expected = _shapes(modules[name], sized_by_file), _shapes(planned, sized_by_file)
         if saved != expected:
             wrong = sorted(k for k in set(saved) | set(expected) if saved.get(k) != expected.get(k))[:4]
             detail = ", ".join(f"{k}: file {saved.get(k, 'none')} vs parameters {expected.get(k, 'none')}" for k in wrong)

@@ -623,7 +623,8 @@ class EBMDensity(DensityMixin, BaseEBM):
         base = None
         if kind is not None and Z is None:  # loading a saved model: the state dict sets the mixture
             d = self.n_features_in_
-            base = GaussianMixtureSource([1.0], np.zeros((1, d)), np.eye(d)[None])
+            with torch.device("cpu"):  # tiny and checked on build; skebm.load plans the rest on the meta device
+                base = GaussianMixtureSource([1.0], np.zeros((1, d)), np.eye(d)[None])
         elif kind is not None:
             flat = Z.reshape(len(Z), -1).astype(np.float64)
             held = self._folds_ == 0 if self.method_ == "importance" else np.zeros(len(flat), bool)
