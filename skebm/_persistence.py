@@ -721,16 +721,10 @@ def _check_sampler_settings(settings):
 
 
 def _check_history(history, n_iter):
-    """The saved skorch history: a list of epochs, each a dict with a list of batch rows (dicts)."""
-    from .engine._history import n_updates
+    """The saved skorch history, checked as a checkpoint's is; its updates must be ``n_iter_``."""
+    from .engine._history import check_history, n_updates
 
-    if not (isinstance(history, list) and all(
-        isinstance(epoch, dict) and all(isinstance(k, str) for k in epoch)
-        and isinstance(epoch.get("batches"), list) and all(
-            isinstance(row, dict) and all(isinstance(k, str) for k in row) for row in epoch["batches"])
-        for epoch in history
-    )):
-        raise ValueError("the training history is not a list of epochs with their batch rows")
+    check_history(history, "the training history")
     if n_updates(history) != n_iter:
         raise ValueError(f"the history records {n_updates(history)} updates, n_iter_ is {n_iter}")
     return history
