@@ -282,22 +282,31 @@ class TrainingCheckpoint(Checkpoint):
             return
         self._check_owner(self._read_record())
         try:
-            net.load_params(checkpoint=self)
-            check_history(net.history, "its history.json")
-            n_found = n_updates(net.history)
-            net.restore_from_history()
+            with open(self.f_history_, "rb") as f:
+                history = json.load(f)
+        except Exception as exc:  # noqa: BLE001 - json's errors (RecursionError too)
+            raise ValueError(
+                f"TrainingCheckpoint: {self.dirname!r} holds a corrupt checkpoint: its history.json cannot be read "
+                f"({type(exc).__name__})."
+            ) from None
+        try:
+            check_history(history, "its history.json")
         except ValueError as exc:
             raise ValueError(f"TrainingCheckpoint: {self.dirname!r} holds a corrupt checkpoint: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - torch.load's and json's errors, whose advice does not apply
+        if n_updates(history) != self._found_updates:
+            raise ValueError(
+                f"TrainingCheckpoint: {self.dirname!r} holds an incomplete checkpoint (its history records "
+                f"{n_updates(history)} updates, its record {self._found_updates}); delete the folder or choose "
+                "another dirname."
+            )
+        try:
+            net.load_params(checkpoint=self)  # torch.load(weights_only=True): no code runs
+            net.restore_from_history()
+        except Exception as exc:  # noqa: BLE001 - torch.load's errors, whose advice (weights_only=False) does not apply
             raise ValueError(
                 f"TrainingCheckpoint: {self.dirname!r} holds a corrupt or foreign checkpoint ({type(exc).__name__} "
                 "reading its files); delete the folder or choose another dirname."
             ) from None
-        if n_found != self._found_updates:
-            raise ValueError(
-                f"TrainingCheckpoint: {self.dirname!r} holds an incomplete checkpoint (its history records "
-                f"{n_found} updates, its record {self._found_updates}); delete the folder or choose another dirname."
-            )
 
     def _read_record(self):
         path = os.path.join(self.dirname, self.record_file)
