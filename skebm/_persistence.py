@@ -23,6 +23,7 @@ the skebm version and warn on a mismatch), but unpickling runs arbitrary
 code: use them with trusted files only.
 """
 
+import copy
 import json
 import math
 import os
@@ -184,7 +185,8 @@ class _Reader:
                 raise ValueError("an array of strings holds something else")
             if dtype != "|O" and not (isinstance(dtype, str) and _UNICODE.fullmatch(dtype)):
                 raise ValueError(f"an array of strings with dtype {str(dtype)[:20]!r}")
-            return np.array(items, dtype=np.dtype(dtype))
+            # a fixed-width string array takes the width of its longest item, not the file's claim (memory)
+            return np.array(items, dtype=object) if dtype == "|O" else np.array(items, dtype=str)
         if "__dtype__" in value:
             self._marker(value, "__dtype__")
             if value["__dtype__"] not in _DTYPES:
@@ -695,15 +697,21 @@ _CLASS_CHECKS = {
 
 
 # ------------------------------------------------------------ engine state
-def _check_sampler_settings(settings):
-    """The saved Langevin settings: exactly the sampler's own (no proposal, no other attribute), each valid."""
-    from .mcmc import LangevinSampler
+def _check_sampler_settings(settings, estimator):
+    """The saved Langevin settings: exactly the sampler's own (no proposal, no other attribute), each valid.
+
+    All but ``step_size`` (which training adapts) must be those the
+    parameters of the last fit (``_fit_params_``) give the sampler:
+    parameters changed since then do not reach the trained sampler.
+    """
     from .mcmc._langevin import _check_settings
 
-    expected = set(LangevinSampler().settings()) - {"proposal"}
-    if not isinstance(settings, dict) or set(settings) != expected:
+    last_fit = copy.copy(estimator)
+    last_fit.__dict__.update(estimator._fit_params_)
+    built = {k: v for k, v in last_fit._sampler().settings().items() if k != "proposal"}
+    if not isinstance(settings, dict) or set(settings) != set(built):
         keys = sorted(map(str, settings))[:10] if isinstance(settings, dict) else type(settings).__name__
-        raise ValueError(f"the sampler settings are {keys}, not {sorted(expected)}")
+        raise ValueError(f"the sampler settings are {keys}, not {sorted(built)}")
     s = settings
     _check_settings(s["n_steps"], s["step_size"], s["noise_scale"], s["temperature"], s["metropolis"], s["clamp"],
                     s["tau"], s["grad_clip"])
@@ -717,6 +725,9 @@ def _check_sampler_settings(settings):
         raise ValueError("the sampler's clamp must be None or (low, high) with low < high")
     if isinstance(clamp, list):
         s["clamp"] = tuple(clamp)
+    differ = sorted(k for k in built if k != "step_size" and s[k] != built[k])
+    if differ:
+        raise ValueError(f"the sampler settings {differ} differ from those of the parameters")
     return s
 
 
@@ -832,7 +843,8 @@ def _build(state, tensors, device, where):
     _check_fitted_values(cls, estimator, attrs, fitted=engine is not None)
     if engine is None:
         return estimator
-    settings = _check_sampler_settings(reader.decode(engine["sampler"]))
+    estimator.__dict__.update(attrs)
+    settings = _check_sampler_settings(reader.decode(engine["sampler"]), estimator)
     history = _check_history(reader.decode(engine["history"]), attrs["n_iter_"])
     modules = reader.decode(engine["modules"])
     optimizer = reader.decode(engine["optimizer"])
@@ -840,7 +852,6 @@ def _build(state, tensors, device, where):
         raise ValueError("malformed engine state")
     _check_finite(modules, "engine")
     _check_finite(optimizer, "optimizer")
-    estimator.__dict__.update(attrs)
     _check_sizes(estimator, modules)  # before the engine allocates anything the parameters size
     net = estimator._build_engine(estimator._n_outputs_, 0, None)
     net.initialize()

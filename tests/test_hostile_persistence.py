@@ -152,8 +152,10 @@ def test_tampered_layout_is_refused_at_load_not_at_use(saved, layout):
         (lambda d: _set({"__dict__": d}, "precision", "fp8"), "precision"),
         (lambda d: _set({"__dict__": d}, "clamp", [1.0, -1.0]), "clamp"),
         (lambda d: _set({"__dict__": d}, "metropolis", "yes"), "metropolis|precision"),
+        (lambda d: _set({"__dict__": d}, "n_steps", 10**12), r"\['n_steps'\] differ from those of the parameters"),
     ],
-    ids=["class-swap", "class-key", "proposal", "fitted-attr", "missing", "nan-step", "precision", "clamp", "metropolis"],
+    ids=["class-swap", "class-key", "proposal", "fitted-attr", "missing", "nan-step", "precision", "clamp", "metropolis",
+         "n-steps"],
 )
 def test_sampler_settings_are_an_exact_list(saved, edit, match):
     _refused(_rewrite(saved, lambda s: edit(s["engine"]["sampler"]["__dict__"])), match)
@@ -251,6 +253,20 @@ def test_hostile_headers(saved):
 def test_malformed_state_is_one_value_error(saved, edit, match):
     message = _refused(_rewrite(saved, edit), match)
     assert len(message) < 1000
+
+
+def test_string_arrays_take_the_width_of_their_items_not_the_files_claim(saved):
+    names = {"__array_list__": ["a"] * 100_000, "dtype": "<U9999"}  # 4 GB at the claimed width
+    start = time.perf_counter()
+    _refused(_rewrite(saved, lambda s: s["attrs"]["__dict__"].append(["feature_names_in_", names])), "feature_names_in_")
+    assert time.perf_counter() - start < 5
+
+
+def test_sampler_settings_changed_after_fit_still_load(tmp_path):
+    est = EBMGenerator(max_iter=2, n_steps=2, buffer_size=20, random_state=0).fit(X).set_params(n_steps=7)
+    skebm.save(est, tmp_path / "m")
+    loaded = skebm.load(tmp_path / "m")
+    assert loaded.n_steps == 7 and loaded.net_.sampler_.n_steps == 2
 
 
 def test_optimizer_state_of_the_wrong_shape_is_refused(saved):
