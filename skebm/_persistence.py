@@ -792,6 +792,38 @@ def _check_sizes(estimator, modules):
             raise ValueError(f"the engine's {name!r} does not match the parameters ({detail})")
 
 
+#: Parameters the plan of the engine loops over (members, layers, grid cells) before any shape can be compared.
+_COUNT_PARAMS = ("energy_params", "n_members", "grid_resolution")
+
+
+def _check_counts(params, tensors):
+    """ValueError if an integer (or a list's length) in a :data:`_COUNT_PARAMS` parameter exceeds what the file could hold.
+
+    A count of modules is at most the file's number of tensors, a size at
+    most its largest tensor dimension: bounding both by the larger keeps
+    the plan's own work (Python objects, 1-D grid edges) within the file's.
+    """
+    bound = max([len(tensors), *(max(t.shape, default=1) for t in tensors.values())])
+
+    def ints(value):
+        if isinstance(value, bool):
+            return
+        if isinstance(value, Integral):
+            yield value
+        elif isinstance(value, (list, tuple)):  # its length too: a list of layer widths is a count of layers
+            yield len(value)
+            for v in value:
+                yield from ints(v)
+        elif isinstance(value, dict):
+            for v in value.values():
+                yield from ints(v)
+
+    for name in _COUNT_PARAMS:
+        big = [v for v in ints(params.get(name)) if v > bound]
+        if big:
+            raise ValueError(f"the parameter {name} holds {big[0]}, more than a file of these tensors could fit")
+
+
 def _check_optimizer_state(optimizer):
     """Every per-parameter optimiser tensor has its parameter's shape (``load_state_dict`` checks counts only)."""
     for group in optimizer.param_groups:
@@ -820,6 +852,8 @@ def _build(state, tensors, device, where):
             f"it was saved by skebm {str(state['skebm_version'])[:40]} with parameters this version "
             f"({skebm.__version__}) does not know: {unknown[:10]}"
         )
+    if state["engine"] is not None:
+        _check_counts(params, tensors)
     if device is not None:
         params["device"] = device
     else:

@@ -317,6 +317,32 @@ def test_sizes_are_checked_against_the_files_tensors_before_allocating(saved, tm
     assert time.perf_counter() - start < 60
 
 
+@pytest.fixture(scope="module")
+def saved_density():
+    est = skebm.EBMDensity(max_iter=2, n_members=1, energy_params={"hidden_units": (16,)}, random_state=0).fit(X[:, :2])
+    buf = io.BytesIO()
+    skebm.save(est, buf)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [("grid_resolution", 10**8), ("n_members", 10**5),
+     ("energy_params", {"__dict__": [["hidden_units", {"__tuple__": [16] * 5000}]]})],
+)
+def test_counts_the_plan_loops_over_are_bounded_by_the_file_first(saved_density, name, value):
+    start = time.perf_counter()  # once 15 s and 1.4 GB (grid edges), 270 s and 2 GB (members on the meta device)
+    _refused(_rewrite(saved_density, lambda s: _set(s["params"], name, value)), "more than a file of these tensors")
+    assert time.perf_counter() - start < 5
+
+
+def test_unfitted_estimator_with_energy_params_round_trips():
+    buf = io.BytesIO()
+    skebm.save(EBMGenerator(energy_params={"hidden_units": (512, 512)}), buf)
+    buf.seek(0)
+    assert skebm.load(buf).energy_params == {"hidden_units": (512, 512)}
+
+
 def test_every_declared_fitted_attribute_has_a_check():
     from skebm._persistence import _BASE_CHECKS, _CLASS_CHECKS, _estimator_classes
 
