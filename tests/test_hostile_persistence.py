@@ -312,7 +312,7 @@ def test_sizes_are_checked_against_the_files_tensors_before_allocating(saved, tm
     out = subprocess.run([sys.executable, "-c", _LOAD_PEAK, str(path)], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     lines = out.stdout.strip().splitlines()
-    assert out.returncode == 0 and lines[0].startswith("ValueError") and "does not match" in lines[0], out
+    assert out.returncode == 0 and lines[0].startswith("ValueError") and ("does not match" in lines[0] or "could fit" in lines[0]), out
     assert int(lines[-1]) < 200e6, lines  # the tampered engine would take 2.4 GB (bank) or 14 GB (network)
     assert time.perf_counter() - start < 60
 
@@ -328,7 +328,7 @@ def saved_density():
 @pytest.mark.parametrize(
     "name, value",
     [("grid_resolution", 10**8), ("n_members", 10**5),
-     ("energy_params", {"__dict__": [["hidden_units", {"__tuple__": [16] * 5000}]]})],
+     ("energy_params", {"__dict__": [["hidden_units", {"__tuple__": [16] * 100_000}]]})],
 )
 def test_counts_the_plan_loops_over_are_bounded_by_the_file_first(saved_density, name, value):
     start = time.perf_counter()  # once 15 s and 1.4 GB (grid edges), 270 s and 2 GB (members on the meta device)
