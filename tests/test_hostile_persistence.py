@@ -397,6 +397,15 @@ def test_checkpoint_of_another_fit_is_not_resumed(tmp_path):
         assert torch.equal(value, again.net_.module_.state_dict()[key])
 
 
+def test_warm_start_on_new_data_continues_past_its_own_checkpoint(tmp_path):
+    est = _fit(_gen(tmp_path, warm_start=True))
+    other = np.random.RandomState(1).randn(60, 3)
+    assert _fit(est, other).n_iter_ == 8  # the folder holds its own past (4 updates on X): not read, replaced
+    assert json.loads((tmp_path / "checkpoint.json").read_text())["n_updates"] == 8
+    with pytest.raises(ValueError, match="another fit"):  # a fresh fit on X meets the checkpoint of other data
+        _fit(_gen(tmp_path))
+
+
 @pytest.mark.parametrize(
     "damage, match",
     [

@@ -222,7 +222,10 @@ class TrainingCheckpoint(Checkpoint):
     never resumed: the fit raises ``ValueError`` naming the folder and
     what differs, before training. Use another ``dirname``, delete the
     folder, or pass ``resume=False`` to overwrite it. Files are loaded
-    with ``torch.load(weights_only=True)``: they cannot run code.
+    with ``torch.load(weights_only=True)``: they cannot run code. A warm
+    start (``warm_start=True``) whose model has made at least as many
+    updates as the checkpoint records does not read it (the checkpoint is
+    its own past) and replaces it at its next save.
 
     ``dirname`` naming an existing file (not a folder) raises
     ``ValueError`` before training, and a checkpoint that cannot be
@@ -280,7 +283,10 @@ class TrainingCheckpoint(Checkpoint):
         self.record_ = _checkpoint_record(net, X, y)
         if not self.resume or not os.path.exists(self.f_history_):
             return
-        self._check_owner(self._read_record())
+        owner = self._read_record()
+        if n_updates(net.history) >= self._found_updates:
+            return  # a warm start already past the checkpoint: nothing to resume; the next save replaces it
+        self._check_owner(owner)
         try:
             with open(self.f_history_, "rb") as f:
                 history = json.load(f)
