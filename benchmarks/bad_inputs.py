@@ -434,44 +434,15 @@ def _persistence_probe_cases():
     from safetensors.torch import load as st_load
     from safetensors.torch import save as st_save
 
-    def split(data):
-        (n,) = struct.unpack("<Q", data[:8])
-        header = json.loads(data[8 : 8 + n])
-        return header, json.loads(header["__metadata__"]["skebm"]), data[8 + n :]
+    from skebm.utils._tampering import entry as get
+    from skebm.utils._tampering import raw_file, rewrite_file, split_file, tensor_key
+    from skebm.utils._tampering import set_entry as put
 
     def rewrite(edit_state=None, edit_tensors=None):
-        def make(data, folder):
-            _, state, _ = split(data)
-            tensors = st_load(data)
-            if edit_state:
-                edit_state(state)
-            if edit_tensors:
-                edit_tensors(state, tensors)
-            return io.BytesIO(st_save(tensors, metadata={"skebm": json.dumps(state)}))
-
-        return make
+        return lambda data, folder: io.BytesIO(rewrite_file(data, edit_state, edit_tensors))
 
     def raw(header, body=b""):
-        return lambda data, folder: io.BytesIO(struct.pack("<Q", len(header)) + header + body)
-
-    def items(entry):
-        return entry["__dict__"]
-
-    def put(entry, name, value):
-        for item in items(entry):
-            if item[0] == name:
-                item[1] = value
-                return
-        items(entry).append([name, value])
-
-    def get(entry, name):
-        return dict(map(tuple, items(entry)))[name]
-
-    def tensor_key(state, *path):
-        entry = get(state["attrs"], path[0])
-        for name in path[1:]:
-            entry = get(entry["state"], name)
-        return entry["__ndarray__"]["__tensor__"]
+        return lambda data, folder: io.BytesIO(raw_file(header, body))
 
     def set_tensor(path, value):
         return rewrite(edit_tensors=lambda s, t: t.__setitem__(tensor_key(s, *path), value))
@@ -487,7 +458,7 @@ def _persistence_probe_cases():
 
     def header_edit(edit):
         def make(data, folder):
-            header, _, body = split(data)
+            header, _, body = split_file(data)
             return raw(edit(header, body), body)(data, folder)
 
         return make
@@ -496,7 +467,7 @@ def _persistence_probe_cases():
         return next(k for k in header if k != "__metadata__")
 
     def deep_metadata(data, folder):
-        _, state, _ = split(data)
+        _, state, _ = split_file(data)
         text = json.dumps(state).replace('"engine": {', '"junk": ' + "[" * 100_000 + "]" * 100_000 + ', "engine": {', 1)
         return io.BytesIO(st_save(st_load(data), metadata={"skebm": text}))
 
@@ -520,11 +491,13 @@ def _persistence_probe_cases():
         ("inf in the rescaler's scale", set_tensor(("rescaler_", "scale_"), torch.full((3,), float("inf"),
                                                                                         dtype=torch.float64))),
         ("zero rescaler scale", set_tensor(("rescaler_", "scale_"), torch.zeros(3, dtype=torch.float64))),
-        ("rescaler centre of the wrong shape", set_tensor(("rescaler_", "center_"), torch.zeros(5, dtype=torch.float64))),
+        ("rescaler centre of the wrong shape", set_tensor(("rescaler_", "center_"),
+                                                          torch.zeros(5, dtype=torch.float64))),
         ("rescaler centre float16", set_tensor(("rescaler_", "center_"), torch.zeros(3, dtype=torch.float16))),
         ("rescaler centre bfloat16", set_tensor(("rescaler_", "center_"), torch.zeros(3, dtype=torch.bfloat16))),
         ("rescaler kind 'evil'", rewrite(lambda s: put(get(s["attrs"], "rescaler_")["state"], "kind", "evil"))),
-        ("rescaler with __class__ entry", rewrite(lambda s: put(get(s["attrs"], "rescaler_")["state"], "__class__", 1))),
+        ("rescaler with __class__ entry", rewrite(lambda s: put(get(s["attrs"], "rescaler_")["state"], "__class__",
+                                                                 1))),
         ("n_features_in_ = 7", attr("n_features_in_", 7)),
         ("n_features_in_ = 10**30", attr("n_features_in_", 10**30)),
         ("image_shape_ (2, 2, 2) for 3 features", attr("image_shape_", {"__tuple__": [2, 2, 2]})),
@@ -554,14 +527,17 @@ def _persistence_probe_cases():
         ("optimizer = MLPEnergy (other slot)", param("optimizer", {"__class__": "skebm.nn._nets.MLPEnergy"})),
         ("energy = torch.optim.SGD", param("energy", {"__class__": "torch.optim.sgd.SGD"})),
         ("energy = os.system", param("energy", {"__class__": "os.system"})),
-        ("class inside energy_params", param("energy_params", {"__dict__": [["x", {"__class__": "torch.optim.sgd.SGD"}]]})),
-        ("chain init as energy_params", param("energy_params", {"__chain_init__": "ReplayInit", "params": {"__dict__": []}})),
+        ("class inside energy_params", param("energy_params",
+                                             {"__dict__": [["x", {"__class__": "torch.optim.sgd.SGD"}]]})),
+        ("chain init as energy_params", param("energy_params",
+                                              {"__chain_init__": "ReplayInit", "params": {"__dict__": []}})),
         ("chain init 'Popen'", param("init", {"__chain_init__": "Popen", "params": {"__dict__": []}})),
         ("chain init with bad params", param("init", {"__chain_init__": "ReplayInit",
                                                       "params": {"__dict__": [["buffer_size", -1]]}})),
         ("object os.system as attrs", rewrite(lambda s: s.update(attrs={"__object__": "os.system", "state": {}}))),
         ("buffer_size 3e8 (bank 2.4 GB)", param("buffer_size", 300_000_000)),
-        ("hidden_units (60000, 60000)", param("energy_params", {"__dict__": [["hidden_units", {"__tuple__": [60000, 60000]}]]})),
+        ("hidden_units (60000, 60000)", param("energy_params",
+                                              {"__dict__": [["hidden_units", {"__tuple__": [60000, 60000]}]]})),
         ("fourier_features 10**9", param("energy_params", {"__dict__": [["fourier_features", 10**9]]})),
         ("callbacks [1, 'x']", param("callbacks", [1, "x"])),
         ("energy ConvEnergy on flat data", param("energy", {"__class__": "skebm.nn._nets.ConvEnergy"})),
@@ -600,7 +576,8 @@ def _persistence_probe_cases():
         ("history with 5 extra updates", rewrite(lambda s: s["engine"]["history"].extend(
             [{"__dict__": [["batches", [{"__dict__": [["train_loss", 1.0]]}]]]}] * 5))),
         ("optimizer exp_avg of shape (2, 2)", rewrite(edit_tensors=lambda s, t: t.__setitem__(
-            get(items(get(s["engine"]["optimizer"], "state"))[0][1], "exp_avg")["__tensor__"], torch.zeros(2, 2)))),
+            get(get(s["engine"]["optimizer"], "state")["__dict__"][0][1], "exp_avg")["__tensor__"],
+            torch.zeros(2, 2)))),
         ("optimizer lr NaN", rewrite(lambda s: put(get(s["engine"]["optimizer"], "param_groups")[0], "lr",
                                                    {"__float__": "nan"}))),
         ("rng state of 3 bytes", rewrite(edit_tensors=lambda s, t: t.__setitem__(
@@ -720,7 +697,8 @@ def persistence_probes():
                 run("TrainingCheckpoint", case, lambda: gen(folder).fit(np.random.RandomState(1).randn(60, 3)))
             elif damage == "purifier":
                 run("TrainingCheckpoint", case, lambda: EBMPurifier(
-                    max_iter=4, n_steps=2, batch_size=30, random_state=0, callbacks=[TrainingCheckpoint(folder)]).fit(X))
+                    max_iter=4, n_steps=2, batch_size=30, random_state=0,
+                    callbacks=[TrainingCheckpoint(folder)]).fit(X))
             elif isinstance(damage, dict):
                 run("TrainingCheckpoint", case, lambda: gen(folder, **damage).fit(X))
             else:

@@ -204,8 +204,8 @@ class _Reader:
             self._marker(value, "__dict__")
             return self._dict(value, self._item)
         raise ValueError(
-            f"unexpected entry {sorted(map(str, value))[:4]} (classes and objects: only skebm's allow-list, where skebm "
-            "puts them)"
+            f"unexpected entry {sorted(map(str, value))[:4]} (classes and objects: only skebm's allow-list, where "
+            "skebm puts them)"
         )
 
     def _item(self, key, value):
@@ -218,7 +218,7 @@ class _Reader:
         return value
 
     def _dict(self, value, decode_item):
-        """A ``{"__dict__": [[key, value], ...]}`` entry: string or integer keys, each once; ``decode_item(key, value)``."""
+        """A ``{"__dict__": [[key, value], ...]}`` entry (string or integer keys, each once), by ``decode_item``."""
         if not isinstance(value, dict) or set(value) != {"__dict__"}:
             keys = sorted(map(str, value))[:4] if isinstance(value, dict) else type(value).__name__
             raise ValueError(f"a dict was expected, not {keys} (classes and objects: only skebm's allow-list, where "
@@ -242,7 +242,9 @@ class _Reader:
             self._marker(value, "__class__")
             allowed = _CLASS_SLOTS[name]() if name in _CLASS_SLOTS else {}
             if value["__class__"] not in allowed:
-                raise ValueError(f"refusing the class {str(value['__class__'])[:80]!r} as {name!r}: not in skebm's allow-list")
+                raise ValueError(
+                    f"refusing the class {str(value['__class__'])[:80]!r} as {name!r}: not in skebm's allow-list"
+                )
             return allowed[value["__class__"]]
         if isinstance(value, dict) and "__chain_init__" in value:
             self._marker(value, "__chain_init__", "params")
@@ -273,7 +275,9 @@ class _Reader:
             raise ValueError(f"malformed {cls.__name__}")
         self._marker(value, "__object__", "state")
         if value["__object__"] != _qualname(cls):
-            raise ValueError(f"refusing an object of class {str(value['__object__'])[:80]!r} where a {cls.__name__} belongs")
+            raise ValueError(
+                f"refusing an object of class {str(value['__object__'])[:80]!r} where a {cls.__name__} belongs"
+            )
         state = self._dict(value["state"], decode_item)
         obj = cls.__new__(cls)
         obj.__dict__.update(state)
@@ -788,7 +792,8 @@ def _check_sizes(estimator, modules):
         saved, expected = _shapes(modules[name], sized_by_file), _shapes(planned, sized_by_file)
         if saved != expected:
             wrong = sorted(k for k in set(saved) | set(expected) if saved.get(k) != expected.get(k))[:4]
-            detail = ", ".join(f"{k}: file {saved.get(k, 'none')} vs parameters {expected.get(k, 'none')}" for k in wrong)
+            detail = ", ".join(f"{k}: file {saved.get(k, 'none')} vs parameters {expected.get(k, 'none')}"
+                               for k in wrong)
             raise ValueError(f"the engine's {name!r} does not match the parameters ({detail})")
 
 
@@ -797,7 +802,7 @@ _COUNT_PARAMS = ("energy_params", "n_members", "grid_resolution")
 
 
 def _check_counts(params, tensors):
-    """ValueError if an integer (or a list's length) in a :data:`_COUNT_PARAMS` parameter exceeds what the file could hold.
+    """ValueError if an integer (or a list's length) in a :data:`_COUNT_PARAMS` parameter exceeds the file's.
 
     A count of modules is at most the file's number of tensors, a size at
     most its largest tensor dimension: bounding both by the larger keeps

@@ -322,9 +322,9 @@ class TrainingCheckpoint(Checkpoint):
             record = json.loads(text) if len(text) <= _MAX_RECORD_BYTES else None
         except FileNotFoundError:
             raise ValueError(
-                f"TrainingCheckpoint: {self.dirname!r} holds a checkpoint without {self.record_file} (another library's, "
-                "or an older skebm's): it cannot tell which fit it belongs to; delete the folder or choose another "
-                "dirname."
+                f"TrainingCheckpoint: {self.dirname!r} holds a checkpoint without {self.record_file} (another "
+                "library's, or an older skebm's): it cannot tell which fit it belongs to; delete the folder or choose "
+                "another dirname."
             ) from None
         except (ValueError, OSError, RecursionError):
             record = None
