@@ -396,7 +396,9 @@ _JSON_STRING = re.compile(rb'"(?:[^"\\]+|\\.)*"', re.DOTALL)
 
 def _json_loads(text, what):
     """``json.loads`` with the nesting bounded (checked before parsing) and duplicate keys refused."""
-    raw = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+    if not isinstance(text, (str, bytes)):
+        raise ValueError(f"its {what} is not text")
+    raw = text.encode("utf-8") if isinstance(text, str) else text
     codes = np.frombuffer(_JSON_STRING.sub(b'""', raw), dtype=np.uint8)
     steps = (np.isin(codes, (ord("["), ord("{"))).astype(np.int64) - np.isin(codes, (ord("]"), ord("}"))))
     if len(steps) and int(np.cumsum(steps).max()) > _MAX_JSON_DEPTH:
@@ -425,7 +427,7 @@ def _parse(data, where):
         raise ValueError(foreign + ".")
     (n_header,) = struct.unpack("<Q", data[:8])
     if n_header > min(len(data) - 8, _MAX_HEADER_BYTES):
-        raise ValueError(f"{foreign}: its header claims {n_header} bytes, more than the file holds.")
+        raise ValueError(f"{foreign}: its header claims {n_header} bytes, more than the file holds (or 100 MB).")
     try:
         header = _json_loads(data[8 : 8 + n_header], "header")
         state = _json_loads(header["__metadata__"][_META_KEY], "metadata")
@@ -500,7 +502,7 @@ def load(path, *, device=None):
         return _build(state, tensors, device, where)
     except ValueError as exc:
         raise ValueError(f"{where} is not a valid skebm file: {str(exc)[:500]}") from None
-    except (KeyError, TypeError, AttributeError, IndexError, RuntimeError, OverflowError, RecursionError) as exc:
+    except (LookupError, TypeError, AttributeError, RuntimeError, ArithmeticError, RecursionError) as exc:
         raise ValueError(f"{where} is not a valid skebm file ({type(exc).__name__}: {str(exc)[:300]}).") from None
 
 

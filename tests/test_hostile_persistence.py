@@ -191,6 +191,7 @@ def test_hostile_headers(saved):
     _refused(io.BytesIO(saved[:7]))
     _refused(_raw(b"\xff\xfe{}"))  # not UTF-8
     _refused(_raw(b'{"__metadata__": {"skebm": 5}}'))
+    _refused(_raw(b'{"__metadata__": {"skebm": 1000000000000}}'))  # once bytes(10**12): a terabyte of zeros
 
 
 @pytest.mark.parametrize(
