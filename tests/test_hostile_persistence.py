@@ -368,6 +368,18 @@ def test_checkpoint_of_another_fit_is_not_resumed(tmp_path):
         assert torch.equal(value, again.net_.module_.state_dict()[key])
 
 
+def test_the_same_fit_with_a_longer_max_iter_resumes(tmp_path):
+    _fit(_gen(tmp_path, max_iter=2))
+    history = json.loads((tmp_path / "history.json").read_text())
+    history[0]["marker"] = True  # what only a resumed fit can have
+    (tmp_path / "history.json").write_text(json.dumps(history))
+    longer = _fit(_gen(tmp_path, max_iter=4))
+    plain = _fit(_gen(tmp_path / "plain", max_iter=4))
+    assert longer.n_iter_ == 4 and longer.net_.history[0]["marker"]
+    for key, value in plain.net_.module_.state_dict().items():
+        assert torch.equal(value, longer.net_.module_.state_dict()[key])
+
+
 def test_warm_start_on_new_data_continues_past_its_own_checkpoint(tmp_path):
     est = _fit(_gen(tmp_path, warm_start=True))
     other = np.random.RandomState(1).randn(60, 3)

@@ -395,7 +395,7 @@ def _checkpoint_record(net, X, y):
     """
     params = net.get_params(deep=False)
     ignored = {"module", "callbacks", "verbose", "device", "max_updates", "warm_start", "iterator_train",
-               "iterator_valid", "dataset", "train_split", "accelerator", "seed"}
+               "iterator_valid", "dataset", "train_split", "accelerator", "seed", "max_epochs"}
     shaping = {
         k: repr(v) for k, v in sorted(params.items())
         if k not in ignored and not k.startswith(("_", "callbacks__", "iterator_", "dataset__"))
