@@ -622,6 +622,10 @@ def _checkpoint_probe_cases():
         ("params.pt copied over chain_init.pt", lambda folder: write(
             "chain_init.pt", open(os.path.join(folder, "params.pt"), "rb").read())(folder)),
         ("no checkpoint.json", lambda folder: os.remove(os.path.join(folder, "checkpoint.json"))),
+        ("params.pt is a FIFO", lambda folder: (os.remove(os.path.join(folder, "params.pt")),
+                                                os.mkfifo(os.path.join(folder, "params.pt")))),
+        ("rng.pt -> /dev/zero", lambda folder: (os.remove(os.path.join(folder, "rng.pt")),
+                                                os.symlink("/dev/zero", os.path.join(folder, "rng.pt")))),
         ("checkpoint.json nested deep", write("checkpoint.json", b"[" * 100_000)),
         ("checkpoint.json n_updates stale", record(lambda t: t.replace('"n_updates": 4', '"n_updates": 3'))),
         ("other data", "data"),

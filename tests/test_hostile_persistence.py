@@ -400,13 +400,15 @@ def test_warm_start_on_new_data_continues_past_its_own_checkpoint(tmp_path):
         (lambda p: torch.save({"evil": torch.nn.Linear(2, 2)}, p / "optimizer.pt"), "corrupt or foreign"),
         (lambda p: (p / "chain_init.pt").write_bytes((p / "params.pt").read_bytes()), "corrupt or foreign"),
         (lambda p: (p / "checkpoint.json").unlink(), "without checkpoint.json"),
+        (lambda p: ((p / "params.pt").unlink(), os.mkfifo(p / "params.pt")), "'params.pt', which is not a regular"),
+        (lambda p: ((p / "rng.pt").unlink(), (p / "rng.pt").symlink_to("/dev/zero")), "not a regular file"),
         (lambda p: (p / "checkpoint.json").write_text("[" * 100_000), "corrupt checkpoint.json"),
         (lambda p: (p / "checkpoint.json").write_text('{"owner": {}, "n_updates": "4"}'), "corrupt checkpoint.json"),
         (lambda p: (p / "checkpoint.json").write_text(
             (p / "checkpoint.json").read_text().replace('"n_updates": 4', '"n_updates": 3')), "incomplete"),
     ],
     ids=["junk-history", "list-history", "deep-history", "random-params", "empty-params", "pickled-module",
-         "swapped-files", "no-record", "deep-record", "bad-record", "stale-record"],
+         "swapped-files", "no-record", "fifo", "device", "deep-record", "bad-record", "stale-record"],
 )
 def test_corrupt_or_foreign_checkpoint_is_one_clear_error_naming_the_folder(tmp_path, damage, match):
     _fit(_gen(tmp_path))

@@ -218,7 +218,8 @@ class TrainingCheckpoint(Checkpoint):
 
     A checkpoint that belongs to another fit (other data, parameters or
     estimator), one without its record, and a corrupt or foreign one
-    (unreadable files, a history that is not a training history) are
+    (unreadable files, files that are not regular files, a history that
+    is not a training history) are
     never resumed: the fit raises ``ValueError`` naming the folder and
     what differs, before training. Use another ``dirname``, delete the
     folder, or pass ``resume=False`` to overwrite it. Files are loaded
@@ -283,6 +284,7 @@ class TrainingCheckpoint(Checkpoint):
         self.record_ = _checkpoint_record(net, X, y)
         if not self.resume or not os.path.exists(self.f_history_):
             return
+        self._check_regular_files()
         owner = self._read_record()
         if n_updates(net.history) >= self._found_updates:
             return  # a warm start already past the checkpoint: nothing to resume; the next save replaces it
@@ -313,6 +315,17 @@ class TrainingCheckpoint(Checkpoint):
                 f"TrainingCheckpoint: {self.dirname!r} holds a corrupt or foreign checkpoint ({type(exc).__name__} "
                 "reading its files); delete the folder or choose another dirname."
             ) from None
+
+    def _check_regular_files(self):
+        """ValueError if a file the resume would read is something else (a FIFO would block, a device never end)."""
+        names = [self.record_file, *(f for f in self._f_kwargs().values() if isinstance(f, str))]  # history too
+        for name in names:
+            path = os.path.join(self.dirname, self.fn_prefix + name)
+            if os.path.lexists(path) and not os.path.isfile(path):
+                raise ValueError(
+                    f"TrainingCheckpoint: {self.dirname!r} holds {name!r}, which is not a regular file; delete the "
+                    "folder or choose another dirname."
+                )
 
     def _read_record(self):
         path = os.path.join(self.dirname, self.record_file)
