@@ -495,8 +495,15 @@ def load(path, *, device=None):
         why).
     FileNotFoundError
         No file at ``path``.
+    TypeError
+        ``path`` is neither a path nor a file object.
     """
-    where = repr(getattr(path, "name", path)) if not hasattr(path, "read") else "the file object"
+    if hasattr(path, "read"):
+        where = "the file object"
+    elif isinstance(path, (str, bytes, os.PathLike)):
+        where = repr(os.fspath(path))  # the whole path, not a Path's last part
+    else:
+        raise TypeError(f"load takes a path or a binary file object, got {type(path).__name__}.")
     state, tensors = _parse(_read_bytes(path, where), where)
     try:
         return _build(state, tensors, device, where)
