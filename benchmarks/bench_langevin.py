@@ -26,7 +26,10 @@ takes ``h = eps^2 / 2`` and ``noise_scale = sigma / sqrt(2 h)``; ebmkit's
 step from torch's global generator after the gradient, so with the global
 generator seeded alike all runs see the same noise: before any timing the
 float32 outputs of every sampler are checked to equal the bare loop's
-within 1e-5 (noise on); the bf16 path only reports its largest deviation.
+within 1e-5 (noise on) over 3 steps, with the step size raised so that the
+gradient moves the chains by 0.05 per step (at the timed step size an
+untrained network barely moves them, and a wrong gradient would pass); the
+bf16 path only reports its largest deviation.
 
 The networks are in train mode with parameters that require gradients, as
 during training. Timings are interleaved in rounds (each round times every
@@ -63,32 +66,33 @@ from skebm.nn import ConvEnergy, MLPEnergy, ResNetEnergy
 
 STEP_SIZE = 0.1  # eps: the drift is eps^2 / 2 times the gradient
 NOISE = 0.01  # sigma
-DRIFT = STEP_SIZE**2 / 2
 TOLERANCE = 1e-5
 CHECK_STEPS = 3
 CHECK_CHAINS = 8
+CHECK_DRIFT = 0.05  # largest displacement by the gradient per step in the equality check
 TARGET = 1.3
 
 
-def bare_loop(net, x0, n_steps):
+def bare_loop(eps, sigma):
     """The papers' way: requires_grad, autograd.grad, in-place update of x.data."""
-    x = x0.clone().detach().requires_grad_(True)
-    for _ in range(n_steps):
-        energy = net(x)
-        grad = torch.autograd.grad(energy.sum(), [x])[0]
-        x.data += -DRIFT * grad + NOISE * torch.randn_like(x)
-    return x.detach()
+    drift = eps**2 / 2
+
+    def run(net, x0, n_steps):
+        x = x0.clone().detach().requires_grad_(True)
+        for _ in range(n_steps):
+            energy = net(x)
+            grad = torch.autograd.grad(energy.sum(), [x])[0]
+            x.data += -drift * grad + sigma * torch.randn_like(x)
+        return x.detach()
+
+    return run
 
 
-def skebm_default(net, x0, n_steps):
-    return langevin(net, x0, n_steps, STEP_SIZE, noise_scale=NOISE)
+def skebm_sampler(eps, sigma, precision):
+    return lambda net, x0, n_steps: langevin(net, x0, n_steps, eps, noise_scale=sigma, precision=precision)
 
 
-def skebm_bf16(net, x0, n_steps):
-    return langevin(net, x0, n_steps, STEP_SIZE, noise_scale=NOISE, precision="bf16")
-
-
-def torchebm_sampler(net, device):
+def torchebm_sampler(net, device, eps, sigma):
     """torchebm 0.8.9's LangevinDynamics on ``net``, or None when torchebm is missing."""
     try:
         from torchebm.core import BaseModel
@@ -104,25 +108,30 @@ def torchebm_sampler(net, device):
         def forward(self, x):
             return self.net(x)
 
-    h = DRIFT
-    sampler = LangevinDynamics(Wrapped(net), step_size=h, noise_scale=NOISE / (2 * h) ** 0.5, device=device)
+    h = eps**2 / 2
+    sampler = LangevinDynamics(Wrapped(net), step_size=h, noise_scale=sigma / (2 * h) ** 0.5, device=device)
     return lambda net, x0, n_steps: sampler.sample(x=x0, n_steps=n_steps)
 
 
-def ebmkit_sampler(net, device):
+def ebmkit_sampler(eps, sigma):
     """ebmkit 0.16.0's LangevinDynamics, or None when ebmkit is missing."""
     try:
         from ebm.samplers import LangevinDynamics
     except ImportError:
         return None
-    sampler = LangevinDynamics(step_size=DRIFT, noise_scale=NOISE)
+    sampler = LangevinDynamics(step_size=eps**2 / 2, noise_scale=sigma)
     return lambda net, x0, n_steps: sampler.sample(net, x0, steps=n_steps)
 
 
-def samplers(net, device):
+def samplers(net, device, eps=STEP_SIZE, sigma=NOISE):
     """Name -> fn(net, x0, n_steps) of every available sampler; 'bare' first."""
-    runs = {"bare": bare_loop, "torchebm": torchebm_sampler(net, device), "ebmkit": ebmkit_sampler(net, device),
-            "skebm": skebm_default, "skebm bf16": skebm_bf16}
+    runs = {
+        "bare": bare_loop(eps, sigma),
+        "torchebm": torchebm_sampler(net, device, eps, sigma),
+        "ebmkit": ebmkit_sampler(eps, sigma),
+        "skebm": skebm_sampler(eps, sigma, "fp32"),
+        "skebm bf16": skebm_sampler(eps, sigma, "bf16"),
+    }
     return {k: v for k, v in runs.items() if v is not None}
 
 
@@ -144,10 +153,18 @@ def timed(fn, sync):
     return time.perf_counter() - start
 
 
-def check_equal(runs, net, x0):
-    """Largest deviation from the bare loop of each sampler over CHECK_STEPS steps, same noise."""
+def check_equal(net, x0, device):
+    """Largest deviation from the bare loop of each sampler over CHECK_STEPS steps, same noise.
+
+    The check runs with a step size that moves the chains by CHECK_DRIFT per step where the
+    gradient is largest (the timing's step size barely moves them on an untrained network, so a
+    wrong gradient would pass): the gradient term, not only the noise, is compared.
+    """
     x0, outs = x0[:CHECK_CHAINS], {}
-    for key, fn in runs.items():
+    x = x0.clone().requires_grad_(True)
+    g_max = float(torch.autograd.grad(net(x).sum(), x)[0].abs().max())
+    eps = (2 * CHECK_DRIFT / max(g_max, 1e-12)) ** 0.5
+    for key, fn in samplers(net, device, eps, NOISE).items():
         torch.manual_seed(1234)
         outs[key] = fn(net, x0, CHECK_STEPS).float()
     return {k: float((v - outs["bare"]).abs().max()) for k, v in outs.items() if k != "bare"}
@@ -160,7 +177,7 @@ def bench_case(make_net, shape, n_steps, device, repeats):
     x0 = (torch.rand(shape, device=device) * 2 - 1).contiguous()
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     runs = samplers(net, device)
-    deviations = check_equal(runs, net, x0)
+    deviations = check_equal(net, x0, device)
     bad = {k: d for k, d in deviations.items() if d > TOLERANCE and "bf16" not in k}
     if bad:
         raise AssertionError(f"outputs differ from the bare loop's by more than {TOLERANCE}: {bad}")
