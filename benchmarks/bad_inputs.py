@@ -702,8 +702,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=None, help="also write the Markdown tables to this file")
     parser.add_argument("--cases", nargs="*", default=None, help="only the cases whose name contains one of these")
-    parser.add_argument("--section", choices=["all", "estimators", "loaders"], default="all",
-                        help="the estimator cases, the loader probes, or both")
+    parser.add_argument("--section", choices=["all", "estimators", "loaders", "persistence"], default="all",
+                        help="the estimator cases, the loader probes, the hostile files and checkpoint folders, or all")
     args = parser.parse_args()
     if args.section == "loaders":
         text = run_loader_probes(args.cases)
@@ -713,6 +713,13 @@ def main():
                 f.write(text)
         return
     torch.set_num_threads(1)
+    if args.section == "persistence":
+        text = "## Hostile files and checkpoint folders\n\n" + persistence_probes().to_markdown(index=False) + "\n"
+        print(text)
+        if args.out:
+            with open(args.out, "w") as f:
+                f.write(text)
+        return
     X, y = data()
     ests = estimators()
     rows = []
@@ -736,10 +743,301 @@ def main():
     text = "## Outcome of each bad input\n\n" + table.to_markdown() + "\n\n## Counts\n\n" + summary.to_markdown() + "\n"
     if args.section == "all":
         text += "\n" + run_loader_probes(args.cases)
+        text += "\n## Hostile files and checkpoint folders\n\n" + persistence_probes().to_markdown(index=False) + "\n"
     print(text)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)
+
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Hostile files for skebm.load and hostile folders for TrainingCheckpoint (issue 19, sections 2 and 3).
+# Self-contained: ``python benchmarks/bad_inputs.py --section persistence`` prints only this table.
+# ----------------------------------------------------------------------------------------------------------------
+def _persistence_probe_cases():
+    """(case, how it is made) pairs: each ``make(saved_bytes, folder)`` gives what is loaded, or runs a fit."""
+    import json
+    import struct
+
+    from safetensors.torch import load as st_load
+    from safetensors.torch import save as st_save
+
+    from skebm.utils._tampering import entry as get
+    from skebm.utils._tampering import raw_file, rewrite_file, split_file, tensor_key
+    from skebm.utils._tampering import set_entry as put
+
+    def rewrite(edit_state=None, edit_tensors=None):
+        return lambda data, folder: io.BytesIO(rewrite_file(data, edit_state, edit_tensors))
+
+    def raw(header, body=b""):
+        return lambda data, folder: io.BytesIO(raw_file(header, body))
+
+    def set_tensor(path, value):
+        return rewrite(edit_tensors=lambda s, t: t.__setitem__(tensor_key(s, *path), value))
+
+    def param(name, value):
+        return rewrite(lambda s: put(s["params"], name, value))
+
+    def attr(name, value):
+        return rewrite(lambda s: put(s["attrs"], name, value))
+
+    def setting(name, value):
+        return rewrite(lambda s: put(s["engine"]["sampler"], name, value))
+
+    def header_edit(edit):
+        def make(data, folder):
+            header, _, body = split_file(data)
+            return raw(edit(header, body), body)(data, folder)
+
+        return make
+
+    def first_tensor(header):
+        return next(k for k in header if k != "__metadata__")
+
+    def deep_metadata(data, folder):
+        _, state, _ = split_file(data)
+        text = json.dumps(state).replace('"engine": {', '"junk": ' + "[" * 100_000 + "]" * 100_000 + ', "engine": {', 1)
+        return io.BytesIO(st_save(st_load(data), metadata={"skebm": text}))
+
+    def fifo(data, folder):
+        path = os.path.join(folder, "fifo.skebm")
+        os.mkfifo(path)
+        return path
+
+    def in_folder(name, content):
+        def make(data, folder):
+            path = os.path.join(folder, name)
+            with open(path, "wb") as f:
+                f.write(content)
+            return path
+
+        return make
+
+    cases = [
+        ("NaN in the rescaler's centre", set_tensor(("rescaler_", "center_"), torch.full((3,), float("nan"),
+                                                                                          dtype=torch.float64))),
+        ("inf in the rescaler's scale", set_tensor(("rescaler_", "scale_"), torch.full((3,), float("inf"),
+                                                                                        dtype=torch.float64))),
+        ("zero rescaler scale", set_tensor(("rescaler_", "scale_"), torch.zeros(3, dtype=torch.float64))),
+        ("rescaler centre of the wrong shape", set_tensor(("rescaler_", "center_"),
+                                                          torch.zeros(5, dtype=torch.float64))),
+        ("rescaler centre float16", set_tensor(("rescaler_", "center_"), torch.zeros(3, dtype=torch.float16))),
+        ("rescaler centre bfloat16", set_tensor(("rescaler_", "center_"), torch.zeros(3, dtype=torch.bfloat16))),
+        ("rescaler kind 'evil'", rewrite(lambda s: put(get(s["attrs"], "rescaler_")["state"], "kind", "evil"))),
+        ("rescaler with __class__ entry", rewrite(lambda s: put(get(s["attrs"], "rescaler_")["state"], "__class__",
+                                                                 1))),
+        ("n_features_in_ = 7", attr("n_features_in_", 7)),
+        ("n_features_in_ = 10**30", attr("n_features_in_", 10**30)),
+        ("image_shape_ (2, 2, 2) for 3 features", attr("image_shape_", {"__tuple__": [2, 2, 2]})),
+        ("n_iter_ = -1", attr("n_iter_", -1)),
+        ("n_iter_ as a string", attr("n_iter_", "4")),
+        ("interrupted_ = 'no'", attr("interrupted_", "no")),
+        ("_n_outputs_ = 4 (no classes)", attr("_n_outputs_", 4)),
+        ("classes_ unsorted", attr("classes_", {"__array_list__": ["b", "a"], "dtype": "<U1"})),
+        ("_layout_ ('5d', float64)", attr("_layout_", {"__tuple__": ["5d", {"__dtype__": "<f8"}]})),
+        ("_layout_ ('4d') without image shape", attr("_layout_", {"__tuple__": ["4d", {"__dtype__": "<f8"}]})),
+        ("_layout_ dtype object", attr("_layout_", {"__tuple__": ["2d", {"__dtype__": "|O"}]})),
+        ("_layout_ dtype V1e11", attr("_layout_", {"__tuple__": ["2d", {"__dtype__": "V100000000000"}]})),
+        ("_fit_params_ with an unknown name", attr("_fit_params_", {"__dict__": [["evil", 1]]})),
+        ("attribute score_samples", attr("score_samples", 1)),
+        ("feature names as <U9999 x 10^5", attr("feature_names_in_", {"__array_list__": ["a"] * 100_000,
+                                                                        "dtype": "<U9999"})),
+        ("sampler __class__ = torch.optim.SGD", setting("__class__", {"__class__": "torch.optim.sgd.SGD"})),
+        ("sampler proposal = 'base'", setting("proposal", "base")),
+        ("sampler acceptance_rate_", setting("acceptance_rate_", 0.5)),
+        ("sampler step_size NaN", setting("step_size", {"__float__": "nan"})),
+        ("sampler step_size 1e300", setting("step_size", 1e300)),
+        ("sampler clamp (1, -1)", setting("clamp", [1.0, -1.0])),
+        ("sampler precision 'fp8'", setting("precision", "fp8")),
+        ("sampler n_steps 10**12", setting("n_steps", 10**12)),
+        ("optimizer torch.optimizer.X", param("optimizer", {"__class__": "torch.optimizer.X"})),
+        ("optimizer torch.optim LambdaLR", param("optimizer", {"__class__": "torch.optim.lr_scheduler.LambdaLR"})),
+        ("optimizer = MLPEnergy (other slot)", param("optimizer", {"__class__": "skebm.nn._nets.MLPEnergy"})),
+        ("energy = torch.optim.SGD", param("energy", {"__class__": "torch.optim.sgd.SGD"})),
+        ("energy = os.system", param("energy", {"__class__": "os.system"})),
+        ("class inside energy_params", param("energy_params",
+                                             {"__dict__": [["x", {"__class__": "torch.optim.sgd.SGD"}]]})),
+        ("chain init as energy_params", param("energy_params",
+                                              {"__chain_init__": "ReplayInit", "params": {"__dict__": []}})),
+        ("chain init 'Popen'", param("init", {"__chain_init__": "Popen", "params": {"__dict__": []}})),
+        ("chain init with bad params", param("init", {"__chain_init__": "ReplayInit",
+                                                      "params": {"__dict__": [["buffer_size", -1]]}})),
+        ("object os.system as attrs", rewrite(lambda s: s.update(attrs={"__object__": "os.system", "state": {}}))),
+        ("buffer_size 3e8 (bank 2.4 GB)", param("buffer_size", 300_000_000)),
+        ("hidden_units (60000, 60000)", param("energy_params",
+                                              {"__dict__": [["hidden_units", {"__tuple__": [60000, 60000]}]]})),
+        ("fourier_features 10**9", param("energy_params", {"__dict__": [["fourier_features", 10**9]]})),
+        ("callbacks [1, 'x']", param("callbacks", [1, "x"])),
+        ("energy ConvEnergy on flat data", param("energy", {"__class__": "skebm.nn._nets.ConvEnergy"})),
+        ("image_shape (1, 1000, 1000)", param("image_shape", {"__tuple__": [1, 1000, 1000]})),
+        ("random_state 10**30", param("random_state", 10**30)),
+        ("accelerator {'prepare': 1}", param("accelerator", {"__dict__": [["prepare", 1]]})),
+        ("energy_params 10**5 layers", param("energy_params", {"__dict__": [["hidden_units",
+                                                                             {"__tuple__": [16] * 100_000}]]})),
+        ("init LongrunInit(burnin_size=3e8)", param("init", {"__chain_init__": "LongrunInit",
+                                                             "params": {"__dict__": [["burnin_size", 300_000_000]]}})),
+        ("device 'meta'", param("device", "meta")),
+        ("device 'cuda:7'", param("device", "cuda:7")),
+        ("metadata nested 100,000 deep", deep_metadata),
+        ("header nested 100,000 deep", raw(b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")),
+        ("header length 2**63", lambda d, f: io.BytesIO(struct.pack("<Q", 2**63) + b"{}")),
+        ("header length 1e9 (file 108 B)", lambda d, f: io.BytesIO(struct.pack("<Q", 10**9) + b"{" * 100)),
+        ("duplicate key in the header", header_edit(
+            lambda h, b: json.dumps(h).replace("{", '{"__metadata__": {"skebm": "{}"}, ', 1).encode())),
+        ("duplicate parameter", rewrite(lambda s: s["params"]["__dict__"].append(["lr", 0.5]))),
+        ("tensor offsets past the end", header_edit(lambda h, b: json.dumps(
+            {**h, first_tensor(h): {**h[first_tensor(h)], "data_offsets": [0, len(b) + 10**9]}}).encode())),
+        ("tensor offsets too short", header_edit(lambda h, b: json.dumps(
+            {**h, first_tensor(h): {**h[first_tensor(h)], "data_offsets": [0, 8]}}).encode())),
+        ("tensor dtype F8_E4M3", header_edit(lambda h, b: json.dumps(
+            {**h, first_tensor(h): {**h[first_tensor(h)], "dtype": "F8_E4M3"}}).encode())),
+        ("truncated to a third", lambda d, f: io.BytesIO(d[: len(d) // 3])),
+        ("7 bytes", lambda d, f: io.BytesIO(d[:7])),
+        ("header not UTF-8", raw(b"\xff\xfe{}")),
+        ("metadata not a string", raw(b'{"__metadata__": {"skebm": 5}}')),
+        ("format_version '2'", rewrite(lambda s: s.update(format_version="2"))),
+        ("format_version 10**30, long version", rewrite(lambda s: s.update(format_version=10**30,
+                                                                           skebm_version="x" * 10**5))),
+        ("estimator class 'BaseEBM'", rewrite(lambda s: s.update({"class": "BaseEBM"}))),
+        ("estimator class as a list", rewrite(lambda s: s.update({"class": ["EBMGenerator"]}))),
+        ("history [1, 2, 3]", rewrite(lambda s: s["engine"].update(history=[1, 2, 3]))),
+        ("history with 5 extra updates", rewrite(lambda s: s["engine"]["history"].extend(
+            [{"__dict__": [["batches", [{"__dict__": [["train_loss", 1.0]]}]]]}] * 5))),
+        ("optimizer exp_avg of shape (2, 2)", rewrite(edit_tensors=lambda s, t: t.__setitem__(
+            get(get(s["engine"]["optimizer"], "state")["__dict__"][0][1], "exp_avg")["__tensor__"],
+            torch.zeros(2, 2)))),
+        ("optimizer lr NaN", rewrite(lambda s: put(get(s["engine"]["optimizer"], "param_groups")[0], "lr",
+                                                   {"__float__": "nan"}))),
+        ("rng state of 3 bytes", rewrite(edit_tensors=lambda s, t: t.__setitem__(
+            get(get(get(s["engine"]["modules"], "rng"), "_extra_state"), "generator")["__tensor__"],
+            torch.zeros(3, dtype=torch.uint8)))),
+        ("a folder", lambda d, f: f),
+        ("a FIFO", fifo),
+        ("a pickle", in_folder("p.pkl", pickle.dumps({"a": 1}))),
+        ("an empty file", in_folder("empty", b"")),
+    ]
+    return cases
+
+
+def _checkpoint_probe_cases():
+    """(case, damage(folder)) pairs: a generator's checkpoint folder damaged, then the same fit run again."""
+
+    def write(name, content):
+        def damage(folder):
+            with open(os.path.join(folder, name), "wb") as f:
+                f.write(content)
+
+        return damage
+
+    def record(edit):
+        def damage(folder):
+            path = os.path.join(folder, "checkpoint.json")
+            with open(path) as f:
+                text = f.read()
+            with open(path, "w") as f:
+                f.write(edit(text))
+
+        return damage
+
+    return [
+        ("junk history.json", write("history.json", b'{"not": "a history"}')),
+        ("history.json [1, 2, 3]", write("history.json", b"[1, 2, 3]")),
+        ("history.json nested 100,000 deep", write("history.json", b"[" * 100_000)),
+        ("random bytes as params.pt", write("params.pt", os.urandom(300))),
+        ("empty params.pt", write("params.pt", b"")),
+        ("a pickled module as optimizer.pt", lambda folder: torch.save({"m": torch.nn.Linear(2, 2)},
+                                                                      os.path.join(folder, "optimizer.pt"))),
+        ("params.pt copied over chain_init.pt", lambda folder: write(
+            "chain_init.pt", open(os.path.join(folder, "params.pt"), "rb").read())(folder)),
+        ("no checkpoint.json", lambda folder: os.remove(os.path.join(folder, "checkpoint.json"))),
+        ("params.pt is a FIFO", lambda folder: (os.remove(os.path.join(folder, "params.pt")),
+                                                os.mkfifo(os.path.join(folder, "params.pt")))),
+        ("rng.pt -> /dev/zero", lambda folder: (os.remove(os.path.join(folder, "rng.pt")),
+                                                os.symlink("/dev/zero", os.path.join(folder, "rng.pt")))),
+        ("checkpoint.json nested deep", write("checkpoint.json", b"[" * 100_000)),
+        ("checkpoint.json n_updates stale", record(lambda t: t.replace('"n_updates": 4', '"n_updates": 3'))),
+        ("other data", "data"),
+        ("other buffer_size", {"buffer_size": 30}),
+        ("other estimator (EBMPurifier)", "purifier"),
+        ("dirname is an existing file", "file"),
+        ("params.pt is a folder (save fails)", "save"),
+    ]
+
+
+def persistence_probes():
+    """Run every hostile file through ``skebm.load`` and every damaged folder through a resumed fit.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        Case, how it ends (the error type and the head of its message, or
+        ``works``), seconds, and the rise of the process's peak memory (MB).
+    """
+    import resource
+    import time
+
+    from skebm.engine import TrainingCheckpoint
+
+    X = np.random.RandomState(0).randn(60, 3)
+
+    def peak_mb():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    def gen(folder, **params):
+        return EBMGenerator(**{"max_iter": 4, "n_steps": 2, "buffer_size": 20, "batch_size": 30, "random_state": 0,
+                               "callbacks": [TrainingCheckpoint(folder)], **params})
+
+    est = EBMGenerator(max_iter=2, n_steps=2, buffer_size=50, random_state=0).fit(X)
+    buf = io.BytesIO()
+    skebm.save(est, buf)
+    saved = buf.getvalue()
+    rows = []
+
+    def run(surface, case, call):
+        before, start = peak_mb(), time.perf_counter()
+        try:
+            call()
+            outcome = "works"
+        except (ValueError, OSError) as exc:
+            outcome = f"{type(exc).__name__}: {str(exc)[:110]}"
+            if "weights_only" in str(exc):
+                outcome = "BAD (torch's weights_only advice) " + outcome
+        except Exception as exc:  # noqa: BLE001 - an undocumented error is the finding
+            outcome = f"BAD {type(exc).__name__}: {str(exc)[:100]}"
+        rows.append({"surface": surface, "case": case, "ends": outcome.replace("|", "/").replace("\n", " "),
+                     "s": round(time.perf_counter() - start, 2), "peak +MB": round(peak_mb() - before)})
+        print(rows[-1], flush=True)
+
+    for case, make in _persistence_probe_cases():
+        with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run("skebm.load", case, lambda: skebm.load(make(saved, folder)))
+    for case, damage in _checkpoint_probe_cases():
+        with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if damage == "file":
+                path = os.path.join(folder, "f")
+                open(path, "wb").close()
+                run("TrainingCheckpoint", case, lambda: gen(path).fit(X))
+                continue
+            if damage == "save":
+                os.mkdir(os.path.join(folder, "params.pt"))
+                run("TrainingCheckpoint", case, lambda: gen(folder).fit(X))
+                continue
+            gen(folder).fit(X)
+            if damage == "data":
+                run("TrainingCheckpoint", case, lambda: gen(folder).fit(np.random.RandomState(1).randn(60, 3)))
+            elif damage == "purifier":
+                run("TrainingCheckpoint", case, lambda: EBMPurifier(
+                    max_iter=4, n_steps=2, batch_size=30, random_state=0,
+                    callbacks=[TrainingCheckpoint(folder)]).fit(X))
+            elif isinstance(damage, dict):
+                run("TrainingCheckpoint", case, lambda: gen(folder, **damage).fit(X))
+            else:
+                damage(folder)
+                run("TrainingCheckpoint", case, lambda: gen(folder).fit(X))
+    return pd.DataFrame(rows)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 # The checks that need a GPU, in one run of at most 8 minutes:
 #
 #   1. every test marked @pytest.mark.gpu                 -> gpu_tests.txt
-#   2. the Langevin sampler benchmark, fp32/bf16, bare loop
-#      vs skebm, conv 8x8 and ResNet 32x32 (bench_langevin) -> bench_langevin.md
+#   2. the Langevin samplers side by side: bare loop, torchebm,
+#      ebmkit (when installed), skebm fp32 and bf16; MLP, conv
+#      8x8 and 28x28, ResNet 32x32 (bench_langevin)         -> bench_langevin.md
 #   3. a short training benchmark of every estimator,
 #      fp32 and bf16 (bench_scaling --sections estimators)  -> train_speed.md
 #   4. the data-parallel tests (tests/test_distributed.py:
@@ -129,7 +130,7 @@ export MPLBACKEND=Agg PYTHONWARNINGS=ignore
 step "gpu-marked tests" 200 "$DEST/gpu_tests.txt" \
     "$PY" -m pytest -m gpu -q -p no:cacheprovider -rs --durations=10 --continue-on-collection-errors \
     --junitxml="$DEST/gpu_tests.xml"
-# 2. the sampler benchmark: fp32 and bf16, bare loop against skebm's, MLP, conv 8x8, ResNet 32x32
+# 2. the samplers side by side: bare loop, torchebm, ebmkit, skebm fp32 and bf16; MLP, conv 8x8 and 28x28, ResNet 32x32
 step "bench_langevin ($DEVICE)" 90 "$DEST/bench_langevin.md" "$PY" benchmarks/bench_langevin.py --device "$DEVICE" \
     $([ "$DEVICE" = cuda ] || echo --quick)
 # 3. one short training benchmark per estimator, fp32 and bf16

@@ -228,7 +228,8 @@ class DensityMethod(BaseEstimator):
         net, kind, base = self._networks(est, generator), _base_kind(est, self), None
         if kind is not None and Z is None:  # loading a saved model: the state dict sets the mixture
             d = est.n_features_in_
-            base = GaussianMixtureSource([1.0], np.zeros((1, d)), np.eye(d)[None])
+            with torch.device("cpu"):  # tiny and checked on build; skebm.load plans the rest on the meta device
+                base = GaussianMixtureSource([1.0], np.zeros((1, d)), np.eye(d)[None])
         elif kind is not None:
             flat = Z.reshape(len(Z), -1).astype(np.float64)
             held = est._folds_ == 0 if self._select_base_on_held_out else np.zeros(len(flat), bool)
@@ -746,6 +747,9 @@ class MethodHooks:
 
     def _source(self):  # the chain machinery: None where training runs no chains
         return self.method_.source(self)
+
+    def _chain_steps_per_update(self):  # what a fit's cost estimate counts: no chains but the longrun method's
+        return int(getattr(self.method_, "n_steps", 0) or 0)
 
     def _build_chain_init(self):
         return self.method_.chain_init(self)

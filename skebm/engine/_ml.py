@@ -139,6 +139,11 @@ class EBMNet(NeuralNet):
     # ------------------------------------------------------- fitted state
     def initialize_module(self):
         super().initialize_module()
+        if torch.device(self.device).type == "cpu":
+            # oneDNN runs a convolution channels-last when its input or its weight is; a 1-channel image is
+            # both layouts at once, so without this a grayscale network runs NCHW, 1.3x slower at 28x28
+            # (benchmarks/bench_langevin_levers.py). Only 4-D weights change; MLPs are untouched.
+            self.module_.to(memory_format=torch.channels_last)
         # distributed: each process its own chain stream (rank 0 that of a one-process fit), one batch order
         seed, rank = seed_from(self.seed), self.process_rank()
         chain_seed = seed if rank == 0 else derive_seed(seed, rank)
