@@ -184,7 +184,7 @@ def run_set(name, args, params, grid):
     configs = [("EBMGenerator (defaults" + (", " + ", ".join(f"{k}={v!r}" for k, v in params.items()) if params else "")
                 + ")", params, "ebm")] if not grid else [
         (f"EBMGenerator ({g})", {**params, **parse_set(g.split(";"))}, f"grid{i}") for i, g in enumerate(grid)]
-    for label, p, tag in configs:
+    for label, p, tag in ([] if args.no_ebm else configs):
         samples, gen, info = fit_ebm(X_train, image_shape, p)
         info["n_iter"] = gen.n_iter_
         rows.append((label, samples, info, tag))
@@ -244,6 +244,7 @@ def main(argv=None):
     parser.add_argument("--grid", nargs="*", help="configurations to sweep, each 'name=value;name=value'")
     parser.add_argument("--baselines", action="store_true", help="with --grid: fit the baselines too")
     parser.add_argument("--no-baselines", action="store_true", help="skip the scikit-learn baselines")
+    parser.add_argument("--no-ebm", action="store_true", help="only the baselines (and the data floor)")
     parser.add_argument("--out", default=None, help="folder for sample grids and results.json")
     parser.add_argument("--cache", default=os.path.join(os.path.dirname(__file__), "results", "judges"),
                         help="folder caching the fitted judges")
