@@ -515,11 +515,12 @@ class BaseEBM(BaseEstimator):
             return NoiseSource("uniform", low=-1.0, high=1.0)
         return NoiseSource("gaussian", loc=0.0, scale=1.0)
 
-    def _step_size(self):
-        """The Langevin step size: ``step_size``, or :func:`auto_step_size` of the data for ``"auto"``."""
-        if isinstance(self.step_size, str) and self.step_size == "auto":
+    def _step_size(self, value=None):
+        """The Langevin step size ``value`` (default: ``step_size``), :func:`auto_step_size` of the data for ``"auto"``."""
+        value = self.step_size if value is None else value
+        if isinstance(value, str) and value == "auto":
             return auto_step_size(self.image_shape_)
-        return float(self.step_size)
+        return float(value)
 
     @property
     def step_size_(self):
@@ -613,7 +614,7 @@ class BaseEBM(BaseEstimator):
             "lr": lr,
             "batch_size": lambda value: setattr(net, "batch_size", value),
             "n_steps": sampler("n_steps"),
-            "step_size": lambda value: setattr(net.sampler_, "step_size", self._step_size()),
+            "step_size": lambda value: setattr(net.sampler_, "step_size", self._step_size(value)),
             "noise_scale": sampler("noise_scale"),
             "temperature": lambda value: setattr(net, "temperature", float(value)),
             "data_noise": lambda value: setattr(net, "data_noise", float(value)),

@@ -830,8 +830,12 @@ def _planned_states(estimator):
         _, extra = estimator._engine_params(None)
         source = estimator._source()  # as the engine does: a name is an attribute of the network (its base density)
         source = getattr(energy, source) if isinstance(source, str) else source
-        chain_init = estimator._build_chain_init().setup(source, estimator._feature_shape, "meta")
-    modules = {"module": energy, "best_module": energy, "chain_init": chain_init}
+        chain_init = estimator._build_chain_init()  # None: an engine that trains without chains
+        if chain_init is not None:
+            chain_init = chain_init.setup(source, estimator._feature_shape, "meta")
+    modules = {"module": energy, "best_module": energy}
+    if chain_init is not None:
+        modules["chain_init"] = chain_init
     modules.update({name: v for name, v in extra.items() if isinstance(v, torch.nn.Module)})
     return {name: (m.state_dict(), _sized_by_file(m)) for name, m in modules.items()}
 
