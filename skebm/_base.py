@@ -61,6 +61,8 @@ def resolve_device(device):
 
 #: Image size (C * H * W) at which ``step_size="auto"`` is 1: scikit-learn's 8x8 digits.
 _AUTO_STEP_PIXELS = 64
+#: How ``step_size="auto"`` grows with the image size (the sweep in ``benchmarks/reports/generator_images.md``).
+_AUTO_STEP_EXPONENT = 0.6
 
 
 def auto_step_size(image_shape):
@@ -70,11 +72,11 @@ def auto_step_size(image_shape):
     the drift ``step_size**2 / 2 * grad E`` does the work of moving a chain
     from noise to an image. How far a chain has to travel grows as
     ``sqrt(C * H * W)`` while a regularised energy's gradient does not
-    grow with it, so the step grows as ``sqrt(C * H * W / 64)``: 1.0 on
-    8x8 digits (where the default was chosen), 3.5 on 28x28 MNIST and 6.9
-    on 32x32 colour images. The sweep that chose the rule is in
-    ``benchmarks/reports/generator_images.md``. Flat (non-image) data,
-    standardised per feature, get 1.0.
+    grow with it, so the step grows with the image, as ``(C * H * W / 64)
+    ** 0.6``: 1.0 on 8x8 digits (where the default was chosen), 4.5 on
+    28x28 MNIST and 10.2 on 32x32 colour images. The sweep that chose the
+    rule is in ``benchmarks/reports/generator_images.md``. Flat
+    (non-image) data, standardised per feature, get 1.0.
 
     Parameters
     ----------
@@ -87,12 +89,12 @@ def auto_step_size(image_shape):
     Examples
     --------
     >>> from skebm._base import auto_step_size
-    >>> auto_step_size((1, 8, 8)), auto_step_size((1, 28, 28)), auto_step_size(None)
-    (1.0, 3.5, 1.0)
+    >>> round(auto_step_size((1, 8, 8)), 2), round(auto_step_size((1, 28, 28)), 2), auto_step_size(None)
+    (1.0, 4.49, 1.0)
     """
     if image_shape is None:
         return 1.0
-    return max(1.0, math.sqrt(math.prod(image_shape) / _AUTO_STEP_PIXELS))
+    return max(1.0, (math.prod(image_shape) / _AUTO_STEP_PIXELS) ** _AUTO_STEP_EXPONENT)
 
 
 # ----------------------------------------------------------------- rescaling

@@ -69,10 +69,13 @@ class EBMGenerator(_ClassLabelsMixin, BaseEBM):
     {optimizer}
     n_steps : int, default=10
         Langevin steps per update, and the default for :meth:`sample`.
-    step_size : float, default=1.0
+    step_size : float or "auto", default="auto"
         Langevin step size epsilon: the drift is ``step_size**2 / 2`` times
-        the energy gradient divided by ``temperature``. Chosen on 8x8
-        digits; 28x28 images want about 3.0 (see Notes).
+        the energy gradient divided by ``temperature``. ``"auto"`` grows
+        it with the image, ``(C * H * W / 64) ** 0.6``: 1.0 on 8x8 digits,
+        4.5 on 28x28 and 10.2 on 32x32 colour images (1.0 for flat
+        features); a number is used as given. The value used is
+        ``step_size_``.
     noise_scale : float or None, default=0.01
         Standard deviation of the Langevin noise; ``None`` uses
         ``step_size`` (exact Langevin dynamics at ``temperature``). The
@@ -104,6 +107,8 @@ class EBMGenerator(_ClassLabelsMixin, BaseEBM):
     Attributes
     ----------
     {fitted}
+    step_size_ : float
+        Langevin step size of the training chains (``step_size`` resolved).
     classes_ : ndarray
         Class labels (only when ``conditional=True``).
 
@@ -117,9 +122,11 @@ class EBMGenerator(_ClassLabelsMixin, BaseEBM):
     Cost of a default fit: 800 updates of 64 chains of 10 Langevin steps
     (about 0.5 million network evaluations with their input gradients),
     about a minute of one CPU core on 8x8 digits with the default conv
-    net. For 28x28 images pass ``step_size=3.0``. The measured times and
-    sample quality against GaussianMixture and BernoulliRBM (from
-    ``benchmarks/reports/``) are in the :ref:`User Guide <generator>`.
+    net, whose first layer downsamples images above 16x16 (28x28 and 32x32
+    fits then cost about twice the 8x8 one). The measured times and sample
+    quality on three image sets against GaussianMixture and BernoulliRBM
+    (from ``benchmarks/reports/``) are in the :ref:`User Guide
+    <images>`.
 
     Examples
     --------
@@ -150,7 +157,7 @@ class EBMGenerator(_ClassLabelsMixin, BaseEBM):
         lr=1e-3,
         optimizer="adam",
         n_steps=10,
-        step_size=1.0,
+        step_size="auto",
         noise_scale=0.01,
         temperature=1.0,
         init="replay",

@@ -73,9 +73,12 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
     {optimizer}
     n_steps : int, default=50
         Langevin steps per training update (Life Cycle: 100 on CIFAR-10).
-    step_size : float, default=1.0
+    step_size : float or "auto", default="auto"
         Langevin step size epsilon, in the model's rescaled space (images
-        in ``[-1, 1]``, flat features standardised); the drift is
+        in ``[-1, 1]``, flat features standardised). ``"auto"`` grows it
+        with the image as :class:`EBMGenerator`'s does (1.0 on 8x8 digits,
+        4.5 on 28x28, 10.2 on 32x32 colour; 1.0 for flat features); the
+        value used is ``step_size_``. The drift is
         ``step_size**2 / 2`` times the energy gradient divided by
         ``temperature``. With ``noise_scale=0.01`` the update is
         ``x <- x - grad E / 2 + 0.01 xi``, a large drift and a small noise
@@ -141,6 +144,8 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
     Attributes
     ----------
     {fitted}
+    step_size_ : float
+        Langevin step size of the training chains (``step_size`` resolved).
 
     See Also
     --------
@@ -201,7 +206,7 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
         lr=1e-3,
         optimizer="adam",
         n_steps=50,
-        step_size=1.0,
+        step_size="auto",
         noise_scale=0.01,
         temperature=1.0,
         init="data",
