@@ -157,10 +157,12 @@ class ConvEnergy(nn.Module):
         ``(C, H, W)``.
     n_outputs : int, default=1
         1 for an energy, k for k logits.
-    channels : tuple of int, default=(32, 64, 64)
+    channels : tuple of int or "auto", default="auto"
         Channels of the successive convolutions; the first keeps the
         resolution (see ``first_stride``), the others halve it while it
-        exceeds 4.
+        exceeds 4. ``"auto"``: ``(32, 64, 64)`` up to 16x16, ``(64, 128,
+        128)`` above (chosen by the sweep in
+        ``benchmarks/reports/generator_images.md``).
     activation : str, default="silu"
         Activation after every convolution; smooth ones give smooth
         Langevin gradients.
@@ -181,7 +183,7 @@ class ConvEnergy(nn.Module):
         self,
         image_shape,
         n_outputs=1,
-        channels=(32, 64, 64),
+        channels="auto",
         activation="silu",
         spectral_norm=False,
         pooling="flatten",
@@ -196,8 +198,13 @@ class ConvEnergy(nn.Module):
         self.n_outputs = n_outputs
         self.pooling = pooling
         c_in, h, w = self.image_shape
+        large = min(h, w) > 16
         if first_stride == "auto":
-            first_stride = 2 if min(h, w) > 16 else 1
+            first_stride = 2 if large else 1
+        if isinstance(channels, str):
+            if channels != "auto":
+                raise ValueError(f"channels must be a tuple of int or 'auto', got {channels!r}.")
+            channels = (64, 128, 128) if large else (32, 64, 64)
         layers = []
         for i, c_out in enumerate(channels):
             stride = first_stride if i == 0 else (2 if h > 4 else 1)
