@@ -10,7 +10,7 @@ from sklearn.utils._param_validation import Hidden, StrOptions
 
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
-from ._base import BaseEBM, _ClassLabelsMixin, transactional_fit
+from ._base import BaseEBM, _ClassLabelsMixin, consistent_read, transactional_fit
 from ._docs import fill_doc
 from ._validation import NONNEG
 from .engine import NGEBMLoss, NGEBMNet
@@ -280,6 +280,7 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         return self
 
     # -------------------------------------------------------------- predict
+    @consistent_read
     def torch_logits(self, X):
         """Differentiable logits of a tensor of inputs in the user's value range.
 
@@ -344,6 +345,7 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         logits = torch.cat(logits).numpy()
         return (logits, torch.cat(norms).numpy()) if grad else logits
 
+    @consistent_read
     def decision_function(self, X):
         """Logits of each class.
 
@@ -363,6 +365,7 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
             return logits[:, 1] - logits[:, 0]
         return logits
 
+    @consistent_read
     def predict_log_proba(self, X):
         """Log of the class probabilities ``log softmax f(x)``.
 
@@ -379,6 +382,7 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         logits = self._outputs(X)
         return logits - logsumexp(logits, axis=1, keepdims=True)
 
+    @consistent_read
     def predict_proba(self, X):
         """Class probabilities ``softmax f(x)``.
 
@@ -394,6 +398,7 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         """
         return softmax(self._outputs(X), axis=1)
 
+    @consistent_read
     def predict(self, X):
         """Predicted class labels.
 
@@ -411,6 +416,7 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         return self.classes_[np.argmax(logits, axis=1)]
 
     # ------------------------------------------------------------ EBM scores
+    @consistent_read
     def score_samples(self, X):
         """Unnormalised log-density ``logsumexp_y f(x)[y] = -E(x)``.
 
@@ -430,6 +436,7 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         """
         return logsumexp(self._outputs(X), axis=1)
 
+    @consistent_read
     def ood_score(self, X, kind="logsumexp"):
         """Out-of-distribution score: higher means more in-distribution.
 

@@ -15,7 +15,7 @@ from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from threadpoolctl import threadpool_limits
 
-from ._base import BaseEBM, make_generator, transactional_fit
+from ._base import BaseEBM, consistent_read, make_generator, transactional_fit
 from ._docs import fill_doc
 from ._validation import NONNEG, NONNEG_INT, POSITIVE, POSITIVE_INT, Float, Int, check_params
 from .engine import HeldOutEarlyStopping
@@ -777,6 +777,7 @@ class EBMDensity(DensityMixin, BaseEBM):
             "valid_loss": [float(epoch.get("valid_loss", np.nan)) for epoch in self.net_.history],
         }
 
+    @consistent_read
     def diagnose(self, X, *, n_steps=100, random_state=None):
         """Steady-state diagnostics: run chains further and compare them with ``X``.
 
@@ -816,6 +817,7 @@ class EBMDensity(DensityMixin, BaseEBM):
         }
 
     # --------------------------------------------------------------- scores
+    @consistent_read
     def score_samples(self, X):
         """Normalised log-density of each sample, in the units of ``X``.
 
@@ -837,6 +839,7 @@ class EBMDensity(DensityMixin, BaseEBM):
         X = self._validate_X(X, reset=False)
         return -self._energies(self._tensor(X)) - self.log_partition_ + self.rescaler_.log_jacobian(X)
 
+    @consistent_read
     def score(self, X, y=None):
         """Mean log-likelihood per sample (nats), higher is better.
 
@@ -855,6 +858,7 @@ class EBMDensity(DensityMixin, BaseEBM):
         return float(np.mean(self.score_samples(X)))
 
     # --------------------------------------------------------------- sample
+    @consistent_read
     def sample(self, n_samples=1, *, random_state=None, n_steps=None):
         """Draw samples from the model density.
 

@@ -8,9 +8,11 @@ from sklearn.utils._param_validation import StrOptions
 
 from sklearn.utils.validation import _num_samples
 
-from ._base import BaseEBM, _ClassLabelsMixin, make_generator, transactional_fit
+from ._base import (
+    BaseEBM, _ClassLabelsMixin, check_rows_fit, consistent_read, consistent_view, make_generator, transactional_fit,
+)
 from ._docs import fill_doc
-from ._validation import NONNEG_INT, POSITIVE_INT, check_params
+from ._validation import FINITE, NONNEG_INT, POSITIVE_INT, check_params
 
 __all__ = ["EBMGenerator", "compose"]
 
@@ -23,6 +25,12 @@ def _check_call(n_samples=1, n_steps=None):
         {"n_samples": n_samples, "n_steps": n_steps},
         "sample",
     )
+
+
+def _check_finite_chains(x, hint):
+    """Refuse chains that diverged (non-finite states) instead of returning NaN samples."""
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"The Langevin chains diverged (their states are not finite): {hint}")
 
 
 def _resolve_start(start, init):
@@ -241,6 +249,7 @@ class EBMGenerator(_ClassLabelsMixin, BaseEBM):
         bank = self.net_.chain_init_
         return bank.fresh(n, generator) if start == "source" else bank.starts(n, y, generator)
 
+    @consistent_read
     def sample(self, n_samples=1, *, random_state=None, n_steps=None, y=None, start=None, return_chains=False,
                init=None):
         """Draw samples by shortrun Langevin dynamics.
@@ -274,17 +283,20 @@ class EBMGenerator(_ClassLabelsMixin, BaseEBM):
         """
         self._check_fitted()
         _check_call(n_samples, n_steps)
+        check_rows_fit(f"n_samples={n_samples}", n_samples, self._feature_shape, self.net_.device)
         start = _resolve_start(start, init)
         g = self._generator(random_state)
         y_t = self._label_tensor(y, n_samples, g)
         x0 = self._starts(n_samples, y_t, start, g)
         out = self.net_.run_chains(x0, y_t, generator=g, n_steps=n_steps, return_chains=return_chains)
+        _check_finite_chains(out[0] if return_chains else out, "lower step_size or raise temperature.")
         if return_chains:
             x, chains = out
             return self._from_model(x), self._from_model(chains)
         return self._from_model(out)
 
     # -------------------------------------------------------------- scores
+    @consistent_read
     def score_samples(self, X):
         """Unnormalised log-density ``-E(x) / T`` of each sample.
 
@@ -306,6 +318,7 @@ class EBMGenerator(_ClassLabelsMixin, BaseEBM):
         X = self._validate_X(X, reset=False)
         return -self._energies(self._tensor(X))
 
+    @consistent_read
     def score(self, X, y=None):
         """Sample quality against ``X``: minus the squared MMD.
 
@@ -340,6 +353,7 @@ class EBMGenerator(_ClassLabelsMixin, BaseEBM):
         return -float(mmd(samples, data))
 
     # ------------------------------------------------------------- inpaint
+    @consistent_read
     def inpaint(self, X, mask, *, n_steps=None, random_state=None):
         """Fill the masked entries of ``X`` by Langevin dynamics.
 
@@ -398,12 +412,13 @@ class ComposedGenerator:
     def __init__(self, terms):
         self.terms = terms
 
-    def energy(self, z):
-        """Composed energy of a batch ``z`` in the first generator's space."""
-        first = self.terms[0][0]
+    def energy(self, z, terms=None):
+        """Composed energy of a batch ``z`` in the first generator's space (``terms``: those of one call)."""
+        terms = self.terms if terms is None else terms
+        first = terms[0][0]
         x_user = first.rescaler_.inverse_transform(z, clip=False)
         total = 0.0
-        for gen, label, weight in self.terms:
+        for gen, label, weight in terms:
             zi = gen.rescaler_.transform(x_user).reshape(-1, *gen._feature_shape)
             y = None
             if label is not None:
@@ -431,10 +446,15 @@ class ComposedGenerator:
             Samples in the layout of the first generator's ``X``.
         """
         _check_call(n_samples, n_steps)
-        first = self.terms[0][0]
+        # one fitted state of each generator for the whole call, whatever a concurrent refit commits
+        terms = [(consistent_view(gen), label, weight) for gen, label, weight in self.terms]
+        first = terms[0][0]
+        check_rows_fit(f"n_samples={n_samples}", n_samples, first._feature_shape, first.net_.device)
         g = make_generator(random_state, first.net_.device)
         x0 = first.net_.chain_init_.fresh(n_samples, g)
-        out = first.net_.sampler_(self.energy, x0, generator=g, n_steps=n_steps, return_chains=return_chains)
+        out = first.net_.sampler_(lambda z: self.energy(z, terms), x0, generator=g, n_steps=n_steps,
+                                  return_chains=return_chains)
+        _check_finite_chains(out[0] if return_chains else out, "lower the weights or the step_size of the first generator.")
         if return_chains:
             return first._from_model(out[0]), first._from_model(out[1])
         return first._from_model(out)
@@ -474,6 +494,9 @@ def compose(*generators, weights=None):
     weights = [1.0] * len(generators) if weights is None else list(weights)
     if len(weights) != len(generators):
         raise ValueError(f"Got {len(weights)} weights for {len(generators)} generators.")
+    bad = [w for w in weights if not FINITE.is_satisfied_by(w)]
+    if bad:
+        raise ValueError(f"compose: every weight must be a finite real number (not a bool), got {bad[0]!r} in {weights!r}.")
     for item, weight in zip(generators, weights):
         gen, label = item if isinstance(item, tuple) else (item, None)
         if not isinstance(gen, EBMGenerator):

@@ -16,7 +16,7 @@ from sklearn.base import (
 from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import BaseEBM, transactional_fit
+from ._base import BaseEBM, consistent_read, transactional_fit
 from ._docs import fill_doc
 from ._validation import NONNEG, POSITIVE, POSITIVE_INT, check_params
 from .engine._random import seed_from
@@ -332,6 +332,7 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
 
         return tqdm(total=n * n_steps, desc="EBMPurifier: purify (image-steps)", unit_scale=True, leave=True)
 
+    @consistent_read
     def purify(self, X, *, n_replicates=None, n_steps=None, random_state=None):
         """Purify each input ``n_replicates`` times, independently.
 
@@ -374,6 +375,7 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
                 bar.close()
         return self._from_model(out, ("2d" if layout[0] == "frame" else layout[0], layout[1]))
 
+    @consistent_read
     def transform(self, X):
         """Purify ``X``: ``n_purify_steps`` Langevin steps from each input.
 
@@ -396,6 +398,7 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
             return pd.DataFrame(out, columns=self.feature_names_in_, index=X.index)
         return out
 
+    @consistent_read
     def purify_tensor(self, X, *, n_steps=None, noise=None, generator=None, differentiable=False,
                       checkpoint_segments="sqrt"):
         """Purify a torch tensor in the user's value range (for attacks).
@@ -459,6 +462,7 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
         out = self.rescaler_.inverse_transform(out.reshape(len(X), -1))
         return out.reshape(X.shape).to(device=X.device, dtype=X.dtype)
 
+    @consistent_read
     def score_samples(self, X):
         """Unnormalised log-density ``-E(x) / T`` of each sample.
 
@@ -617,6 +621,7 @@ class PurifiedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             return np.log(np.clip(proba, 1e-12, None)).mean(axis=0), "logits"
         return proba.mean(axis=0), "proba"
 
+    @consistent_read
     def predict_proba(self, X):
         """Class probabilities of the defended classifier.
 
@@ -634,6 +639,7 @@ class PurifiedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         out, kind = self._replicate_outputs(X)
         return softmax(out, axis=1) if kind == "logits" else out
 
+    @consistent_read
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`.
 
@@ -647,6 +653,7 @@ class PurifiedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         """
         return np.log(np.clip(self.predict_proba(X), 1e-300, None))
 
+    @consistent_read
     def predict(self, X):
         """Predicted class of each input (the arg-max of the averaged output).
 

@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import torch
+from sklearn.exceptions import NotFittedError
 from skorch.callbacks import Callback
 
 from ._history import n_updates
@@ -344,13 +345,18 @@ class SampleMonitor(Callback):
         Returns
         -------
         path : str
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before any snapshot (no estimator was fitted with the monitor).
         """
         from matplotlib.figure import Figure
 
         from ..plotting import plot_sample_evolution
 
-        if not self.grids_:
-            raise RuntimeError("SampleMonitor has no snapshot yet: fit an estimator with it first.")
+        if not getattr(self, "grids_", None):
+            raise NotFittedError("SampleMonitor has no snapshot yet: fit an estimator with it first.")
         kwargs.setdefault("image_shape", getattr(self, "image_shape_", None))
         kwargs.setdefault("value_range", getattr(self, "value_range_", None))
         kwargs.setdefault("cmap", self.cmap)
