@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from ._threads import thread_limit
 from ._version import __version__
-from ._validation import N_THREADS, NONNEG, NONNEG_INT, NONNEG_SCALE, POSITIVE, POSITIVE_INT, PROB, SCALE
+from ._validation import N_THREADS, NONNEG, NONNEG_INT, NONNEG_SCALE, POSITIVE, POSITIVE_INT, PROB, SCALE, TEMPERATURE
 from .engine import EBMNet, MaxLikelihoodLoss, ProgressBar
 from .engine._random import seed_from
 from .mcmc import CHAIN_INITS, ChainInit, LangevinSampler, NoiseSource, make_chain_init
@@ -504,7 +504,7 @@ class BaseEBM(BaseEstimator):
         "n_steps": [NONNEG_INT],
         "step_size": [SCALE],
         "noise_scale": [NONNEG_SCALE, None],
-        "temperature": [POSITIVE],
+        "temperature": [TEMPERATURE],
         "init": [StrOptions(set(CHAIN_INITS)), ChainInit],
         "buffer_size": [POSITIVE_INT],
         "reinit_prob": [PROB],

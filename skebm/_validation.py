@@ -16,7 +16,7 @@ from sklearn.utils._param_validation import Interval, StrOptions, validate_param
 
 __all__ = [
     "Int", "Float", "StrOptions", "check_params", "POSITIVE_INT", "NONNEG_INT", "POSITIVE", "NONNEG", "PROB",
-    "MAX_SCALE", "SCALE", "NONNEG_SCALE", "MAX_THREADS", "N_THREADS", "FINITE",
+    "MAX_SCALE", "SCALE", "NONNEG_SCALE", "TEMPERATURE", "MAX_THREADS", "N_THREADS", "FINITE",
 ]
 
 
@@ -56,6 +56,8 @@ FINITE = Float(None, None, closed="neither")
 MAX_SCALE = 1e6
 SCALE = Float(0, MAX_SCALE, closed="right")
 NONNEG_SCALE = Float(0, MAX_SCALE, closed="both")
+#: A temperature: energies are divided by it, so from 1 / MAX_SCALE to MAX_SCALE.
+TEMPERATURE = Float(1.0 / MAX_SCALE, MAX_SCALE, closed="both")
 
 #: Most torch threads a call may ask for (``n_threads``): above the cores of the largest machines, below
 #: the counts at which starting the threads exhausts the process (10**6 threads end it).

@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from ._base import BaseEBM, consistent_read, make_generator, transactional_fit
 from ._docs import fill_doc
-from ._validation import NONNEG, NONNEG_INT, POSITIVE, POSITIVE_INT, Float, Int, check_params
+from ._validation import NONNEG, NONNEG_INT, POSITIVE, POSITIVE_INT, SCALE, Float, Int, check_params
 from .engine import HeldOutEarlyStopping
 from .engine._density import ImportanceNet, QuadratureNet
 from .engine._history import training_rows
@@ -396,7 +396,7 @@ class EBMDensity(DensityMixin, BaseEBM):
         "init": [StrOptions({"longrun", "persistent", "replay", "noise", "data"}), *BaseEBM._shared_constraints["init"][1:]],
         "base": [StrOptions({"auto", "gmm", "gaussian"}), GaussianMixture, None],
         "base_components": [StrOptions({"cv", "bic"}), POSITIVE_INT],
-        "tau": [POSITIVE, None],
+        "tau": [SCALE, None],
         "tilt_bound": [POSITIVE, None, StrOptions({"auto"})],
         "n_members": [POSITIVE_INT],
         "early_stopping": ["boolean"],

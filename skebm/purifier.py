@@ -18,7 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseEBM, consistent_read, transactional_fit
 from ._docs import fill_doc
-from ._validation import NONNEG, POSITIVE, POSITIVE_INT, check_params
+from ._validation import NONNEG_SCALE, POSITIVE_INT, SCALE, check_params
 from .engine._random import seed_from
 from .mcmc import RowNoise, row_keys
 
@@ -254,10 +254,10 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
 
     _parameter_constraints = {
         **BaseEBM._shared_constraints,
-        "init_noise": [NONNEG],
+        "init_noise": [NONNEG_SCALE],
         "n_purify_steps": [POSITIVE_INT],
-        "purify_step_size": [POSITIVE, None],
-        "purify_noise": [NONNEG],
+        "purify_step_size": [SCALE, None],
+        "purify_noise": [NONNEG_SCALE],
         "n_replicates": [POSITIVE_INT],
     }
     _fitted_attributes = (*BaseEBM._fitted_attributes, "net_")
