@@ -693,7 +693,6 @@ class BaseEBM(BaseEstimator):
             self, net_cls, extra, self._callbacks(self._updates_per_fit(), 0, None if Z is None else len(Z))
         )
         module = self._make_energy(n_outputs, weights, Z)
-        check_energy_module(module, self._feature_shape, n_outputs, name=_energy_name(module, self.energy))
         net = net_cls(
             module,
             sampler=self._sampler(),
@@ -718,6 +717,8 @@ class BaseEBM(BaseEstimator):
             **extra,
         )
         _set_engine_threads(self, net)  # threads: n_threads of the sampling and prediction calls
+        with thread_limit(net.threads_):  # threads: the probe is a compute call like any other
+            check_energy_module(module, self._feature_shape, n_outputs, name=_energy_name(module, self.energy))
         return net
 
     def _warm_setters(self):
