@@ -79,8 +79,9 @@ class EBMGenerator(_ClassLabelsMixin, BaseEBM):
         Langevin steps per update, and the default for :meth:`sample`.
     step_size : float, default=1.0
         Langevin step size epsilon: the drift is ``step_size**2 / 2`` times
-        the energy gradient divided by ``temperature``. Chosen on 8x8
-        digits; 28x28 images want about 3.0 (see Notes).
+        the energy gradient divided by ``temperature`` (at most 1e6, in
+        the rescaled units). Chosen on 8x8 digits; 28x28 images want about
+        3.0 (see Notes).
     noise_scale : float or None, default=0.01
         Standard deviation of the Langevin noise; ``None`` uses
         ``step_size`` (exact Langevin dynamics at ``temperature``). The

@@ -242,7 +242,7 @@ def check_divergence(est):
 
 
 def check_interrupt(est):
-    """Ctrl-C during training keeps a usable model, warns, and says so in ``interrupted_``."""
+    """Ctrl-C during a first fit keeps a usable model, warns, says so in ``interrupted_``; a refit keeps the old one."""
     from skorch.callbacks import Callback
 
     class Interrupt(Callback):
@@ -257,6 +257,14 @@ def check_interrupt(est):
     assert interrupted.interrupted_ and interrupted.n_iter_ == 2
     for key, value in _outputs(interrupted, X).items():
         assert np.all(np.isfinite(value)), key
+    # a refit without warm_start that is interrupted keeps the previous model, exactly
+    refit = _fit(clone(est).set_params(max_iter=max(est.max_iter, 5)), X, y)
+    before, outputs = _state(refit), _outputs(refit, X)
+    refit.set_params(callbacks=[("interrupt", Interrupt())])
+    with pytest.warns(UserWarning, match="previous model is kept"):
+        refit.fit(X, y) if y is not None else refit.fit(X)
+    _assert_same_state(_state(refit), before)
+    _assert_same_outputs(_outputs(refit, X), outputs)
 
 
 def check_warm_start(est):
