@@ -556,8 +556,38 @@ def _po_outcome_cases():
         ("sample after set_params(step_size=1e5)", ("after", "step_size", 1e5)),
         ("sample after set_params(temperature=1e-30)", ("after", "temperature", 1e-30)),
         ("sample(n_samples=10**12)", ("sample-n", 10**12)),
+        ("EBMPurifier.purify(n_replicates=10**9)", ("other", "purify-replicates")),
+        ("EBMDensity, energy module returning (2n,)", ("other", "density-2n")),
+        ("NGEBMClassifier, energy module returning (n,)", ("other", "ngebm-n")),
+        ("NGEBMClassifier, every update diverges", ("other", "ngebm-diverge")),
+        ("EBMDensity(grid_resolution=10**6)", ("other", "density-grid")),
     ]
     return out
+
+
+def _po_other(what, X):
+    """Probes of the other estimators (tiny fits)."""
+    y = (X[:, 0] > 0).astype(int)
+    tiny = {"hidden_units": (8,)}
+    if what == "purify-replicates":
+        est = EBMPurifier(max_iter=2, n_steps=2, energy_params=tiny, random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(X)
+        return _po_verdict(lambda: est.purify(X[:3], n_replicates=10**9), est, _state(est))
+    if what == "density-2n":
+        est = EBMDensity(energy=_POModule("2n"), max_iter=3, n_members=1, random_state=0)
+        return _po_verdict(lambda: est.fit(X).score_samples(X[:3]), est)
+    if what == "ngebm-n":
+        est = NGEBMClassifier(energy=_POModule("n"), max_iter=3, random_state=0)
+        return _po_verdict(lambda: est.fit(X, y).predict_proba(X[:3]), est)
+    if what == "ngebm-diverge":
+        est = NGEBMClassifier(energy_params=tiny, max_iter=4, lr=1e6, optimizer="sgd", random_state=0)
+        return _po_verdict(lambda: est.fit(X, y).predict_proba(X[:3]), est)
+    if what == "density-grid":
+        est = EBMDensity(max_iter=2, grid_resolution=10**6, random_state=0)
+        return _po_verdict(lambda: est.fit(X).score_samples(X[:3]), est)
+    raise ValueError(what)
 
 
 class _POInterrupt(Callback):
@@ -588,7 +618,7 @@ def _po_case(how, X):
         return _po_fit_then(_po_small(energy=module), X)
     if kind == "diverge":
         _, n, mode = how
-        return _po_fit_then(_po_small(max_iter=n, lr=1e30, optimizer="sgd", on_divergence=mode), X)
+        return _po_fit_then(_po_small(max_iter=n, lr=1e6, optimizer="sgd", on_divergence=mode), X)
     if kind == "interrupt":
         est = _po_small(max_iter=6)
         if how[1] == "first":
@@ -633,6 +663,8 @@ def _po_case(how, X):
             est.fit(X)
         est.set_params(**{how[1]: how[2]})
         return _po_verdict(lambda: est.sample(3, random_state=0), est, _state(est))
+    if kind == "other":
+        return _po_other(how[1], X)
     if kind == "sample-n":
         est = _po_small()
         with warnings.catch_warnings():

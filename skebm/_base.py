@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from ._threads import thread_limit
 from ._version import __version__
-from ._validation import N_THREADS, NONNEG, NONNEG_INT, NONNEG_SCALE, POSITIVE, POSITIVE_INT, PROB, SCALE, TEMPERATURE
+from ._validation import N_THREADS, NONNEG, NONNEG_INT, NONNEG_SCALE, POSITIVE_INT, PROB, SCALE, TEMPERATURE
 from .engine import EBMNet, MaxLikelihoodLoss, ProgressBar
 from .engine._random import seed_from
 from .mcmc import CHAIN_INITS, ChainInit, LangevinSampler, NoiseSource, make_chain_init
@@ -499,7 +499,7 @@ class BaseEBM(BaseEstimator):
         "image_shape": ["array-like", None],
         "max_iter": [POSITIVE_INT],
         "batch_size": [POSITIVE_INT],
-        "lr": [POSITIVE],
+        "lr": [SCALE],
         "optimizer": [StrOptions({"adam", "sgd"}), type],
         "n_steps": [NONNEG_INT],
         "step_size": [SCALE],
@@ -509,7 +509,7 @@ class BaseEBM(BaseEstimator):
         "buffer_size": [POSITIVE_INT],
         "reinit_prob": [PROB],
         "l2_reg": [NONNEG],
-        "data_noise": [NONNEG],
+        "data_noise": [NONNEG_SCALE],
         "device": [str, torch.device],
         "precision": [StrOptions({"fp32", "bf16"})],
         "callbacks": [list, None],
@@ -791,6 +791,12 @@ class BaseEBM(BaseEstimator):
             if isinstance(rows, Integral):
                 check_rows_fit(f"{name}={rows}", rows, self._feature_shape, self._device, bytes_per_value=4,
                                bytes_per_row=8)
+        for what, rows in self._extra_rows():
+            check_rows_fit(what, rows, self._feature_shape, self._device)
+
+    def _extra_rows(self):
+        """``(what, n_rows)`` of other arrays a fit allocates (an estimator's grid, ...), checked like the batch."""
+        return []
 
     def _fit_engine(self, X, y=None, *, n_outputs=1):
         """Validate ``X``, rescale, build (or continue) the engine and train it.

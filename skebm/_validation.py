@@ -50,9 +50,10 @@ NONNEG = Float(0, None, closed="left")
 PROB = Float(0, 1, closed="both")
 FINITE = Float(None, None, closed="neither")
 
-#: Largest Langevin scale accepted (step sizes, noise scales, ``tau``). In the model's units the data
-#: have unit scale, so a step of 1e6 already jumps a million data widths; the samplers square these values,
-#: and 1e6 squared stays finite in float32 (a float such as 1e300 would overflow to inf or raise).
+#: Largest scale accepted for step sizes, noise scales, ``tau`` and learning rates. In the model's units
+#: the data have unit scale, so a step of 1e6 already jumps a million data widths; torch computes with these
+#: values in float32 and the samplers square them: 1e6 squared stays finite, while a float such as 1e300
+#: overflows to inf or makes torch raise.
 MAX_SCALE = 1e6
 SCALE = Float(0, MAX_SCALE, closed="right")
 NONNEG_SCALE = Float(0, MAX_SCALE, closed="both")

@@ -12,7 +12,7 @@ from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from ._base import BaseEBM, _ClassLabelsMixin, consistent_read, transactional_fit
 from ._docs import fill_doc
-from ._validation import NONNEG
+from ._validation import NONNEG, NONNEG_SCALE
 from .engine import NGEBMLoss, NGEBMNet
 from .mcmc import NoiseInit
 
@@ -214,7 +214,7 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         "energy_variance": [NONNEG],
         "approximate_mass": [NONNEG],
         "generative_weight": [NONNEG],
-        "input_noise": [NONNEG, Hidden(StrOptions({"deprecated"}))],
+        "input_noise": [NONNEG_SCALE, Hidden(StrOptions({"deprecated"}))],
     }
     _fitted_attributes = (*BaseEBM._fitted_attributes, "net_", "classes_")
 

@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from ._base import BaseEBM, consistent_read, make_generator, transactional_fit
 from ._docs import fill_doc
-from ._validation import NONNEG, NONNEG_INT, POSITIVE, POSITIVE_INT, SCALE, Float, Int, check_params
+from ._validation import NONNEG_INT, NONNEG_SCALE, POSITIVE, POSITIVE_INT, SCALE, Float, Int, check_params
 from .engine import HeldOutEarlyStopping
 from .engine._density import ImportanceNet, QuadratureNet
 from .engine._history import training_rows
@@ -403,7 +403,7 @@ class EBMDensity(DensityMixin, BaseEBM):
         "validation_fraction": [Float(0, 1, closed="neither")],
         "n_iter_no_change": [POSITIVE_INT, StrOptions({"auto"})],
         "max_iter": [NONNEG_INT, None],
-        "lr": [POSITIVE, None],
+        "lr": [SCALE, None],
         "n_importance_samples": [Int(2)],
         "grid_resolution": [Int(4), None],
         "metropolis": ["boolean"],
@@ -411,7 +411,7 @@ class EBMDensity(DensityMixin, BaseEBM):
         "independence_proposals": ["boolean"],
         "burnin_size": [POSITIVE_INT],
         "burnin_updates": [POSITIVE_INT],
-        "data_noise": [NONNEG, StrOptions({"auto"})],
+        "data_noise": [NONNEG_SCALE, StrOptions({"auto"})],
         "log_partition": [StrOptions({"auto", "grid", "importance", "ais"})],
         "n_ais_chains": [Int(2)],
         "n_ais_temperatures": [Int(2)],
@@ -554,6 +554,12 @@ class EBMDensity(DensityMixin, BaseEBM):
         n_dims = getattr(self, "n_features_in_", None)
         if method == "quadrature" and n_dims is not None and n_dims > 2:
             raise ValueError(f"method='quadrature' needs 1 or 2 features, the data has {n_dims}.")
+
+    def _extra_rows(self):
+        if self.n_features_in_ > 2:  # one or two features: a quadrature grid (training or the log-partition)
+            return []
+        cells = ((self.grid_resolution or 128) + 16) ** self.n_features_in_  # the grid and its tails (n_tail=8)
+        return [(f"grid_resolution={self.grid_resolution}", cells)]
 
     # ------------------------------------------------------------ the model
     @property

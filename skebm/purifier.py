@@ -16,7 +16,7 @@ from sklearn.base import (
 from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import BaseEBM, consistent_read, transactional_fit
+from ._base import BaseEBM, check_rows_fit, consistent_read, transactional_fit
 from ._docs import fill_doc
 from ._validation import NONNEG_SCALE, POSITIVE_INT, SCALE, check_params
 from .engine._random import seed_from
@@ -364,6 +364,8 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
         )
         layout = _input_layout(X, self.n_features_in_)
         X = self._validate_X(X, reset=False)
+        check_rows_fit(f"n_replicates={n_replicates} of {len(X)} inputs", n_replicates * len(X), self._feature_shape,
+                       self.net_.device)
         random_state = self.random_state if random_state is None else random_state
         z = self._tensor(X)
         noise = RowNoise(row_keys(z, seed_from(random_state)))

@@ -163,13 +163,16 @@ def test_sampling_more_rows_than_the_machine_holds_is_refused(X):
     est = quiet_fit(small(), X)
     with pytest.raises(ValueError, match="n_samples=.*GiB"):
         est.sample(10**12)
+    purifier = quiet_fit(EBMPurifier(max_iter=2, n_steps=2, energy_params={"hidden_units": (8,)}, random_state=0), X)
+    with pytest.raises(ValueError, match="n_replicates=.*GiB"):
+        purifier.purify(X[:3], n_replicates=10**9)
 
 
 # ------------------------------------------------------ 5. training outcomes that match the docs
 @pytest.mark.parametrize("on_divergence", ["recover", "raise"])
 @pytest.mark.parametrize("max_iter", [1, 2, 3, 5, 6, 12])
 def test_every_update_diverging_raises_whatever_max_iter(X, max_iter, on_divergence):
-    est = small(max_iter=max_iter, lr=1e30, optimizer="sgd", on_divergence=on_divergence)
+    est = small(max_iter=max_iter, lr=1e6, optimizer="sgd", on_divergence=on_divergence)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises(TrainingDivergedError):
