@@ -29,7 +29,15 @@ from .engine._random import seed_from
 from .mcmc import CHAIN_INITS, ChainInit, LangevinSampler, NoiseSource, make_chain_init
 from .nn import check_energy_module, make_energy
 
-__all__ = ["BaseEBM", "Rescaler", "check_rows_fit", "consistent_read", "consistent_view", "resolve_device", "transactional_fit"]
+__all__ = [
+    "BaseEBM",
+    "Rescaler",
+    "check_rows_fit",
+    "consistent_read",
+    "consistent_view",
+    "resolve_device",
+    "transactional_fit",
+]
 
 
 def resolve_device(device):
@@ -318,7 +326,8 @@ def _interrupted(est):
     """Whether the fit that made ``est``'s fitted state was cut short by Ctrl-C (its own, or a nested estimator's)."""
     if getattr(est, "interrupted_", False) is True:
         return True
-    return any(getattr(v, "interrupted_", False) is True for v in _fitted_state(est).values() if isinstance(v, BaseEstimator))
+    nested = [v for v in _fitted_state(est).values() if isinstance(v, BaseEstimator)]
+    return any(getattr(v, "interrupted_", False) is True for v in nested)
 
 
 def transactional_fit(fit):

@@ -281,6 +281,13 @@ class EBMGenerator(_ClassLabelsMixin, BaseEBM):
             Samples in the layout and value range of ``fit``'s ``X``.
         chains : ndarray of shape (n_steps + 1, n_samples, ...)
             Only when ``return_chains``: the trajectories.
+
+        Raises
+        ------
+        ValueError
+            When the chains diverge (non-finite states: a ``step_size`` far
+            too large for the energy), or when ``n_samples`` chains cannot
+            fit in the device's memory.
         """
         self._check_fitted()
         _check_call(n_samples, n_steps)
@@ -455,7 +462,7 @@ class ComposedGenerator:
         x0 = first.net_.chain_init_.fresh(n_samples, g)
         out = first.net_.sampler_(lambda z: self.energy(z, terms), x0, generator=g, n_steps=n_steps,
                                   return_chains=return_chains)
-        _check_finite_chains(out[0] if return_chains else out, "lower the weights or the step_size of the first generator.")
+        _check_finite_chains(out[0] if return_chains else out, "lower the weights or the first generator's step_size.")
         if return_chains:
             return first._from_model(out[0]), first._from_model(out[1])
         return first._from_model(out)
@@ -474,7 +481,9 @@ def compose(*generators, weights=None):
         Fitted generators with the same number of features; pass a
         ``(generator, label)`` pair to condition a conditional generator.
     weights : sequence of float, default=None
-        Weight of each energy; ``None`` gives 1 to each.
+        Weight of each energy (finite numbers; a negative one repels);
+        ``None`` gives 1 to each. Sampling raises a ``ValueError`` when
+        the chains diverge (non-finite states), e.g. with huge weights.
 
     Returns
     -------
@@ -497,7 +506,7 @@ def compose(*generators, weights=None):
         raise ValueError(f"Got {len(weights)} weights for {len(generators)} generators.")
     bad = [w for w in weights if not FINITE.is_satisfied_by(w)]
     if bad:
-        raise ValueError(f"compose: every weight must be a finite real number (not a bool), got {bad[0]!r} in {weights!r}.")
+        raise ValueError(f"compose: each weight must be a finite number (not a bool), got {bad[0]!r} in {weights!r}.")
     for item, weight in zip(generators, weights):
         gen, label = item if isinstance(item, tuple) else (item, None)
         if not isinstance(gen, EBMGenerator):

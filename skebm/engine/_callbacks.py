@@ -118,7 +118,7 @@ class DivergenceGuard(Callback):
 
     @staticmethod
     def _final_problem(net, X, max_abs_energy):
-        """What is wrong with the model the last update left: its parameters, its energies of the first rows of ``X``."""
+        """What is wrong with the model the last update left: its parameters, its energies of ``X``'s first rows."""
         module = net.bare_module()
         if not all(bool(torch.isfinite(p).all()) for p in module.parameters() if p.is_floating_point()):
             return {"parameters": "not finite"}
