@@ -267,7 +267,12 @@ class Rescaler:
         out = np.empty(X.shape, dtype=np.float32)
         for start in range(0, len(X), _CHUNK):
             sl = slice(start, start + _CHUNK)
-            out[sl] = (X[sl].astype(np.float64) - self.center_) / self.scale_
+            x = X[sl].astype(np.float64)
+            with np.errstate(over="ignore", invalid="ignore"):
+                z = (x - self.center_) / self.scale_
+            if not np.all(np.isfinite(z)):  # x - center overflowed (values near the float64 limit): divide first
+                z = x / self.scale_ - self.center_ / self.scale_
+            out[sl] = z
         return out
 
     def inverse_transform(self, Z, *, clip=True):
@@ -288,7 +293,11 @@ class Rescaler:
             center, scale = self._torch_affine(Z)
             X = Z.reshape(len(Z), -1).float() * scale + center
             return (X.clamp(self.low_, self.high_) if clip else X).reshape(Z.shape)
-        X = np.asarray(Z, dtype=np.float64) * self.scale_ + self.center_
+        with np.errstate(over="ignore"):
+            X = np.asarray(Z, dtype=np.float64) * self.scale_ + self.center_
+        if np.any(np.isinf(X)):  # data near the float64 limit: a state just past it saturates there, never inf
+            big = np.finfo(np.float64).max
+            X = np.where(np.isfinite(np.asarray(Z, dtype=np.float64)), np.clip(X, -big, big), X)
         if self.kind == "yeo-johnson":
             return self.power_.inverse_transform(X)
         return np.clip(X, self.low_, self.high_) if clip else X

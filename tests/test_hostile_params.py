@@ -332,3 +332,11 @@ def test_chains_that_diverge_while_sampling_raise_instead_of_returning_nan(X):
 def test_sample_monitor_before_any_fit_is_not_fitted(tmp_path):
     with pytest.raises(NotFittedError, match="no snapshot"):
         SampleMonitor().save_evolution(tmp_path / "x.png")
+
+
+def test_data_at_the_float64_limit_fit_and_sample_finite_values(X):
+    # (x - center) overflowed for values near +-1.8e308 with a centre of the other sign: NaN losses, a "divergence"
+    X_big = np.sign(X) * np.finfo(np.float64).max
+    est = quiet_fit(small(), X_big)
+    assert np.isfinite(est.rescaler_.transform(X_big)).all()
+    assert np.isfinite(est.sample(8, random_state=0)).all()
