@@ -553,6 +553,7 @@ def _po_outcome_cases():
         ("compose weight -0.5", ("compose", [1.0, -0.5])),
         ("compose 3 weights for 2", ("compose", [1.0, 1.0, 1.0])),
         ("SampleMonitor.save_evolution before fit", ("monitor", None)),
+        ("SampleMonitor(n_samples=10**12)", ("monitor-size", None)),
         ("sample after set_params(step_size=1e5)", ("after", "step_size", 1e5)),
         ("sample after set_params(temperature=1e-30)", ("after", "temperature", 1e-30)),
         ("sample(n_samples=10**12)", ("sample-n", 10**12)),
@@ -656,6 +657,11 @@ def _po_case(how, X):
         from skebm.engine import SampleMonitor
 
         return _po_verdict(lambda: SampleMonitor().save_evolution(os.path.join(tempfile.gettempdir(), "x.png")))
+    if kind == "monitor-size":
+        from skebm.engine import SampleMonitor
+
+        est = _po_small(callbacks=[SampleMonitor(n_samples=10**12)])
+        return _po_fit_then(est, X)
     if kind == "after":
         est = _po_small()
         with warnings.catch_warnings():

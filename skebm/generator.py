@@ -9,9 +9,10 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import _num_samples
 
 from ._base import (
-    BaseEBM, _ClassLabelsMixin, check_rows_fit, consistent_read, consistent_view, make_generator, transactional_fit,
+    BaseEBM, _ClassLabelsMixin, consistent_read, consistent_view, make_generator, transactional_fit,
 )
 from ._docs import fill_doc
+from ._torch_utils import check_rows_fit
 from ._validation import FINITE, NONNEG_INT, POSITIVE_INT, check_params
 
 __all__ = ["EBMGenerator", "compose"]

@@ -16,8 +16,9 @@ from sklearn.base import (
 from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import BaseEBM, check_rows_fit, consistent_read, transactional_fit
+from ._base import BaseEBM, consistent_read, transactional_fit
 from ._docs import fill_doc
+from ._torch_utils import check_rows_fit
 from ._validation import NONNEG_SCALE, POSITIVE_INT, SCALE, check_params
 from .engine._random import seed_from
 from .mcmc import RowNoise, row_keys

@@ -159,6 +159,13 @@ def test_sizes_beyond_the_machine_are_refused_before_allocating(X, params):
     assert_unfitted(est)
 
 
+def test_a_monitor_with_more_chains_than_the_machine_holds_is_refused_before_training(X):
+    est = small(callbacks=[SampleMonitor(n_samples=10**12)])
+    with pytest.raises(ValueError, match=r"SampleMonitor\(n_samples=.*GiB"):
+        est.fit(X)
+    assert_unfitted(est)
+
+
 def test_sampling_more_rows_than_the_machine_holds_is_refused(X):
     est = quiet_fit(small(), X)
     with pytest.raises(ValueError, match="n_samples=.*GiB"):

@@ -11,6 +11,7 @@ from skorch.callbacks import Callback
 
 from ._history import n_updates
 
+from .._torch_utils import check_rows_fit
 from .._validation import NONNEG_INT, POSITIVE_INT, StrOptions, check_params
 
 __all__ = ["SampleMonitor"]
@@ -152,6 +153,7 @@ class SampleMonitor(Callback):
         self._n_classes_ = None
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
+        check_rows_fit(f"SampleMonitor(n_samples={self.n_samples})", self.n_samples, net.feature_shape, net.device)
         self._last_ = _n_updates(net)
         if self._last_ == 0:  # a fresh fit; a warm start keeps the earlier snapshots
             self._reset()
