@@ -17,6 +17,12 @@ bad call and sorts the outcome:
 not have). The last table counts the outcomes. Run
 ``python benchmarks/bad_inputs.py [--out FILE]``; the last run is in ``benchmarks/reports/bad_inputs.md`` (a few minutes on two CPU
 cores; tiny fits of a few updates).
+
+``--params-outcomes`` runs instead the probes of parameters and training
+outcomes (issue 19, sections 4-5: bounds, devices, energy modules,
+divergence, Ctrl-C, concurrent refits, ``compose``), each in a child process
+with a 4 GB memory limit; the last run is in
+``benchmarks/reports/bad_inputs_params_outcomes.md``.
 """
 
 import argparse
