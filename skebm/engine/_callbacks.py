@@ -30,16 +30,19 @@ class DivergenceGuard(Callback):
     EBM training with MCMC negatives can diverge: the loss becomes NaN, or
     the energies of data and samples drift apart without bound (JEM's
     known failure). After every update this callback checks the loss and
-    the mean energies. It keeps a snapshot of the last good state (every
-    registered module: the network, the chain bank and the random
-    generators; the optimiser) taken every ``snapshot_every`` updates.
+    the mean energies. The values an update records are computed before
+    its parameter step, so they also show whether the previous step broke
+    the model; the model the last update leaves is checked at the end of
+    the fit (the energies of the first training rows and the parameters
+    must be finite, the energies within ``max_abs_energy``). So every
+    update, the last included, is checked the same way.
 
-    The values an update records are computed before its parameter step,
-    so they also show whether the previous step broke the model; the
-    model the last update leaves is checked at the end of the fit (the
-    energies of the first training rows and the parameters must be finite,
-    the energies within ``max_abs_energy``). So every update, the last
-    included, is checked the same way.
+    It keeps a snapshot of the last good state (every registered module:
+    the network, the chain bank and the random generators; the
+    optimiser): every ``snapshot_every`` updates the state is copied
+    before the next update, and becomes the last good state once that
+    update's values show it is good (a step that broke the model is never
+    kept as "good").
 
     With ``on_divergence="recover"`` a diverged update rolls the engine
     back to that snapshot, halves the learning rate (and the Langevin step
