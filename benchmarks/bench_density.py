@@ -81,7 +81,7 @@ N_TEST_TOY = 5000
 QUICK_DATASETS = ("8gaussians", "moons", "wine")
 QUICK_N_TRAIN = 500
 QUICK_N_TEST = 1000
-QUICK_EBM = {"max_iter": 30, "n_ais_temperatures": 50, "n_ais_chains": 128, "grid_resolution": 129}
+QUICK_EBM = {"max_iter": 30}  # method="auto": quadrature on the toys, importance sampling on the tables
 
 
 # ---------------------------------------------------------------- data sets

@@ -141,7 +141,7 @@ def _plots(out, rows, results, gens):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from skebm.plotting import plot_sample_grid, plot_training
+    from skebm.plotting import plot_sample_grid, plot_training, save_sample_evolution
 
     for (label, samples, _), tag in zip(rows, [r[3] for r in results]):
         fig, ax = plt.subplots(figsize=(5, 5))
@@ -165,7 +165,7 @@ def _plots(out, rows, results, gens):
         axes[0].figure.savefig(os.path.join(out, f"mnist_training_{tag}.png"), dpi=100, bbox_inches="tight")
         plt.close(axes[0].figure)
         if info.get("monitor") is not None:
-            info["monitor"].save_evolution(os.path.join(out, f"mnist_evolution_{tag}.png"), n_cols=16)
+            save_sample_evolution(info["monitor"], os.path.join(out, f"mnist_evolution_{tag}.png"), n_cols=16)
 
 
 def main(argv=None):

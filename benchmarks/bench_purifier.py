@@ -182,7 +182,7 @@ def train_cnn(cls, X, y, *, epochs, seed, adv_eps=None, ramp=0.3, cache=None):
             if eps:
                 net.eval()
                 xb = torch.as_tensor(pgd_attack(
-                    net, xb, yt[idx].numpy(), eps=eps, n_steps=7, step_size=eps / 4, bounds=(0, 1),
+                    net, xb, yt[idx].numpy(), eps=eps, pgd_steps=7, pgd_step_size=eps / 4, bounds=(0, 1),
                     random_state=rng.randint(2**31 - 1),
                 ))
             net.train()
@@ -253,7 +253,7 @@ def sanity_checks(cnn, purifier, X, y, eps, budget, seed):
         accs = []
         for n in steps:
             table = evaluate_robustness(
-                cnn, X, y, epsilons=[eps], n_steps=n, n_replicates=budget["replicates"],
+                cnn, X, y, epsilons=[eps], pgd_steps=n, n_replicates=budget["replicates"],
                 eot_samples=budget["eot"], n_evaluations=0, bounds=(0, 1), random_state=seed, **kw,
             )
             accs.append(float(table.loc[eps, column]))
@@ -263,7 +263,7 @@ def sanity_checks(cnn, purifier, X, y, eps, budget, seed):
     # 3. eps -> large: chance (0.1 for 10 classes) or below
     table = evaluate_robustness(
         cnn, X, y, epsilons=[1.0], purifier=purifier, attacks=("bpda", "full_gradient"),
-        n_steps=max(2, budget["attack_steps"] // 2), n_replicates=budget["replicates"], eot_samples=budget["eot"],
+        pgd_steps=max(2, budget["attack_steps"] // 2), n_replicates=budget["replicates"], eot_samples=budget["eot"],
         n_evaluations=0, bounds=(0, 1), random_state=seed,
     )
     und, pur = float(table.loc[1.0, "undefended"]), float(table.loc[1.0, "min over attacks"])

@@ -99,7 +99,7 @@ def plot(curves, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from skebm.plotting import _moving_average
+    from skebm.plotting import _moving_average, save_sample_evolution
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     for i, (precision, rows) in enumerate(curves.items()):
@@ -159,7 +159,7 @@ def main(argv=None):
         assert type(gen.net_.module_).__name__ == "ResNetEnergy", type(gen.net_.module_).__name__
         curves[precision] = rows
         table[precision] = summarise(rows, wall, cpu, gen.net_.module_)
-        monitor.save_evolution(os.path.join(args.out, f"resnet_samples_{precision}.png"), n_cols=8)
+        save_sample_evolution(monitor, os.path.join(args.out, f"resnet_samples_{precision}.png"), n_cols=8)
         print(f"  {precision}: {len(rows)} updates in {wall:.0f} s ({cpu:.0f} s CPU)", flush=True)
 
     keys = ["updates", "finite", "recoveries", "gap_first_half", "gap_second_half", "energy_range",

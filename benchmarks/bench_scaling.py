@@ -192,6 +192,7 @@ def bench_estimators(quick, device="auto"):
     from sklearn.datasets import load_digits
 
     from skebm import EBMDensity, EBMGenerator, EBMPurifier, NGEBMClassifier
+    from skebm.density import QuadratureML
 
     digits = load_digits()
     X8, y8 = digits.data.reshape(-1, 1, 8, 8), digits.target
@@ -207,7 +208,7 @@ def bench_estimators(quick, device="auto"):
         ("EBMGenerator", "resnet 32x32", lambda **kw: EBMGenerator("resnet", **big, **kw), X32, None),
         ("EBMPurifier", "conv 8x8", lambda **kw: EBMPurifier("conv", batch_size=64, n_steps=20, init="persistent",
                                                              buffer_size=1000, **kw), X8, None),
-        ("EBMDensity", "mlp 2-D", lambda **kw: EBMDensity(batch_size=128, n_steps=20, grid_resolution=65, **kw),
+        ("EBMDensity", "mlp 2-D", lambda **kw: EBMDensity(method=QuadratureML(grid_resolution=65), batch_size=128, **kw),
          X2, None),
         ("NGEBMClassifier", "conv 8x8", lambda **kw: NGEBMClassifier("conv", batch_size=64, **kw), X8, y8),
         ("NGEBMClassifier", "resnet 32x32", lambda **kw: NGEBMClassifier("resnet", batch_size=4 if cpu else 64, **kw),

@@ -2,12 +2,16 @@
 # The checks that need a GPU, in one run of at most 8 minutes:
 #
 #   1. every test marked @pytest.mark.gpu                 -> gpu_tests.txt
-#   2. the Langevin sampler benchmark, fp32/bf16, bare loop
-#      vs skebm, conv 8x8 and ResNet 32x32 (bench_langevin) -> bench_langevin.md
+#   2. the Langevin samplers side by side: bare loop, torchebm,
+#      ebmkit (when installed), skebm fp32 and bf16; MLP, conv
+#      8x8 and 28x28, ResNet 32x32 (bench_langevin)         -> bench_langevin.md
 #   3. a short training benchmark of every estimator,
 #      fp32 and bf16 (bench_scaling --sections estimators)  -> train_speed.md
 #   4. the data-parallel tests (tests/test_distributed.py:
 #      2 CPU processes on gloo, and the CUDA variant)       -> distributed.txt
+#   5. a short run of every skebm.presets configuration (5
+#      updates each as published, on 32x32 colour digits)  -> presets.md
+#   6. ResNet 32x32 training stability, fp32 and bf16       -> resnet_stability.txt
 #
 # and a summary (summary.md, env.txt) in the output folder: the first
 # argument, else $OUT, else ./gpu_check_out.
@@ -126,7 +130,7 @@ export MPLBACKEND=Agg PYTHONWARNINGS=ignore
 step "gpu-marked tests" 200 "$DEST/gpu_tests.txt" \
     "$PY" -m pytest -m gpu -q -p no:cacheprovider -rs --durations=10 --continue-on-collection-errors \
     --junitxml="$DEST/gpu_tests.xml"
-# 2. the sampler benchmark: fp32 and bf16, bare loop against skebm's, MLP, conv 8x8, ResNet 32x32
+# 2. the samplers side by side: bare loop, torchebm, ebmkit, skebm fp32 and bf16; MLP, conv 8x8 and 28x28, ResNet 32x32
 step "bench_langevin ($DEVICE)" 90 "$DEST/bench_langevin.md" "$PY" benchmarks/bench_langevin.py --device "$DEVICE" \
     $([ "$DEVICE" = cuda ] || echo --quick)
 # 3. one short training benchmark per estimator, fp32 and bf16
@@ -135,14 +139,18 @@ step "training speed per estimator" 120 "$DEST/train_speed.txt" \
 # 4. the data-parallel tests: two processes on gloo (CPU) and the CUDA variant
 step "data-parallel tests" 120 "$DEST/distributed.txt" \
     "$PY" -m pytest tests/test_distributed.py -q -p no:cacheprovider -rs --durations=5
-# 5. ResNet 32x32 training stability, fp32 and bf16 (energies, gradient norms; a CPU cannot run it)
+# 5. every preset of skebm.presets: 5 updates as published (a CPU rehearsal shrinks them), then one answer
+step "presets (5 updates each)" 120 "$DEST/presets.txt" \
+    "$PY" benchmarks/bench_presets.py --device "$DEVICE" --updates 5 --out "$DEST/presets.md" \
+    $([ "$DEVICE" = cuda ] || echo --quick)
+# 6. ResNet 32x32 training stability, fp32 and bf16 (energies, gradient norms; a CPU cannot run it)
 step "ResNet stability (fp32, bf16)" 120 "$DEST/resnet_stability.txt" \
     "$PY" benchmarks/bench_resnet_stability.py --max-iter 100 --out "$DEST/resnet_stability" \
     $([ "$DEVICE" = cuda ] || echo --quick)
 
 say ""
 say "total: $((SECONDS - START)) s of the ${BUDGET} s budget"
-for f in bench_langevin.md train_speed.md; do
+for f in bench_langevin.md train_speed.md presets.md; do
     if [ -s "$DEST/$f" ]; then { echo; echo "## $f"; echo; cat "$DEST/$f"; } >> "$SUMMARY"; fi
 done
 for f in gpu_tests.txt distributed.txt resnet_stability.txt; do

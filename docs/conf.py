@@ -14,6 +14,7 @@ yet is simply skipped.
 
 import importlib
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -38,6 +39,15 @@ author = "the skebm developers"
 copyright = "the skebm developers"
 version = release = skebm.__version__
 
+# The repository link (header icon, citing page) comes from pyproject.toml's
+# [project.urls] Repository: the one place it is written.
+import tomllib  # noqa: E402
+
+_URLS = tomllib.loads((HERE.parent / "pyproject.toml").read_text()).get("project", {}).get("urls", {})
+REPOSITORY_URL = _URLS.get("Repository") or _URLS.get("Source")
+rst_epilog = (f".. |repository| replace:: `the skebm repository <{REPOSITORY_URL}>`__\n" if REPOSITORY_URL
+              else ".. |repository| replace:: the repository this documentation was built from (``README.md``)\n")
+
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
@@ -47,7 +57,18 @@ extensions = [
     "sphinx-mathjax-offline",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
+    # docs/sphinxext: offline links to sklearn, torch, numpy, skorch, ... (no intersphinx download)
+    "external_links",
+    # docs/sphinxext: every class page documents its public methods (checked on the built HTML)
+    "api_check",
+    # docs/sphinxext: :report:`name` and .. report-table:: read figures from benchmarks/reports/
+    "report_figures",
+    # docs/sphinxext: .. gallery-figure:: puts a gallery example's figure in a user-guide page
+    "gallery_figures",
 ]
+
+# Every cross-reference must resolve (make docs / docs-fast pass -n as well).
+nitpicky = True
 
 templates_path = ["_templates"]
 exclude_patterns = ["_build", "_api_*.rst", "sphinxext", "**.ipynb_checkpoints"]
@@ -111,6 +132,14 @@ API_SECTIONS = [
                   "compose", "save", "load"],
     },
     {
+        "module": "skebm.density",
+        "slug": "density",
+        "title": "Density training methods",
+        "description": "How EBMDensity trains its network: each method an object with its own parameters.",
+        "groups": [("Methods", _subclass_of("skebm.density.DensityMethod"))],
+        "order": ["QuadratureML", "ImportanceML", "LongrunML", "DensityMethod", "fit_base_density"],
+    },
+    {
         "module": "skebm.mcmc",
         "slug": "mcmc",
         "title": "Sampler and chain initialisations",
@@ -171,6 +200,12 @@ API_SECTIONS = [
         "description": "Toy densities, small image and tabular sets; nothing downloaded.",
     },
     {
+        "module": "skebm.presets",
+        "slug": "presets",
+        "title": "Presets",
+        "description": "The papers' published configurations as estimator parameters (``from_preset``).",
+    },
+    {
         "module": "skebm.plotting",
         "slug": "plotting",
         "title": "Plotting",
@@ -201,7 +236,8 @@ def _heading(text, char):
 
 
 def _autosummary(names, template):
-    return [".. autosummary::", "   :toctree: ../generated/", f"   :template: {template}", "",
+    # the templates live in _templates/autosummary/: the path is relative to templates_path
+    return [".. autosummary::", "   :toctree: ../generated/", f"   :template: autosummary/{template}", "",
             *(f"   {name}" for name in names), ""]
 
 
@@ -322,7 +358,13 @@ numpydoc_validation_checks = {
     "GL08",  # no docstring (inherited framework methods)
 }
 # Constants have the docstring of their type (dict, tuple): not validated.
-numpydoc_validation_exclude = {r"\.__init__$", r"\.forward$"} | {f"^{name}$" for name in API_DATA}
+# Members whose docstrings are another project's (skorch's Checkpoint and
+# cuda_dependent_attributes_, the namedtuple fields of ChainDraw) are not ours to validate.
+numpydoc_validation_exclude = (
+    {r"\.__init__$", r"\.forward$", r"\.cuda_dependent_attributes_$", r"\.TrainingCheckpoint\.(save_model|get_formatted_files)$",
+     r"^skebm\.mcmc\.ChainDraw\.\w+$"}
+    | {f"^{name}$" for name in API_DATA}
+)
 
 # ------------------------------------------------------------ sphinx-gallery
 # A cold build runs every example and must stay within ten minutes: each
@@ -365,12 +407,25 @@ html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
     "secondary_sidebar_items": ["page-toc"],
+    "icon_links": ([{"name": "Repository", "url": REPOSITORY_URL, "icon": "fa-brands fa-github"}]
+                   if REPOSITORY_URL else []),
 }
-html_static_path = []
+html_static_path = ["_static"]
+# wide tables and long code lines scroll sideways
+html_css_files = ["skebm.css"]
 html_show_sourcelink = False
+
+
+def _offline_execution_times(app, docname, source):
+    """sphinx-gallery's "Computation times" pages load jQuery and DataTables from CDNs (a sortable
+    table): drop that raw HTML, so the pages are a plain table (already sorted by time) that needs
+    no network."""
+    if docname.endswith("sg_execution_times"):
+        source[0] = re.sub(r"\n  \.\. raw:: html\n\n(?:    .*\n|\n)*?(?=  \.\. list-table::)", "\n", source[0])
 
 
 def setup(app):
     from gallery_budget import disarm
 
     app.connect("build-finished", disarm)
+    app.connect("source-read", _offline_execution_times)

@@ -127,7 +127,7 @@ print(f"purified CNN test accuracy: {defended.score(X_test, y_test):.3f}")
 #   averaged;
 # * ``"full_gradient"``: PGD-EOT through every Langevin step of the chain
 #   (second derivatives of the energy, checkpointed), fresh noise at every
-#   step (``noise="reparameterised"`` fixes the draws instead: an attacker
+#   step (``noise_mode="reparameterised"`` fixes the draws instead: an attacker
 #   who knows the seed);
 # * ``"apgd"``: torchattacks' APGD with EOT, through the same chain.
 #
@@ -142,7 +142,7 @@ table = evaluate_robustness(
     X_test[:30],
     y_test[:30],
     epsilons=[0.1, 0.2],
-    n_steps=5,
+    pgd_steps=5,
     eot_samples=2,
     n_evaluations=4,
     bounds=(0, 1),

@@ -20,18 +20,21 @@ from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from ._cost import warn_bf16_on_cpu, warn_if_slow
+from ._images import image_batch_shape
 from ._threads import thread_limit
 from ._torch_utils import check_rows_fit
 from ._version import __version__
 from ._validation import N_THREADS, NONNEG, NONNEG_INT, NONNEG_SCALE, POSITIVE_INT, PROB, SCALE, TEMPERATURE
 from .engine import EBMNet, MaxLikelihoodLoss, ProgressBar
-from .engine._random import seed_from
+from ._random import derive_seed, make_generator, seed_from  # noqa: F401 (make_generator: re-exported)
 from .mcmc import CHAIN_INITS, ChainInit, LangevinSampler, NoiseSource, make_chain_init
 from .nn import check_energy_module, make_energy
 
 __all__ = [
     "BaseEBM",
     "Rescaler",
+    "auto_step_size",
     "consistent_read",
     "consistent_view",
     "resolve_device",
@@ -86,23 +89,42 @@ def _check_usable(device):
         ) from exc
 
 
-def make_generator(random_state, device="cpu"):
-    """A fresh :class:`torch.Generator` on ``device`` seeded from ``random_state``.
+#: Image size (C * H * W) at which ``step_size="auto"`` is 1: scikit-learn's 8x8 digits.
+_AUTO_STEP_PIXELS = 64
+#: How ``step_size="auto"`` grows with the image size (the sweep in ``benchmarks/reports/generator_images.md``).
+_AUTO_STEP_EXPONENT = 0.6
 
-    Every seeded call of an estimator draws from its own generator, so it
-    depends on nothing global and is safe to run from several threads.
+
+def auto_step_size(image_shape):
+    """The Langevin step size that ``step_size="auto"`` gives for data of ``image_shape``.
+
+    Images are rescaled to ``[-1, 1]`` and the Langevin noise is small, so
+    the drift ``step_size**2 / 2 * grad E`` does the work of moving a chain
+    from noise to an image. How far a chain has to travel grows as
+    ``sqrt(C * H * W)`` while a regularised energy's gradient does not
+    grow with it, so the step grows with the image, as ``(C * H * W / 64)
+    ** 0.6``: 1.0 on 8x8 digits (where the default was chosen), 4.5 on
+    28x28 MNIST and 10.2 on 32x32 colour images. The sweep that chose the
+    rule is in ``benchmarks/reports/generator_images.md``. Flat
+    (non-image) data, standardised per feature, get 1.0.
 
     Parameters
     ----------
-    random_state : int, RandomState instance or None
-        As scikit-learn's ``random_state``.
-    device : str or torch.device, default="cpu"
+    image_shape : tuple of int (C, H, W) or None
 
     Returns
     -------
-    generator : torch.Generator
+    step_size : float
+
+    Examples
+    --------
+    >>> from skebm._base import auto_step_size
+    >>> round(auto_step_size((1, 8, 8)), 2), round(auto_step_size((1, 28, 28)), 2), auto_step_size(None)
+    (1.0, 4.49, 1.0)
     """
-    return torch.Generator(device=device).manual_seed(seed_from(random_state))
+    if image_shape is None:
+        return 1.0
+    return max(1.0, (math.prod(image_shape) / _AUTO_STEP_PIXELS) ** _AUTO_STEP_EXPONENT)
 
 
 # ----------------------------------------------------------------- rescaling
@@ -447,13 +469,7 @@ class _ClassLabelsMixin:
 
 
 # ------------------------------------------------------------ the estimators
-def _is_4d(X):
-    return hasattr(X, "ndim") and hasattr(X, "shape") and X.ndim == 4 and not hasattr(X, "columns")
-
-
 _ACCEPTED_DTYPES = [np.float64, np.float32, np.uint8]
-
-
 class BaseEBM(BaseEstimator):
     """Base class of the skebm estimators (not for direct use).
 
@@ -509,6 +525,34 @@ class BaseEBM(BaseEstimator):
         "_layout_", "_fit_params_", "_n_outputs_",
     )
 
+    @classmethod
+    def from_preset(cls, name, **overrides):
+        """The estimator configured as a published paper's setting (:mod:`skebm.presets`).
+
+        Parameters
+        ----------
+        name : str
+            A name in :data:`skebm.presets.PRESET_NAMES` that configures this
+            class (:func:`skebm.presets.get` tells which and lists the
+            settings, their sources and what skebm cannot express).
+        **overrides
+            Parameters that replace the preset's (``device``, ``max_iter``,
+            ``verbose``, ...).
+
+        Returns
+        -------
+        estimator : an unfitted instance of this class
+
+        Raises
+        ------
+        ValueError
+            If ``name`` is no preset, a preset of another class, or an
+            override is no parameter of this class.
+        """
+        from .presets import _build
+
+        return _build(cls, name, overrides)
+
     # ----------------------------------------------------------- validation
     def _check_params(self):
         """Cross-parameter checks beyond ``_parameter_constraints`` (called by :meth:`_check_fitted` too)."""
@@ -526,27 +570,14 @@ class BaseEBM(BaseEstimator):
     def _validate_X(self, X, *, reset):
         """Validate ``X`` (2-D, DataFrame or 4-D) and return a 2-D array (float, or uint8 as given)."""
         shape4 = None
-        if _is_4d(X):
-            shape4 = tuple(int(s) for s in X.shape[1:])
+        if getattr(X, "ndim", 2) in (3, 4) and hasattr(X, "shape") and not hasattr(X, "columns"):
+            shape4 = image_batch_shape(X, self.image_shape if reset else None)  # 3-D: refused
             X = np.asarray(X).reshape(X.shape[0], -1)
-        elif getattr(X, "ndim", 2) == 3 and not hasattr(X, "columns"):
-            raise ValueError(
-                f"X has 3 dimensions {tuple(X.shape)}: pass images as a 4-D array (n_samples, C, H, W) (for "
-                "grayscale, X[:, None]), or flattened to (n_samples, C * H * W) with image_shape=(C, H, W)."
-            )
         X = validate_data(self, X, reset=reset, dtype=_ACCEPTED_DTYPES)
         if reset:
             kind = "4d" if shape4 is not None else ("frame" if hasattr(self, "feature_names_in_") else "2d")
             self._layout_ = (kind, X.dtype)
-            image_shape = None if self.image_shape is None else tuple(int(s) for s in self.image_shape)
-            if shape4 is not None and image_shape is not None and shape4 != image_shape:
-                raise ValueError(f"image_shape={image_shape} does not match the shape {shape4} of the 4-D X.")
-            image_shape = image_shape or shape4
-            if image_shape is not None and math.prod(image_shape) != X.shape[1]:
-                raise ValueError(
-                    f"image_shape={image_shape} implies {math.prod(image_shape)} features, but X has {X.shape[1]}."
-                )
-            self.image_shape_ = image_shape
+            self.image_shape_ = shape4 or image_batch_shape(X, self.image_shape)
         elif shape4 is not None and shape4 != self.image_shape_:
             fitted = "flat features" if self.image_shape_ is None else f"images of shape {self.image_shape_}"
             raise ValueError(f"X has image shape {shape4}, but {type(self).__name__} was fitted on {fitted}.")
@@ -622,9 +653,22 @@ class BaseEBM(BaseEstimator):
             return NoiseSource("uniform", low=-1.0, high=1.0)
         return NoiseSource("gaussian", loc=0.0, scale=1.0)
 
+    def _step_size(self, value=None):
+        """The Langevin step size ``value`` (default: ``step_size``), :func:`auto_step_size` of the data for ``"auto"``."""
+        value = self.step_size if value is None else value
+        if isinstance(value, str) and value == "auto":
+            return auto_step_size(self.image_shape_)
+        return float(value)
+
+    @property
+    def step_size_(self):
+        """Langevin step size of the chains (``step_size`` resolved, after any adaptation)."""
+        check_is_fitted(self, "net_")
+        return float(self.net_.sampler_.step_size)
+
     def _sampler(self):
         """The training sampler from the estimator's Langevin parameters."""
-        return LangevinSampler(n_steps=self.n_steps, step_size=self.step_size, noise_scale=self.noise_scale)
+        return LangevinSampler(n_steps=self.n_steps, step_size=self._step_size(), noise_scale=self.noise_scale)
 
     def _build_chain_init(self):
         """The chain-initialisation strategy from ``init`` and the bank parameters (one table)."""
@@ -676,7 +720,7 @@ class BaseEBM(BaseEstimator):
             data_noise=self._data_noise,
             conditional=bool(getattr(self, "conditional", False)),
             precision=self.precision,
-            seed=seed + 1,
+            seed=derive_seed(seed, "chains"),
             max_updates=self._updates_per_fit(),
             optimizer=optimizer,
             lr=self._learning_rate(),
@@ -711,7 +755,7 @@ class BaseEBM(BaseEstimator):
             "lr": lr,
             "batch_size": lambda value: setattr(net, "batch_size", value),
             "n_steps": sampler("n_steps"),
-            "step_size": sampler("step_size"),
+            "step_size": lambda value: setattr(net.sampler_, "step_size", self._step_size(value)),
             "noise_scale": sampler("noise_scale"),
             "temperature": lambda value: setattr(net, "temperature", float(value)),
             "data_noise": lambda value: setattr(net, "data_noise", float(value)),
@@ -747,6 +791,10 @@ class BaseEBM(BaseEstimator):
         """The optimiser's learning rate (``lr``)."""
         return self.lr
 
+    def _chain_steps_per_update(self):
+        """Langevin steps each chain runs per update (what a fit's cost estimate counts)."""
+        return self.n_steps
+
     def _updates_per_fit(self):
         """Parameter updates of one fit (``max_iter``)."""
         return self.max_iter
@@ -778,6 +826,7 @@ class BaseEBM(BaseEstimator):
         training array.
         """
         self._check_params()
+        warn_bf16_on_cpu(self, self._device)
         warm = self.warm_start and hasattr(self, "net_")
         X = self._validate_X(X, reset=not warm)
         if not warm:
@@ -793,6 +842,7 @@ class BaseEBM(BaseEstimator):
             _set_engine_threads(self, self.net_)  # threads: n_threads may have changed
         else:
             self.net_ = self._build_engine(n_outputs, seed_from(self.random_state), Z)
+        warn_if_slow(self, self.net_, self._updates_per_fit())  # before training: the estimated CPU cost
         with thread_limit(self.net_.threads_, fit=True):  # threads: the whole fit, restored afterwards
             if warm:
                 self.net_.partial_fit(*self._engine_data(Z, y))

@@ -11,6 +11,7 @@ from sklearn.utils._param_validation import Hidden, StrOptions
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from ._base import BaseEBM, _ClassLabelsMixin, consistent_read, transactional_fit
+from ._torch_utils import batched
 from ._docs import fill_doc
 from ._validation import NONNEG, NONNEG_SCALE
 from .engine import NGEBMLoss, NGEBMNet
@@ -51,12 +52,10 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
     Features are standardised and images mapped to [-1, 1] internally.
 
     Cost of a default fit: 1,500 updates of 64 samples with a double
-    backward pass (the approximate-mass term) and no MCMC; on the 898
-    training digits of a 50/50 split about 9 seconds of one CPU core
-    (accuracy 0.981, ECE 0.013), against 5 s for the same network with
-    plain cross-entropy (accuracy 0.966, ECE 0.026) and 0.05 s for
-    LogisticRegression (accuracy 0.961). JEM mode adds ``n_steps``
-    Langevin steps per update (about 20 times the cost).
+    backward pass (the approximate-mass term) and no MCMC: two to three
+    times a plain cross-entropy fit of the same network. JEM mode adds
+    ``n_steps`` Langevin steps per update. Measured times, accuracy and
+    calibration (from ``benchmarks/reports/``): :ref:`User Guide <classifier>`.
 
     Read more in the :ref:`User Guide <classifier>`.
 
@@ -240,6 +239,9 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         # NG-EBM runs no chain and allocates no bank; JEM mode uses the init strategy
         return super()._build_chain_init() if self.generative_weight > 0 else NoiseInit()
 
+    def _chain_steps_per_update(self):
+        return self.n_steps if self.generative_weight > 0 else 0  # NG-EBM runs no chain
+
     def _engine_params(self, Z=None):
         return NGEBMNet, {
             "criterion": NGEBMLoss,
@@ -332,18 +334,13 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         self._check_fitted()
         X = self._validate_X(X, reset=False)
         Z = self._tensor(X)
-        logits, norms = [], []
-        for start in range(0, len(Z), _PREDICT_CHUNK):
-            chunk = Z[start : start + _PREDICT_CHUNK]
-            n = len(chunk)
-            if n < _PREDICT_CHUNK:
-                chunk = torch.cat([chunk, chunk.new_zeros(_PREDICT_CHUNK - n, *chunk.shape[1:])])
+
+        def chunk_outputs(chunk):
             lo, no = self._logits_tensor(chunk, grad=grad)
-            logits.append(lo[:n].cpu().double())
-            if grad:
-                norms.append(no[:n].cpu().double())
-        logits = torch.cat(logits).numpy()
-        return (logits, torch.cat(norms).numpy()) if grad else logits
+            return (lo.cpu().double(), no.cpu().double()) if grad else lo.cpu().double()
+
+        out = batched(chunk_outputs, Z, _PREDICT_CHUNK, grad=None, pad=True)
+        return (out[0].numpy(), out[1].numpy()) if grad else out.numpy()
 
     @consistent_read
     def decision_function(self, X):

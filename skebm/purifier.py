@@ -18,9 +18,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseEBM, consistent_read, transactional_fit
 from ._docs import fill_doc
-from ._torch_utils import check_rows_fit
+from ._random import seed_from
+from ._torch_classifier import as_torch_classifier
+from ._torch_utils import batched, check_rows_fit
 from ._validation import NONNEG_SCALE, POSITIVE_INT, SCALE, check_params
-from .engine._random import seed_from
 from .mcmc import RowNoise, row_keys
 
 __all__ = ["EBMPurifier", "PurifiedClassifier"]
@@ -33,8 +34,9 @@ def _input_layout(X, n_features):
     """Layout ``(kind, dtype)`` of a transform's input, as :meth:`BaseEBM._from_model` takes it."""
     kind = "frame" if hasattr(X, "columns") else ("4d" if getattr(X, "ndim", 2) == 4 else "2d")
     dtype = getattr(X, "dtype", None)
-    if kind == "frame":
-        dtype = np.result_type(*X.dtypes) if len(X.columns) else np.float64
+    if kind == "frame":  # pandas extension dtypes (Int64, Float32) by their numpy counterparts
+        dtypes = [getattr(d, "numpy_dtype", d) for d in X.dtypes]
+        dtype = np.result_type(*dtypes) if len(X.columns) else np.float64
     dtype = np.dtype(dtype) if dtype is not None and np.issubdtype(np.dtype(dtype), np.floating) else np.float64
     return kind, dtype
 
@@ -71,9 +73,12 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
     {optimizer}
     n_steps : int, default=50
         Langevin steps per training update (Life Cycle: 100 on CIFAR-10).
-    step_size : float, default=1.0
+    step_size : float or "auto", default="auto"
         Langevin step size epsilon, in the model's rescaled space (images
-        in ``[-1, 1]``, flat features standardised); the drift is
+        in ``[-1, 1]``, flat features standardised). ``"auto"`` grows it
+        with the image as :class:`EBMGenerator`'s does (1.0 on 8x8 digits,
+        4.5 on 28x28, 10.2 on 32x32 colour; 1.0 for flat features); the
+        value used is ``step_size_``. The drift is
         ``step_size**2 / 2`` times the energy gradient divided by
         ``temperature``. With ``noise_scale=0.01`` the update is
         ``x <- x - grad E / 2 + 0.01 xi``, a large drift and a small noise
@@ -139,6 +144,8 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
     Attributes
     ----------
     {fitted}
+    step_size_ : float
+        Langevin step size of the training chains (``step_size`` resolved).
 
     See Also
     --------
@@ -164,10 +171,10 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
     supports :meth:`set_output`.
 
     Cost of a default fit: 1,000 updates of 64 chains of 50 Langevin
-    steps, on 8x8 digits with the default conv net about 5 minutes of one
-    CPU core (measured: 309 s); purification costs ``n_purify_steps``
-    network evaluations with gradients per input and replicate (6 ms per
-    8x8 digit at 100 steps, one core).
+    steps, minutes of one CPU core on 8x8 digits with the default conv net;
+    purification costs ``n_purify_steps`` network evaluations with
+    gradients per input and replicate. Measured times and robust accuracies
+    (from ``benchmarks/reports/``): :ref:`User Guide <purifier>`.
 
     References
     ----------
@@ -199,7 +206,7 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
         lr=1e-3,
         optimizer="adam",
         n_steps=50,
-        step_size=1.0,
+        step_size="auto",
         noise_scale=0.01,
         temperature=1.0,
         init="data",
@@ -255,6 +262,7 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
 
     _parameter_constraints = {
         **BaseEBM._shared_constraints,
+        "step_size": [*BaseEBM._shared_constraints["step_size"], StrOptions({"auto"})],
         "init_noise": [NONNEG_SCALE],
         "n_purify_steps": [POSITIVE_INT],
         "purify_step_size": [SCALE, None],
@@ -287,8 +295,9 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
 
     # ------------------------------------------------------------ purify
     def _purify_settings(self, n_steps=None):
-        step = self.step_size if self.purify_step_size is None else self.purify_step_size
-        noise = None if self.noise_scale is None else self.noise_scale * step / self.step_size
+        train_step = self._step_size()
+        step = train_step if self.purify_step_size is None else self.purify_step_size
+        noise = None if self.noise_scale is None else self.noise_scale * step / train_step
         return {
             "n_steps": self.n_purify_steps if n_steps is None else n_steps,
             "step_size": step,
@@ -304,27 +313,26 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
         """
         settings = self._purify_settings(n_steps)
         total = settings.pop("n_steps")
-        n = len(z)
         per_chunk = max(1, _MAX_CHAINS // n_replicates)
-        out = torch.empty((n_replicates, *z.shape), dtype=torch.float32, device=z.device)
         # a bar updates every `seg` steps; splitting a Markov chain leaves it unchanged
         seg = total if bar is None else max(1, math.ceil(total / 20))
-        with torch.no_grad():
-            for start in range(0, n, per_chunk):
-                chunk = z[start : start + per_chunk].float()
-                x = chunk.unsqueeze(0).expand(n_replicates, *chunk.shape).reshape(-1, *chunk.shape[1:])
-                rows = noise.subset(slice(start, start + len(chunk))).replicate(n_replicates)
-                if self.purify_noise:
-                    x = x + self.purify_noise * rows.randn_like(x)
-                done = 0
-                while done < total:
-                    k = min(seg, total - done)
-                    x = self.net_.run_chains(x, None, noise=rows, **settings, n_steps=k)
-                    done += k
-                    if bar is not None:
-                        bar.update(k * len(chunk))
-                out[:, start : start + len(chunk)] = x.view(n_replicates, *chunk.shape)
-        return out
+
+        def purify_chunk(index):  # the rows `index` of z, every replicate: (n_replicates, len(index), *shape)
+            chunk = z[index.to(z.device)].float()
+            x = chunk.unsqueeze(0).expand(n_replicates, *chunk.shape).reshape(-1, *chunk.shape[1:])
+            rows = noise.subset(index).replicate(n_replicates)
+            if self.purify_noise:
+                x = x + self.purify_noise * rows.randn_like(x)
+            done = 0
+            while done < total:
+                k = min(seg, total - done)
+                x = self.net_.run_chains(x, None, noise=rows, **settings, n_steps=k)
+                done += k
+                if bar is not None:
+                    bar.update(k * len(chunk))
+            return x.view(n_replicates, *chunk.shape)
+
+        return batched(purify_chunk, torch.arange(len(z)), per_chunk, dim=1)
 
     def _progress(self, n, n_steps):
         if not self.verbose:
@@ -449,16 +457,22 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
         z = z.reshape(len(X), *self._feature_shape)
         noise = as_noise(noise, generator)
         if differentiable:
-            from .mcmc._unrolled import unrolled_langevin
+            from .mcmc import unrolled_langevin
 
-            settings = self._purify_settings(n_steps)
+            # the sampler's chain, every setting included; only the graph differs
+            settings = {**self.net_.sampler_.settings(), **self._purify_settings(n_steps)}
+            if settings.pop("metropolis") or settings.pop("proposal") is not None:
+                raise ValueError(
+                    "differentiable=True runs unadjusted Langevin steps; this purifier's sampler uses Metropolis "
+                    "adjustment or independence moves, which have no differentiable counterpart."
+                )
             noise = noise.replicate(1)  # the stream _purify_model gives one replicate: the same chain
             if self.purify_noise:
                 z = z + self.purify_noise * noise.randn_like(z)
             self.net_.module_.train(False)
             out = unrolled_langevin(
-                self.net_.energy, z, settings["n_steps"], settings["step_size"],
-                noise_scale=settings["noise_scale"], noise=noise, checkpoint_segments=checkpoint_segments,
+                self.net_.energy, z, settings.pop("n_steps"), settings.pop("step_size"), noise=noise,
+                checkpoint_segments=checkpoint_segments, **settings,
             )
         else:
             out = self._purify_model(z, 1, noise, n_steps)[0]
@@ -601,8 +615,6 @@ class PurifiedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         return self
 
     def _torch_view(self):
-        from .attacks import as_torch_classifier
-
         try:
             return as_torch_classifier(self.classifier_)
         except TypeError:

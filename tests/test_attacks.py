@@ -94,12 +94,12 @@ def flip_data():
 def test_full_gradient_on_the_identity_is_plain_pgd(linear_net, digits):
     _, _, X_test, y_test = digits
     X, y = X_test[:80], y_test[:80]
-    kw = dict(eps=0.05, n_steps=6, step_size=0.015, bounds=(0, 1), random_state=3, return_success=True)
+    kw = dict(eps=0.05, pgd_steps=6, pgd_step_size=0.015, bounds=(0, 1), random_state=3, return_success=True)
     ref_adv, ref_broken = pgd_attack(linear_net, X, y, **kw)
     assert 0 < ref_broken.mean() < 1
     for settings in (
-        dict(n_replicates=1, eot_samples=1, noise="fresh"),  # the EOT draws are the verdict
-        dict(n_replicates=2, eot_samples=3, noise="reparameterised"),  # separate verdicts, fixed draws
+        dict(n_replicates=1, eot_samples=1, noise_mode="fresh"),  # the EOT draws are the verdict
+        dict(n_replicates=2, eot_samples=3, noise_mode="reparameterised"),  # separate verdicts, fixed draws
     ):
         adv, broken = full_gradient_attack(linear_net, X, y, purifier=identity, **settings, **kw)
         np.testing.assert_array_equal(broken, ref_broken)
@@ -114,7 +114,7 @@ def test_bpda_breaks_a_gradient_masking_defence_the_plain_gradient_cannot(linear
     X, y = X_test[:100], y_test[:100]
     with torch.no_grad():
         natural = (linear_net(quantise(torch.as_tensor(X))).argmax(1).numpy() == y).mean()
-    kw = dict(eps=0.2, n_steps=10, bounds=(0, 1), random_state=0, return_success=True)
+    kw = dict(eps=0.2, pgd_steps=10, bounds=(0, 1), random_state=0, return_success=True)
     _, broken_bpda = pgd_attack(linear_net, X, y, purifier=quantise, **kw)
     _, broken_full = full_gradient_attack(linear_net, X, y, purifier=quantise, **kw)
     assert natural > 0.85
@@ -124,20 +124,20 @@ def test_bpda_breaks_a_gradient_masking_defence_the_plain_gradient_cannot(linear
     assert 1 - broken_bpda.mean() < 0.1
     table = evaluate_robustness(
         linear_net, X[:40], y[:40], epsilons=[0.2], purifier=quantise, attacks=("bpda", "full_gradient"),
-        n_steps=10, n_evaluations=2, bounds=(0, 1), random_state=0,
+        pgd_steps=10, n_evaluations=2, bounds=(0, 1), random_state=0,
     )
     assert table.loc[0.2, "min over attacks"] <= table.loc[0.2, "bpda"] < table.loc[0.2, "full_gradient"]
 
 
-@pytest.mark.parametrize("noise", ["fresh", "reparameterised"])
-def test_the_unrolled_chain_breaks_a_purifier_bpda_cannot(flip_data, noise):
+@pytest.mark.parametrize("noise_mode", ["fresh", "reparameterised"])
+def test_the_unrolled_chain_breaks_a_purifier_bpda_cannot(flip_data, noise_mode):
     X, y = flip_data
     net = FlipClassifier()
-    kw = dict(eps=0.2, n_steps=10, random_start=False, bounds=(0, 1), random_state=0, return_success=True)
+    kw = dict(eps=0.2, pgd_steps=10, random_start=False, bounds=(0, 1), random_state=0, return_success=True)
     _, broken_clean = pgd_attack(net, X, y, eps=0.0, purifier=flip_purifier, bounds=(0, 1), return_success=True)
     assert not broken_clean.any()  # the defended classifier is right on every clean input
     _, broken_bpda = pgd_attack(net, X, y, purifier=flip_purifier, **kw)
-    _, broken_full = full_gradient_attack(net, X, y, purifier=flip_purifier, eot_samples=2, noise=noise, **kw)
+    _, broken_full = full_gradient_attack(net, X, y, purifier=flip_purifier, eot_samples=2, noise_mode=noise_mode, **kw)
     # BPDA's gradient points away from the boundary: it never gets there
     assert broken_bpda.mean() < 0.1
     # back-propagating through the three Langevin steps finds the right direction
@@ -147,7 +147,7 @@ def test_the_unrolled_chain_breaks_a_purifier_bpda_cannot(flip_data, noise):
 def test_apgd_runs_through_the_wrapper(linear_net, digits):
     _, _, X_test, y_test = digits
     X, y = X_test[:60], y_test[:60]
-    X_adv, broken = apgd_attack(linear_net, X, y, eps=0.3, n_steps=10, bounds=(0, 1), random_state=0,
+    X_adv, broken = apgd_attack(linear_net, X, y, eps=0.3, pgd_steps=10, bounds=(0, 1), random_state=0,
                                 return_success=True)
     with torch.no_grad():
         acc = (linear_net(torch.as_tensor(X_adv)).argmax(1).numpy() == y).mean()
@@ -156,7 +156,7 @@ def test_apgd_runs_through_the_wrapper(linear_net, digits):
     # the same through a stochastic purifier, full gradient (EOT) and BPDA, verdicts by 2 replicates
     purify = langevin_purifier(X.mean(0), step_size=0.2, noise_scale=0.01)
     for gradient in ("full", "bpda"):
-        _, broken = apgd_attack(linear_net, X[:30], y[:30], eps=0.3, n_steps=10, purifier=purify, gradient=gradient,
+        _, broken = apgd_attack(linear_net, X[:30], y[:30], eps=0.3, pgd_steps=10, purifier=purify, gradient=gradient,
                                 eot_samples=2, n_replicates=2, bounds=(0, 1), random_state=0, return_success=True)
         assert broken.mean() > 0.9
     # APGD's own labels: logit columns, whatever the classifier's classes
@@ -191,7 +191,7 @@ def _stochastic_toy(digits):
 def test_min_over_attacks_never_exceeds_any_attack(linear_net, digits, flip_data):
     purify, X, y = _stochastic_toy(digits)
     table = evaluate_robustness(
-        linear_net, X, y, epsilons=[0.03, 0.1], purifier=purify, n_replicates=2, n_steps=5, n_evaluations=3,
+        linear_net, X, y, epsilons=[0.03, 0.1], purifier=purify, n_replicates=2, pgd_steps=5, n_evaluations=3,
         bounds=(0, 1), random_state=0,
     )
     attacks = ["bpda", "full_gradient", "apgd"]
@@ -201,14 +201,14 @@ def test_min_over_attacks_never_exceeds_any_attack(linear_net, digits, flip_data
     for name in attacks:
         assert (table["min over attacks"] <= table[name] + 1e-12).all()
     assert table.loc[0.1, "min over attacks"] < table.loc[0.0, "min over attacks"]
-    assert table.attrs["n_replicates"] == 2 and table.attrs["eot_samples"] == 2 and table.attrs["n_steps"] == 5
+    assert table.attrs["n_replicates"] == 2 and table.attrs["eot_samples"] == 2 and table.attrs["pgd_steps"] == 5
     assert table.attrs["n_restarts"] == 1 and table.attrs["n_evaluations"] == 3 and "BPDA" in table.attrs["attack"]
     assert table.attrs["apgd_gradient"] == "full"
     # the sign-flip toy: BPDA alone would call it robust, the minimum does not
     Xf, yf = flip_data
     flip = evaluate_robustness(
         FlipClassifier(), Xf, yf, epsilons=[0.2], purifier=flip_purifier, attacks=["bpda", "full_gradient"],
-        n_steps=10, n_evaluations=0, bounds=(0, 1), random_state=0,
+        pgd_steps=10, n_evaluations=0, bounds=(0, 1), random_state=0,
     )
     assert list(flip.columns) == ["undefended", "bpda", "full_gradient", "min over attacks"]
     assert flip.loc[0.2, "bpda"] > 0.5 and flip.loc[0.2, "min over attacks"] < 0.1
@@ -216,12 +216,12 @@ def test_min_over_attacks_never_exceeds_any_attack(linear_net, digits, flip_data
 
 def test_more_steps_never_raise_robust_accuracy(linear_net, digits):
     purify, X, y = _stochastic_toy(digits)
-    kw = dict(eps=0.04, step_size=0.01, purifier=purify, bounds=(0, 1), random_state=1, return_success=True)
+    kw = dict(eps=0.04, pgd_step_size=0.01, purifier=purify, bounds=(0, 1), random_state=1, return_success=True)
     runs = {
-        "bpda": lambda n: pgd_attack(linear_net, X, y, n_steps=n, n_replicates=2, **kw)[1],
-        "fresh": lambda n: full_gradient_attack(linear_net, X, y, n_steps=n, n_replicates=2, **kw)[1],
+        "bpda": lambda n: pgd_attack(linear_net, X, y, pgd_steps=n, n_replicates=2, **kw)[1],
+        "fresh": lambda n: full_gradient_attack(linear_net, X, y, pgd_steps=n, n_replicates=2, **kw)[1],
         "reparameterised": lambda n: full_gradient_attack(
-            linear_net, X, y, n_steps=n, n_replicates=2, eot_samples=3, noise="reparameterised", **kw
+            linear_net, X, y, pgd_steps=n, n_replicates=2, eot_samples=3, noise_mode="reparameterised", **kw
         )[1],
     }
     for name, run in runs.items():
@@ -237,29 +237,30 @@ def test_more_steps_never_raise_robust_accuracy(linear_net, digits):
 def test_bpda_checks_are_the_defences_own_verdict(linear_net, digits):
     # with fewer EOT copies than replicates, every check is the defence's verdict on n_replicates fresh draws,
     # not a candidate filtered by the attacker's copies: the clean check equals one defended prediction
-    from skebm.attacks._utils import _defended_wrong, _seeded
+    from skebm.attacks._utils import _defended_wrong, _randomness
 
     _, _, X_test, y_test = digits
     X, y = X_test[:60], y_test[:60]
     purify = langevin_purifier(X.mean(0), n_steps=2, step_size=0.9, noise_scale=0.4)
     seed = 123
-    _, broken = pgd_attack(linear_net, X, y, eps=0.0, purifier=purify, n_replicates=3, eot_replicates=1,
+    _, broken = pgd_attack(linear_net, X, y, eps=0.0, purifier=purify, n_replicates=3, eot_samples=1,
                            bounds=(0, 1), random_state=np.random.RandomState(seed), return_success=True)
     view = as_torch_classifier(linear_net)
-    with _seeded(int(np.random.RandomState(seed).randint(np.iinfo(np.int32).max))):
-        wrong = _defended_wrong(view, purify, torch.as_tensor(X), torch.as_tensor(y), 3).numpy()
+    # the attack's own seeded noise: the same draws as its first (clean) check
+    defence = _resolve_defence(purify, _randomness(np.random.RandomState(seed))[1])
+    wrong = _defended_wrong(view, defence.sample, torch.as_tensor(X), torch.as_tensor(y), 3).numpy()
     np.testing.assert_array_equal(broken, wrong)
     assert 0 < wrong.mean() < 1  # a noisy defence: the test would be vacuous otherwise
     # and an attack with eot_replicates < n_replicates still breaks the weak linear model
-    _, broken = pgd_attack(linear_net, X, y, eps=0.2, n_steps=5, purifier=purify, n_replicates=3,
-                           eot_replicates=2, bounds=(0, 1), random_state=0, return_success=True)
+    _, broken = pgd_attack(linear_net, X, y, eps=0.2, pgd_steps=5, purifier=purify, n_replicates=3,
+                           eot_samples=2, bounds=(0, 1), random_state=0, return_success=True)
     assert broken.mean() > 0.9
 
 
 def test_evaluate_robustness_reports_the_time_of_each_column(linear_net, digits):
     purify, X, y = _stochastic_toy(digits)
     table = evaluate_robustness(linear_net, X[:10], y[:10], epsilons=[0.1], purifier=purify,
-                                attacks=("bpda", "full_gradient"), n_steps=2, n_evaluations=2, bounds=(0, 1),
+                                attacks=("bpda", "full_gradient"), pgd_steps=2, n_evaluations=2, bounds=(0, 1),
                                 random_state=0)
     seconds = table.attrs["seconds"]
     assert set(seconds) == {"undefended", "bpda", "full_gradient", "N-eval"}
@@ -269,7 +270,7 @@ def test_evaluate_robustness_reports_the_time_of_each_column(linear_net, digits)
 def test_huge_eps_goes_to_chance(linear_net, digits):
     purify, X, y = _stochastic_toy(digits)
     table = evaluate_robustness(
-        linear_net, X[:20], y[:20], epsilons=[1.0], purifier=purify, n_replicates=2, n_steps=5, n_evaluations=2,
+        linear_net, X[:20], y[:20], epsilons=[1.0], purifier=purify, n_replicates=2, pgd_steps=5, n_evaluations=2,
         bounds=(0, 1), random_state=0,
     )
     assert table.loc[1.0, "undefended"] <= 0.1
@@ -306,8 +307,8 @@ def test_the_purify_tensor_contract(linear_net, digits):
     torch.testing.assert_close(differentiable(x, RowNoise(keys)), a)  # reparameterised: same draws again
     defence = _resolve_defence(purifier)
     assert not defence.sample(x).requires_grad and purifier.calls[-1]["differentiable"] is False
-    _, broken = full_gradient_attack(linear_net, X_test[:20], y_test[:20], eps=0.1, n_steps=2, purifier=purifier,
-                                     noise="reparameterised", eot_samples=2, bounds=(0, 1), return_success=True)
+    _, broken = full_gradient_attack(linear_net, X_test[:20], y_test[:20], eps=0.1, pgd_steps=2, purifier=purifier,
+                                     noise_mode="reparameterised", eot_samples=2, bounds=(0, 1), return_success=True)
     assert broken.shape == (20,)
 
     class OldPurifier:  # today's purify_tensor: no differentiable path
@@ -320,8 +321,8 @@ def test_the_purify_tensor_contract(linear_net, digits):
     with pytest.raises(TypeError, match="differentiable"):
         evaluate_robustness(linear_net, X_test[:5], y_test[:5], epsilons=[0.1], purifier=OldPurifier())
     # BPDA and APGD (with BPDA) still run on it
-    pgd_attack(linear_net, X_test[:5], y_test[:5], eps=0.1, n_steps=1, purifier=OldPurifier())
-    apgd_attack(linear_net, X_test[:5], y_test[:5], eps=0.1, n_steps=2, purifier=OldPurifier())
+    pgd_attack(linear_net, X_test[:5], y_test[:5], eps=0.1, pgd_steps=1, purifier=OldPurifier())
+    apgd_attack(linear_net, X_test[:5], y_test[:5], eps=0.1, pgd_steps=2, purifier=OldPurifier())
 
 
 def test_frozen_estimators_are_unwrapped(linear_net, digits):
@@ -340,8 +341,8 @@ def test_ebm_purifier_integration(linear_net, digits):
     out = purifier.purify_tensor(x, noise=RowNoise(torch.arange(3)), differentiable=True)
     (g,) = torch.autograd.grad(out.sum(), x)
     assert out.shape == x.shape and bool(torch.isfinite(g).all()) and float(g.abs().sum()) > 0
-    _, broken = full_gradient_attack(linear_net, X_test[:10], y_test[:10], eps=0.1, n_steps=2, purifier=purifier,
-                                     noise="reparameterised", eot_samples=2, bounds=(0, 1), return_success=True)
+    _, broken = full_gradient_attack(linear_net, X_test[:10], y_test[:10], eps=0.1, pgd_steps=2, purifier=purifier,
+                                     noise_mode="reparameterised", eot_samples=2, bounds=(0, 1), return_success=True)
     assert broken.shape == (10,)
 
 
@@ -349,9 +350,9 @@ def test_parameter_errors(linear_net, digits):
     _, _, X_test, y_test = digits
     X, y = X_test[:5], y_test[:5]
     with pytest.raises(ValueError, match="noise"):
-        full_gradient_attack(linear_net, X, y, eps=0.1, purifier=identity, noise="known")
+        full_gradient_attack(linear_net, X, y, eps=0.1, purifier=identity, noise_mode="known")
     with pytest.raises(ValueError, match="reparameterised"):
-        full_gradient_attack(linear_net, X, y, eps=0.1, purifier=quantise, noise="reparameterised")
+        full_gradient_attack(linear_net, X, y, eps=0.1, purifier=quantise, noise_mode="reparameterised")
     with pytest.raises(TypeError, match="gradient"):
         full_gradient_attack(linear_net, X, y, eps=0.1, purifier=lambda x: x.detach())
     with pytest.raises(ValueError, match="eps"):
@@ -368,3 +369,34 @@ def test_parameter_errors(linear_net, digits):
         apgd_attack(linear_net, X, y[:3], eps=0.1)
     with pytest.raises(TypeError, match="purifier"):
         full_gradient_attack(linear_net, X, y, eps=0.1, purifier="yes")
+
+
+@pytest.mark.parametrize("attack", ["bpda", "full_gradient"])
+def test_seeded_attacks_neither_use_nor_change_the_global_generator(linear_net, digits, attack):
+    # the random start and the purification noise come from the attack's own generators
+    purify, X, y = _stochastic_toy(digits)
+    run = pgd_attack if attack == "bpda" else full_gradient_attack
+    kw = dict(eps=0.1, pgd_steps=3, purifier=purify, n_replicates=2, bounds=(0, 1), random_state=4)
+    torch.manual_seed(1)
+    state = torch.get_rng_state()
+    first = run(linear_net, X, y, **kw)
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(2)  # another global state: the same attack
+    np.testing.assert_array_equal(run(linear_net, X, y, **kw), first)
+
+
+@pytest.mark.parametrize(
+    "attack, old, new",
+    [
+        ("pgd", dict(n_steps=2, step_size=0.02, eot_replicates=1), dict(pgd_steps=2, pgd_step_size=0.02, eot_samples=1)),
+        ("full_gradient", dict(n_steps=2, noise="reparameterised"), dict(pgd_steps=2, noise_mode="reparameterised")),
+    ],
+)
+def test_renamed_attack_keywords_still_work_with_a_future_warning(linear_net, digits, attack, old, new):
+    # the glossary's names: PGD steps are pgd_steps, the EOT count eot_samples, the noise mode noise_mode
+    purify, X, y = _stochastic_toy(digits)
+    run = pgd_attack if attack == "pgd" else full_gradient_attack
+    kw = dict(eps=0.1, purifier=purify, bounds=(0, 1), random_state=0)
+    with pytest.warns(FutureWarning, match="renamed"):
+        got = run(linear_net, X[:10], y[:10], **old, **kw)
+    np.testing.assert_array_equal(got, run(linear_net, X[:10], y[:10], **new, **kw))

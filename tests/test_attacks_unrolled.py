@@ -189,3 +189,38 @@ def test_parameter_errors(kwargs, error, match):
         unrolled_langevin(energy, torch.zeros(2, 3), settings.pop("n_steps"), settings.pop("step_size"), **settings)
     with pytest.raises(TypeError, match="x0"):
         unrolled_langevin(energy, np.zeros((2, 3)), 3, 0.1)
+
+
+# the differentiable chain is the sampler's chain, setting for setting
+DYNAMICS = {
+    "plain": {},
+    "exact_noise": {"noise_scale": None},
+    "no_noise": {"noise_scale": 0.0},
+    "temperature": {"temperature": 0.5},
+    "tau": {"tau": 1.5},
+    "grad_clip": {"grad_clip": 0.01},
+    "clamp": {"clamp": (-0.5, 0.5)},
+    "mask": {"mask": torch.tensor([1.0, 0.0, 1.0])},
+    "bf16": {"precision": "bf16"},
+    "all": {"temperature": 2.0, "tau": 1.0, "grad_clip": 0.05, "clamp": (-1.0, 1.0),
+            "mask": torch.tensor([0.0, 1.0, 1.0])},
+}
+
+
+@pytest.mark.parametrize("settings", DYNAMICS.values(), ids=DYNAMICS.keys())
+@pytest.mark.parametrize("graph", [True, False])
+def test_unrolled_chain_equals_the_sampler(settings, graph):
+    _, energy = mlp_energy()
+    x0 = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
+    kwargs = {"noise_scale": 0.1, **settings}
+    want = langevin(energy, x0, 6, 0.3, noise=RowNoise(KEYS), **kwargs)
+    x = x0.clone().requires_grad_(graph)
+    with torch.set_grad_enabled(graph):
+        got = unrolled_langevin(energy, x, 6, 0.3, noise=RowNoise(KEYS), checkpoint_segments=2, **kwargs)
+    assert got.requires_grad == graph
+    torch.testing.assert_close(got.detach(), want, rtol=0, atol=1e-6)
+    if graph and "mask" in settings and "clamp" not in settings:  # masked entries do not move
+        frozen = settings["mask"] == 0
+        (g,) = torch.autograd.grad(got[:, frozen].sum(), x)
+        torch.testing.assert_close(got.detach()[:, frozen], x0[:, frozen], rtol=0, atol=0)
+        torch.testing.assert_close(g[:, frozen], torch.ones_like(g[:, frozen]))

@@ -189,7 +189,7 @@ def test_dataframe_input():
         ({"lr": 0.0}, "lr"),
         ({"optimizer": "rmsprop"}, "optimizer"),
         ({"energy": "transformer"}, "energy"),
-        ({"image_shape": (1, 4, 4)}, "implies 16 features"),
+        ({"image_shape": (1, 4, 4)}, "needs 16"),
         ({"init": "bogus"}, "init"),
         ({"generative_weight": 1.0, "reinit_prob": 2.0}, "reinit_prob"),
     ],

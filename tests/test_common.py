@@ -4,6 +4,7 @@ import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks as sklearn_checks
 
 from skebm import EBMDensity, EBMGenerator, EBMPurifier, NGEBMClassifier, PurifiedClassifier
+from skebm.density import LongrunML
 from skebm.utils.estimator_checks import parametrize_with_checks as skebm_checks
 
 SMALL_MLP = {"hidden_units": (16,)}
@@ -15,14 +16,14 @@ def flat_estimators():
     return [
         EBMGenerator(max_iter=4, batch_size=16, n_steps=3, buffer_size=64, energy_params=SMALL_MLP, random_state=0),
         EBMPurifier(max_iter=4, batch_size=16, n_steps=2, n_purify_steps=3, energy_params=SMALL_MLP, random_state=0),
+        # method="auto": quadrature on 2 features, importance sampling on the wider data of scikit-learn's checks
         EBMDensity(
-            max_iter=4, batch_size=32, grid_resolution=8, n_members=2, n_sample_steps=3,
-            energy_params={"hidden_units": (16,), "fourier_features": 8}, random_state=0,
+            max_iter=4, batch_size=32, energy_params={"hidden_units": (16,), "fourier_features": 8}, random_state=0,
         ),
         EBMDensity(
-            method="longrun", max_iter=4, batch_size=32, n_steps=3, buffer_size=64, burnin_size=32, burnin_updates=2,
-            energy_params={"hidden_units": (16,), "fourier_features": 8}, n_ais_chains=16, n_ais_temperatures=10,
-            grid_resolution=16, base_components=2, n_sample_steps=3, random_state=0,
+            method=LongrunML(n_steps=3, buffer_size=64, burnin_size=32, burnin_updates=2, n_sample_steps=3),
+            max_iter=4, batch_size=32, base_components=2, energy_params={"hidden_units": (16,), "fourier_features": 8},
+            random_state=0,
         ),
         # sklearn's check_classifiers_train wants accuracy > 0.83: a little more training
         NGEBMClassifier(max_iter=60, batch_size=32, lr=1e-2, energy_params=SMALL_MLP, random_state=0),

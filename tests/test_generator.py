@@ -104,7 +104,7 @@ def test_return_chains(fitted_digits):
         ({"energy": "transformer"}, "energy"),
         ({"energy": 3}, "energy"),
         ({"image_shape": (1, 8)}, "image_shape must be"),
-        ({"image_shape": (1, 4, 4)}, "implies 16 features"),
+        ({"image_shape": (1, 4, 4)}, "needs 16"),
         ({"precision": "fp16"}, "precision"),
         ({"optimizer": "rmsprop"}, "optimizer"),
         ({"device": "tpu"}, "device"),

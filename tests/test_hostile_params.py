@@ -3,6 +3,7 @@
 Every fit here is tiny (a few updates of a 16-unit MLP on 2-D data), so the file runs in seconds.
 """
 
+import inspect
 import threading
 import time
 import warnings
@@ -16,6 +17,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from skebm import EBMDensity, EBMGenerator, EBMPurifier, NGEBMClassifier, PurifiedClassifier, compose
+from skebm.density import ImportanceML, LongrunML, QuadratureML
 from skebm.datasets import make_toy_2d
 from skebm.engine import SampleMonitor, TrainingDivergedError
 from skebm.utils.estimator_checks import InterruptAt
@@ -145,8 +147,23 @@ def test_langevin_scales_are_bounded_by_their_constraints(X, params):
 def test_purifier_and_density_scales_are_bounded_too():
     with pytest.raises(ValueError, match="purify_step_size"):
         EBMPurifier(purify_step_size=1e300)._validate_params()
-    with pytest.raises(ValueError, match="tau"):
-        EBMDensity(tau=1e300)._validate_params()
+    # EBMDensity's scales are its training method's parameters, bounded there and checked by fit
+    for method, name in [(LongrunML(tau=1e300), "tau"), (LongrunML(step_size=1e300), "step_size"),
+                         (LongrunML(temperature=1e-300), "temperature"), (LongrunML(noise_scale=1e30), "noise_scale"),
+                         (QuadratureML(data_noise=1e300), "data_noise"), (ImportanceML(step_size=1e7), "step_size")]:
+        with pytest.raises(ValueError, match=name):
+            method._validate_params()
+    with pytest.raises(ValueError, match="lr"):
+        EBMDensity(lr=1e300)._validate_params()
+
+
+def test_density_grid_beyond_the_machine_is_refused_before_allocating(X):
+    est = EBMDensity(method=QuadratureML(grid_resolution=10**6), max_iter=2, random_state=0)
+    begin = time.perf_counter()
+    with pytest.raises(ValueError, match="grid_resolution=.*GiB"):
+        est.fit(X)
+    assert time.perf_counter() - begin < 5
+    assert_unfitted(est)
 
 
 @pytest.mark.parametrize("params", [{"batch_size": 10**9}, {"buffer_size": 10**12}])
@@ -314,9 +331,11 @@ def test_a_sample_call_overlapping_a_commit_reads_one_fitted_state(X):
 
 @pytest.mark.parametrize("cls", [EBMGenerator, EBMPurifier, EBMDensity, NGEBMClassifier, PurifiedClassifier])
 def test_every_public_method_that_reads_fitted_state_is_a_consistent_read(cls):
-    # skebm's own public methods, but fit (the writer); scikit-learn's (score, fit_transform) call those
-    methods = [name for name in dir(cls) if not name.startswith("_") and name != "fit"
-               and callable(getattr(cls, name)) and getattr(getattr(cls, name), "__module__", "").startswith("skebm")]
+    # skebm's own public methods, but the writers (fit; set_params, of parameters) and class methods (from_preset:
+    # no fitted state); scikit-learn's (score, fit_transform) call those
+    methods = [name for name in dir(cls) if not name.startswith("_") and name not in ("fit", "set_params")
+               and callable(getattr(cls, name)) and getattr(getattr(cls, name), "__module__", "").startswith("skebm")
+               and not isinstance(inspect.getattr_static(cls, name), (classmethod, staticmethod))]
     assert methods
     missing = [name for name in methods if not getattr(getattr(cls, name), "consistent_read", False)]
     assert not missing, f"{cls.__name__}: {missing}"
@@ -337,7 +356,11 @@ def test_chains_that_diverge_while_sampling_raise_instead_of_returning_nan(X):
 
 
 def test_sample_monitor_before_any_fit_is_not_fitted(tmp_path):
+    from skebm.plotting import save_sample_evolution
+
     with pytest.raises(NotFittedError, match="no snapshot"):
+        save_sample_evolution(SampleMonitor(), tmp_path / "x.png")
+    with pytest.warns(FutureWarning, match="deprecated"), pytest.raises(NotFittedError, match="no snapshot"):
         SampleMonitor().save_evolution(tmp_path / "x.png")
 
 

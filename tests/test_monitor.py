@@ -16,7 +16,7 @@ from sklearn.datasets import load_digits  # noqa: E402
 
 from skebm import EBMGenerator, NGEBMClassifier  # noqa: E402
 from skebm.engine import SampleMonitor  # noqa: E402
-from skebm.plotting import plot_sample_evolution, plot_training  # noqa: E402
+from skebm.plotting import plot_sample_evolution, plot_training, save_sample_evolution  # noqa: E402
 
 SMALL = dict(image_shape=(1, 8, 8), max_iter=7, batch_size=16, n_steps=3, buffer_size=64,
              energy_params={"channels": (8, 8)}, random_state=0)
@@ -93,8 +93,10 @@ def test_conditional_and_warm_start_keep_one_timeline(digits):
 def test_save_evolution_and_plot_sample_evolution(digits, tmp_path):
     monitor = SampleMonitor(every=3, n_samples=6)
     EBMGenerator(**SMALL, callbacks=[monitor]).fit(digits[0])
-    path = monitor.save_evolution(tmp_path / "evolution.png", n_cols=4)
+    path = save_sample_evolution(monitor, tmp_path / "evolution.png", n_cols=4)
     assert os.path.getsize(path) > 0
+    with pytest.warns(FutureWarning, match="save_sample_evolution"):  # the old name, deprecated
+        assert os.path.getsize(monitor.save_evolution(tmp_path / "old.png", n_cols=4)) > 0
     ax = plot_sample_evolution(monitor, n_cols=4)
     mosaic = np.asarray(ax.images[-1].get_array())
     assert mosaic.shape == (4 * 9 + 1, 4 * 9 + 1)  # 4 snapshots (rows) x 4 samples
@@ -105,7 +107,9 @@ def test_save_evolution_and_plot_sample_evolution(digits, tmp_path):
     with pytest.raises(ValueError, match="no snapshot"):
         plot_sample_evolution([])
     with pytest.raises(NotFittedError, match="no snapshot"):
-        SampleMonitor().initialize().save_evolution(tmp_path / "x.png")
+        save_sample_evolution(SampleMonitor().initialize(), tmp_path / "x.png")
+    with pytest.raises(NotFittedError, match="no snapshot"):  # not even initialised
+        save_sample_evolution(SampleMonitor(), tmp_path / "x.png")
 
 
 def test_flat_data_scatter_or_warning(tmp_path):

@@ -6,6 +6,7 @@ from joblib import parallel_backend
 from sklearn.model_selection import GridSearchCV
 
 from skebm import EBMDensity, NGEBMClassifier
+from skebm.density import QuadratureML
 from skebm.datasets import make_toy_2d
 
 
@@ -23,8 +24,8 @@ def test_grid_search_in_parallel_gives_the_serial_scores(backend):
 def test_density_search_with_threads_gives_the_serial_scores():
     X = make_toy_2d("8gaussians", 300, random_state=0)
     est = EBMDensity(
-        max_iter=6, batch_size=32, n_steps=3, buffer_size=64, burnin_size=32, burnin_updates=2, base_components=2,
-        energy_params={"hidden_units": (8,), "fourier_features": 4}, grid_resolution=65, random_state=0,
+        method=QuadratureML(grid_resolution=65), max_iter=6, batch_size=32,
+        energy_params={"hidden_units": (8,), "fourier_features": 4}, random_state=0,
     )
     grid = {"lr": [1e-3, 3e-3]}
     serial = GridSearchCV(est, grid, cv=2).fit(X).cv_results_["mean_test_score"]

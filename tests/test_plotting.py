@@ -48,11 +48,11 @@ def test_sample_grid_flat_grayscale_layout():
     assert not ax.axison
 
 
-def test_sample_grid_nchw_and_3d_and_rgb():
+def test_sample_grid_nchw_and_grayscale_and_rgb():
     rng = np.random.RandomState(0)
     ax = plot_sample_grid(rng.rand(7, 1, 5, 5))  # default n_cols = ceil(sqrt(7)) = 3
     assert np.asarray(ax.images[0].get_array()).shape == (3 * 6 + 1, 3 * 6 + 1)
-    ax = plot_sample_grid(rng.rand(4, 5, 5), padding=0)  # (n, H, W)
+    ax = plot_sample_grid(rng.rand(4, 5, 5)[:, None], padding=0)  # (n, H, W) images as (n, 1, H, W)
     assert np.asarray(ax.images[0].get_array()).shape == (10, 10)
     ax = plot_sample_grid(rng.rand(6, 3 * 4 * 4), image_shape=(3, 4, 4), n_cols=3)
     rgb = np.asarray(ax.images[0].get_array())
@@ -79,7 +79,9 @@ def test_sample_grid_accepts_torch_tensor():
     "images, kwargs, match",
     [
         (np.zeros((4, 64)), {}, "image_shape"),
-        (np.zeros((4, 60)), {"image_shape": (1, 8, 8)}, "cannot be reshaped"),
+        (np.zeros((4, 60)), {"image_shape": (1, 8, 8)}, "needs 64"),
+        (np.zeros((4, 8, 8)), {}, "3 dimensions"),
+        (np.zeros((4, 64)), {"image_shape": (8, 8)}, r"\(C, H, W\)"),
         (np.zeros((4, 2, 8, 8)), {}, "1 or 3 channels"),
         (np.zeros((0, 1, 8, 8)), {}, "at least one image"),
         (np.full((2, 1, 2, 2), np.nan), {}, "finite"),
@@ -405,7 +407,7 @@ def test_plot_robustness_lines_and_budget_title():
 
     table = pd.DataFrame({"undefended": [0.97, 0.1], "min over attacks": [0.95, 0.5]},
                          index=pd.Index([0.0, 0.1], name="epsilon"))
-    table.attrs = {"norm": "inf", "n_steps": 20, "n_replicates": 4, "eot_samples": 2}
+    table.attrs = {"norm": "inf", "pgd_steps": 20, "n_replicates": 4, "eot_samples": 2}
     ax = plot_robustness(table)
     assert [line.get_label() for line in ax.get_lines()] == ["undefended", "min over attacks"]
     np.testing.assert_allclose(ax.get_lines()[1].get_ydata(), [0.95, 0.5])

@@ -42,14 +42,15 @@ another attack can only lower it; ``results.attrs`` keeps the budgets to
 report with the numbers. None of this says anything about perturbations
 outside the chosen norm ball.
 
-Classifiers are reached through :func:`as_torch_classifier` (a
+Classifiers are reached through :func:`as_torch_classifier` (defined in
+``skebm/_torch_classifier.py``, below the purifier and the attacks; a
 :class:`torch.nn.Module`, a fitted skorch net, or any object with
 ``torch_logits(X)``, such as :class:`~skebm.NGEBMClassifier`); purifiers
 through ``purify_tensor(X, noise=..., differentiable=...)`` or a callable
 ``purify(x[, noise])`` on tensors.
 """
 
-from ._adapter import TorchClassifier, as_torch_classifier
+from .._torch_classifier import TorchClassifier, as_torch_classifier
 from ._evaluate import evaluate_robustness
 from ._external import PurifiedModule, apgd_attack
 from ._full_gradient import full_gradient_attack

@@ -5,14 +5,17 @@ import time
 
 import numpy as np
 import torch
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions, validate_params
 
+from .._random import PerDeviceGenerator, seed_from
+from .._torch_classifier import as_torch_classifier
 from .._validation import NONNEG_INT, POSITIVE, POSITIVE_INT
-from ._adapter import _resolve_defence, as_torch_classifier
-from ._external import apgd_attack
-from ._full_gradient import _require_differentiable, full_gradient_attack
-from ._pgd import _COMMON, pgd_attack
-from ._utils import _as_rng, _defended_wrong, _draw_seed, _Inputs, _seeded
+from ._adapter import _resolve_defence
+from ._external import _apgd
+from ._full_gradient import NOISE_MODES, _full_gradient, _require_differentiable
+from ._pgd import _COMMON, _pgd
+from ._utils import DEPRECATED, DEPRECATED_OPTION, _defended_wrong, _Inputs, _renamed
 
 __all__ = ["evaluate_robustness"]
 
@@ -20,19 +23,19 @@ ATTACKS = ("bpda", "full_gradient", "apgd")
 _NAMES = {"bpda": "PGD with BPDA + EOT", "full_gradient": "full-gradient PGD-EOT", "apgd": "APGD-EOT"}
 
 
-def _n_evaluation(view, defence, X_adv, data, n_replicates, n_evaluations, batch_size, seed):
+def _n_evaluation(view, purifier, X_adv, data, n_replicates, n_evaluations, batch_size, seed):
     """Inputs misclassified by ANY of ``n_evaluations`` independent defended predictions of ``X_adv``."""
+    defence = _resolve_defence(purifier, PerDeviceGenerator(seed))
     purify = None if defence is None else defence.sample
     X_adv = torch.as_tensor(np.asarray(X_adv), dtype=torch.float32)
     broken = torch.zeros(len(X_adv), dtype=torch.bool)
-    with _seeded(seed, view.device):
-        for sl in data.batches(batch_size):
-            x = X_adv[sl].to(view.device)
-            target = data.y[sl].to(view.device)
-            wrong = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-            for _ in range(n_evaluations):
-                wrong |= _defended_wrong(view, purify, x, target, n_replicates)
-            broken[sl] = wrong.cpu()
+    for sl in data.batches(batch_size):
+        x = X_adv[sl].to(view.device)
+        target = data.y[sl].to(view.device)
+        wrong = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        for _ in range(n_evaluations):
+            wrong |= _defended_wrong(view, purify, x, target, n_replicates)
+        broken[sl] = wrong.cpu()
     return broken.numpy()
 
 
@@ -46,15 +49,18 @@ def _n_evaluation(view, defence, X_adv, data, n_replicates, n_evaluations, batch
         "attacks": [list, tuple, StrOptions(set(ATTACKS))],
         "n_replicates": [POSITIVE_INT, None],
         "eot_samples": [POSITIVE_INT, None],
-        "noise": [StrOptions({"fresh", "reparameterised"})],
+        "noise_mode": [NOISE_MODES],
         "n_evaluations": [NONNEG_INT],
         "norm": _COMMON["norm"],
-        "n_steps": [POSITIVE_INT],
-        "step_size": [POSITIVE, None],
+        "pgd_steps": [POSITIVE_INT],
+        "pgd_step_size": [POSITIVE, None],
         "n_restarts": [POSITIVE_INT],
         "bounds": _COMMON["bounds"],
         "batch_size": _COMMON["batch_size"],
         "random_state": _COMMON["random_state"],
+        "noise": [NOISE_MODES, DEPRECATED_OPTION],
+        "n_steps": [POSITIVE_INT, DEPRECATED_OPTION],
+        "step_size": [POSITIVE, None, DEPRECATED_OPTION],
     },
     prefer_skip_nested_validation=True,
 )
@@ -68,15 +74,18 @@ def evaluate_robustness(
     attacks=ATTACKS,
     n_replicates=None,
     eot_samples=None,
-    noise="fresh",
+    noise_mode="fresh",
     n_evaluations=10,
     norm="inf",
-    n_steps=40,
-    step_size=None,
+    pgd_steps=40,
+    pgd_step_size=None,
     n_restarts=1,
     bounds=None,
     batch_size=256,
     random_state=None,
+    noise=DEPRECATED,
+    n_steps=DEPRECATED,
+    step_size=DEPRECATED,
 ):
     """Robust accuracy of the purified classifier under several adaptive attacks.
 
@@ -85,7 +94,7 @@ def evaluate_robustness(
     * ``"bpda"``: PGD with BPDA + EOT (:func:`pgd_attack`), the purifier
       as the identity in the backward pass;
     * ``"full_gradient"``: PGD-EOT through every Langevin step
-      (:func:`full_gradient_attack`, noise mode ``noise``);
+      (:func:`full_gradient_attack`, noise mode ``noise_mode``);
     * ``"apgd"``: torchattacks' APGD with EOT and ``n_restarts`` restarts
       (:func:`apgd_attack`, through the differentiable chain when the
       purifier has one, else BPDA).
@@ -134,19 +143,20 @@ def evaluate_robustness(
     eot_samples : int, default=None
         Purifications per attack step whose gradients are averaged (EOT),
         for every attack; ``None`` uses ``n_replicates``.
-    noise : {"fresh", "reparameterised"}, default="fresh"
+    noise_mode : {"fresh", "reparameterised"}, default="fresh"
         Noise mode of the full-gradient attack (see
-        :func:`full_gradient_attack`).
+        :func:`full_gradient_attack`; ``noise`` before 0.3).
     n_evaluations : int, default=10
         Independent defended predictions of each final adversarial input
         for the N-evaluation column; 0 leaves the column out.
     norm : {"inf", "l2"}, default="inf"
         Norm of the ball.
-    n_steps : int, default=40
-        Steps of every attack.
-    step_size : float, default=None
+    pgd_steps : int, default=40
+        Steps of every attack (``n_steps`` before 0.3).
+    pgd_step_size : float, default=None
         PGD step of the BPDA and full-gradient attacks; ``None`` uses
-        ``2.5 * eps / n_steps`` (APGD adapts its own).
+        ``2.5 * eps / pgd_steps`` (APGD adapts its own; ``step_size``
+        before 0.3).
     n_restarts : int, default=1
         Restarts of APGD.
     bounds : tuple of float, default=None
@@ -155,6 +165,9 @@ def evaluate_robustness(
         Inputs attacked at once.
     random_state : int, RandomState instance or None, default=None
         Seeds every attack and verdict.
+    noise, n_steps, step_size : deprecated
+        The old names of ``noise_mode``, ``pgd_steps`` and
+        ``pgd_step_size`` (renamed in 0.3, removed in 0.5).
 
     Returns
     -------
@@ -175,7 +188,7 @@ def evaluate_robustness(
     >>> X = np.random.RandomState(0).rand(20, 2).astype(np.float32)
     >>> y = np.random.RandomState(1).randint(2, size=20)
     >>> table = evaluate_robustness(net, X, y, epsilons=[0.1], purifier=lambda x: x, attacks=["bpda"],
-    ...                             n_replicates=2, n_steps=5, n_evaluations=3, bounds=(0, 1), random_state=0)
+    ...                             n_replicates=2, pgd_steps=5, n_evaluations=3, bounds=(0, 1), random_state=0)
     >>> list(table.columns), list(table.index)
     (['undefended', 'bpda', 'min over attacks', 'N-eval'], [0.0, 0.1])
     """
@@ -194,15 +207,18 @@ def evaluate_robustness(
     epsilons = [float(e) for e in epsilons]
     if any(not math.isfinite(e) or e <= 0 for e in epsilons):
         raise ValueError(f"epsilons must be positive numbers, got {epsilons!r}.")
+    noise_mode = _renamed(noise_mode, noise, "noise_mode", "noise")
+    pgd_steps = _renamed(pgd_steps, n_steps, "pgd_steps", "n_steps")
+    pgd_step_size = _renamed(pgd_step_size, step_size, "pgd_step_size", "step_size")
+    # the classifier adapted and the inputs validated once, here; every attack gets them as they are
     view = as_torch_classifier(classifier)
     defence = _resolve_defence(purifier)
     if defence is not None and "full_gradient" in attacks:
-        _require_differentiable(defence, noise)
-    data = _Inputs(view, X, y, bounds)  # validates X and y once, for every attack
-    bounds = (data.low, data.high)
+        _require_differentiable(defence, noise_mode)
+    data = _Inputs(view, X, y, bounds)
     eot = n_replicates if eot_samples is None else eot_samples
-    rng = _as_rng(random_state)
-    common = dict(norm=norm, bounds=bounds, batch_size=batch_size, return_success=True)
+    rng = check_random_state(random_state)
+    common = dict(norm=norm, batch_size=batch_size)
 
     seconds = {}
 
@@ -215,22 +231,25 @@ def evaluate_robustness(
             seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - start
 
     def _run(name, eps, defended):
-        seed = _draw_seed(rng)
+        seed = seed_from(rng)
         target = purifier if defended else None
         reps = n_replicates if defended else 1
         if name == "bpda":
-            return pgd_attack(
-                view, X, y, eps=eps, n_steps=n_steps, step_size=step_size, purifier=target, n_replicates=reps,
-                eot_replicates=eot if defended else None, random_state=seed, **common,
+            return _pgd(
+                view, data, eps=eps, pgd_steps=pgd_steps, pgd_step_size=pgd_step_size, random_start=True,
+                purifier=target, n_replicates=reps, eot_samples=eot if defended else None, random_state=seed,
+                **common,
             )
         if name == "full_gradient":
-            return full_gradient_attack(
-                view, X, y, eps=eps, n_steps=n_steps, step_size=step_size, purifier=target, eot_samples=eot,
-                noise=noise, n_replicates=reps, random_state=seed, **common,
+            return _full_gradient(
+                view, data, eps=eps, pgd_steps=pgd_steps, pgd_step_size=pgd_step_size, random_start=True,
+                purifier=target, eot_samples=eot, noise_mode=noise_mode, n_replicates=reps, random_state=seed,
+                **common,
             )
-        return apgd_attack(
-            view, X, y, eps=eps, n_steps=n_steps, n_restarts=n_restarts, purifier=target,
-            eot_samples=eot if defended else None, n_replicates=reps, random_state=seed, **common,
+        return _apgd(
+            view, data, eps=eps, pgd_steps=pgd_steps, n_restarts=n_restarts, purifier=target,
+            eot_samples=eot if defended else None, loss="ce", gradient="auto", n_replicates=reps,
+            random_state=seed, **common,
         )
 
     rows = [0.0, *epsilons]
@@ -267,7 +286,7 @@ def evaluate_robustness(
             n_broken = np.zeros(len(data), dtype=bool)
             for X_adv in finals:
                 n_broken |= _n_evaluation(
-                    view, defence, X_adv, data, n_replicates, n_evaluations, batch_size, _draw_seed(rng)
+                    view, purifier, X_adv, data, n_replicates, n_evaluations, batch_size, seed_from(rng)
                 )
             table.loc[eps, "N-eval"] = 1.0 - float(n_broken.mean())
             seconds["N-eval"] = seconds.get("N-eval", 0.0) + time.perf_counter() - start
@@ -276,12 +295,12 @@ def evaluate_robustness(
         + ("" if defence is None else "; defended: minimum over " + ", ".join(_NAMES[a] for a in attacks)),
         "attacks": list(attacks),
         "norm": norm,
-        "n_steps": n_steps,
-        "step_size": "2.5 * eps / n_steps" if step_size is None else step_size,
+        "pgd_steps": pgd_steps,
+        "pgd_step_size": "2.5 * eps / pgd_steps" if pgd_step_size is None else pgd_step_size,
         "random_start": True,
         "n_replicates": n_replicates,
         "eot_samples": eot,
-        "noise": noise,
+        "noise_mode": noise_mode,
         "n_restarts": n_restarts,
         "n_evaluations": n_evaluations,
         "apgd_gradient": None if defence is None or "apgd" not in attacks

@@ -32,11 +32,13 @@ import torch
 from sklearn.utils._param_validation import StrOptions, validate_params
 from torch import nn
 
+from .._random import derive_seed, third_party_rng
+from .._torch_classifier import as_torch_classifier
 from .._validation import POSITIVE_INT, check_params
-from ._adapter import _resolve_defence, as_torch_classifier
+from ._adapter import _resolve_defence
 from ._full_gradient import _require_differentiable
 from ._pgd import _COMMON
-from ._utils import _as_rng, _defended_wrong, _draw_seed, _Inputs, _project, _replicate, _seeded
+from ._utils import DEPRECATED, _defended_wrong, _Inputs, _project, _randomness, _renamed, _replicate
 
 __all__ = ["PurifiedModule", "apgd_attack"]
 
@@ -72,6 +74,10 @@ class PurifiedModule(nn.Module):
         backwards).
     n_replicates : int, default=1
         Purifications per forward pass whose logits are averaged.
+    generator : torch.Generator, default=None
+        Generator of the purifications' fresh noise (on the purifier's
+        device), for purifiers that take a noise stream; ``None`` uses
+        torch's global generator.
 
     Examples
     --------
@@ -86,7 +92,7 @@ class PurifiedModule(nn.Module):
     """
 
     def __init__(self, classifier, purifier=None, *, bounds=(0.0, 1.0), input_shape=None, gradient="full",
-                 n_replicates=1):
+                 n_replicates=1, generator=None):
         super().__init__()
         check_params(
             {
@@ -99,7 +105,7 @@ class PurifiedModule(nn.Module):
             "PurifiedModule",
         )
         self.view = as_torch_classifier(classifier)
-        self.defence = _resolve_defence(purifier)
+        self.defence = _resolve_defence(purifier, generator)
         if gradient == "full":
             _require_differentiable(self.defence, "fresh")
         if isinstance(self.view.module, nn.Module):
@@ -165,7 +171,7 @@ def apgd_attack(
     eps,
     purifier=None,
     norm="inf",
-    n_steps=40,
+    pgd_steps=40,
     n_restarts=1,
     eot_samples=None,
     loss="ce",
@@ -175,6 +181,7 @@ def apgd_attack(
     batch_size=256,
     random_state=None,
     return_success=False,
+    n_steps=DEPRECATED,
 ):
     """APGD with EOT (torchattacks) on the purified classifier.
 
@@ -202,8 +209,8 @@ def apgd_attack(
         the bare classifier.
     norm : {"inf", "l2"}, default="inf"
         Norm of the ball.
-    n_steps : int, default=40
-        APGD iterations per restart.
+    pgd_steps : int, default=40
+        APGD iterations per restart (``n_steps`` before 0.3).
     n_restarts : int, default=1
         Random restarts, each on the inputs still unbroken.
     eot_samples : int, default=None
@@ -227,6 +234,8 @@ def apgd_attack(
         Seeds the random starts and the purification noise.
     return_success : bool, default=False
         Also return the boolean mask of broken inputs.
+    n_steps : deprecated
+        The old name of ``pgd_steps`` (renamed in 0.3, removed in 0.5).
 
     Returns
     -------
@@ -243,38 +252,49 @@ def apgd_attack(
     >>> from skebm.attacks import apgd_attack
     >>> net = torch.nn.Linear(2, 2)
     >>> X = np.random.RandomState(0).rand(5, 2).astype(np.float32)
-    >>> X_adv = apgd_attack(net, X, [0, 1, 0, 1, 0], eps=0.1, n_steps=5, bounds=(0, 1), random_state=0)
+    >>> X_adv = apgd_attack(net, X, [0, 1, 0, 1, 0], eps=0.1, pgd_steps=5, bounds=(0, 1), random_state=0)
     >>> bool(np.abs(X_adv - X).max() <= 0.1 + 1e-6)
     True
     """
-    torchattacks = _import_torchattacks()
+    pgd_steps = _renamed(pgd_steps, n_steps, "pgd_steps", "n_steps")
+    _import_torchattacks()
     view = as_torch_classifier(classifier)
-    defence = _resolve_defence(purifier)
+    X_adv, broken = _apgd(
+        view, _Inputs(view, X, y, bounds), purifier=purifier, eps=eps, norm=norm, pgd_steps=pgd_steps,
+        n_restarts=n_restarts, eot_samples=eot_samples, loss=loss, gradient=gradient, n_replicates=n_replicates,
+        batch_size=batch_size, random_state=random_state,
+    )
+    return (X_adv, broken) if return_success else X_adv
+
+
+def _apgd(view, data, *, purifier, eps, norm, pgd_steps, n_restarts, eot_samples, loss, gradient, n_replicates,
+          batch_size, random_state):
+    """:func:`apgd_attack` on the adapted classifier ``view`` and inputs ``data``: ``(X_adv, broken)``."""
+    torchattacks = _import_torchattacks()
+    _, generators = _randomness(random_state)
+    defence = _resolve_defence(purifier, generators)
     if gradient == "auto":
         gradient = "full" if defence is None or defence.differentiable is not None else "bpda"
-    data = _Inputs(view, X, y, bounds)
     eot = (n_replicates if defence is not None else 1) if eot_samples is None else eot_samples
     verdict_purify = None if defence is None else defence.sample
     reps = n_replicates if defence is not None else 1
-    out, broken = data.X.clone(), torch.zeros(len(data), dtype=torch.bool)
-    attack = eps > 0 and n_steps > 0 and data.high > data.low
-    rng = _as_rng(random_state)
-    with _seeded(_draw_seed(rng), view.device):
+    attack = eps > 0 and pgd_steps > 0 and data.high > data.low
+    # APGD draws its random start from torch's global generator: seeded (and restored) around it
+    with third_party_rng(derive_seed(generators.seed, "torchattacks"), view.device):
         module = None
         if attack:
             module = PurifiedModule(
                 view, purifier, bounds=(data.low, data.high), input_shape=tuple(data.X.shape[1:]),
-                gradient=gradient,
+                gradient=gradient, generator=generators,
             )
             with contextlib.redirect_stdout(io.StringIO()):  # it prints when the module has no parameters
                 apgd = torchattacks.APGD(
                     module, norm="Linf" if norm == "inf" else "L2", eps=float(eps) / (data.high - data.low),
-                    steps=n_steps, n_restarts=1, seed=0, loss=loss, eot_iter=eot,
+                    steps=pgd_steps, n_restarts=1, seed=0, loss=loss, eot_iter=eot,
                 )
             apgd.set_device(view.device)
-        for sl in data.batches(batch_size):
-            x_nat = data.X[sl].to(view.device)
-            target = data.y[sl].to(view.device)
+
+        def attack_batch(sl, x_nat, target):
             adv = x_nat.clone()
             br = _defended_wrong(view, verdict_purify, x_nat, target, reps)  # the clean input
             for _ in range(n_restarts if attack else 0):
@@ -292,6 +312,6 @@ def apgd_attack(
                     br[idx[wrong]] = True
                     alive &= ~wrong
                 adv[idx[alive]] = x[alive]
-            out[sl], broken[sl] = adv.detach().cpu(), br.cpu()
-    X_adv = data.restore(out)
-    return (X_adv, broken.numpy()) if return_success else X_adv
+            return adv, br
+
+        return data.attack(view, batch_size, attack_batch)

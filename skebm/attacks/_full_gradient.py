@@ -5,16 +5,30 @@ import torch
 from sklearn.utils._param_validation import StrOptions, validate_params
 from torch import nn
 
+from .._torch_classifier import as_torch_classifier
 from .._validation import POSITIVE_INT
 from ..mcmc import RowNoise
-from ._adapter import _resolve_defence, as_torch_classifier
+from ._adapter import _resolve_defence
 from ._pgd import _COMMON
-from ._utils import _as_rng, _defended_wrong, _draw_seed, _Inputs, _pgd_iterations, _replicate, _seeded
+from ._utils import (
+    DEPRECATED,
+    DEPRECATED_OPTION,
+    _defended_wrong,
+    _Inputs,
+    _pgd_alpha,
+    _pgd_iterations,
+    _randomness,
+    _renamed,
+    _replicate,
+)
+
+#: The noise modes of the attacker's purifications.
+NOISE_MODES = StrOptions({"fresh", "reparameterised"})
 
 __all__ = ["full_gradient_attack"]
 
 
-def _require_differentiable(defence, noise):
+def _require_differentiable(defence, noise_mode):
     if defence is None:
         return
     if defence.differentiable is None:
@@ -24,15 +38,16 @@ def _require_differentiable(defence, noise):
             "callable on tensors built from torch operations (e.g. on skebm.mcmc.unrolled_langevin). Use "
             "pgd_attack (BPDA) for a purifier without gradients."
         )
-    if noise == "reparameterised" and not defence.takes_noise:
+    if noise_mode == "reparameterised" and not defence.takes_noise:
         raise ValueError(
-            "noise='reparameterised' needs a purifier that takes the noise stream: purify(x, noise) or "
-            "purify_tensor(X, noise=...); this one draws its own noise, use noise='fresh'."
+            "noise_mode='reparameterised' needs a purifier that takes the noise stream: purify(x, noise) or "
+            "purify_tensor(X, noise=...); this one draws its own noise, use noise_mode='fresh'."
         )
 
 
 def _full_gradient_batch(
-    view, defence, x_nat, y, keys, *, eps, norm, n_steps, alpha, random_start, eot, reps, reparam, low, high
+    view, defence, x_nat, y, keys, *, eps, norm, pgd_steps, alpha, random_start, eot, reps, reparam, low, high,
+    generators,
 ):
     """Full-gradient PGD-EOT on one batch; returns (x_adv, broken).
 
@@ -95,12 +110,17 @@ def _full_gradient_batch(
             return idx, grad
         return idx, grad[keep]
 
-    return _pgd_iterations(check, x_adv, x_nat, broken, eps=eps, n_steps=n_steps, alpha=alpha, norm=norm, low=low,
-                           high=high, random_start=random_start)
+    return _pgd_iterations(check, x_adv, x_nat, broken, eps=eps, pgd_steps=pgd_steps, alpha=alpha, norm=norm, low=low,
+                           high=high, random_start=random_start, generators=generators)
 
 
 @validate_params(
-    {**_COMMON, "eot_samples": [POSITIVE_INT, None], "noise": [StrOptions({"fresh", "reparameterised"})]},
+    {
+        **_COMMON,
+        "eot_samples": [POSITIVE_INT, None],
+        "noise_mode": [NOISE_MODES],
+        "noise": [NOISE_MODES, DEPRECATED_OPTION],
+    },
     prefer_skip_nested_validation=True,
 )
 def full_gradient_attack(
@@ -111,16 +131,19 @@ def full_gradient_attack(
     eps,
     purifier=None,
     norm="inf",
-    n_steps=40,
-    step_size=None,
+    pgd_steps=40,
+    pgd_step_size=None,
     random_start=True,
     eot_samples=None,
-    noise="fresh",
+    noise_mode="fresh",
     n_replicates=1,
     bounds=None,
     batch_size=256,
     random_state=None,
     return_success=False,
+    n_steps=DEPRECATED,
+    step_size=DEPRECATED,
+    noise=DEPRECATED,
 ):
     """PGD-EOT through the purifier: gradients flow through every Langevin step.
 
@@ -134,7 +157,7 @@ def full_gradient_attack(
     broken once, broken for good. Each check is the defence's own verdict:
     logits averaged over ``n_replicates`` purifications with fresh noise
     by the deployed purification (for a callable purifier with
-    ``noise="fresh"`` and ``eot_samples == n_replicates`` the EOT draws are
+    ``noise_mode="fresh"`` and ``eot_samples == n_replicates`` the EOT draws are
     that verdict; an ``EBMPurifier`` is judged by ``purify_tensor`` without
     ``differentiable``).
 
@@ -169,17 +192,19 @@ def full_gradient_attack(
         classifier (plain PGD).
     norm : {"inf", "l2"}, default="inf"
         Norm of the ball.
-    n_steps : int, default=40
-        Gradient steps.
-    step_size : float, default=None
-        Step length; ``None`` uses ``2.5 * eps / n_steps``.
+    pgd_steps : int, default=40
+        Gradient steps of the attack (``n_steps`` before 0.3).
+    pgd_step_size : float, default=None
+        Step length of the attack; ``None`` uses ``2.5 * eps / pgd_steps``
+        (``step_size`` before 0.3).
     random_start : bool, default=True
         Start from a uniform draw in the ball.
     eot_samples : int, default=None
         Purifications per step whose gradients are averaged; ``None`` uses
         ``n_replicates``.
-    noise : {"fresh", "reparameterised"}, default="fresh"
-        Noise of the attacker's purifications (see above).
+    noise_mode : {"fresh", "reparameterised"}, default="fresh"
+        Noise of the attacker's purifications (see above; ``noise`` before
+        0.3, a name the glossary keeps for noise streams).
     n_replicates : int, default=1
         Purified replicates of the defended prediction (the verdict).
     bounds : tuple of float, default=None
@@ -193,6 +218,9 @@ def full_gradient_attack(
         draws.
     return_success : bool, default=False
         Also return the boolean mask of broken inputs.
+    n_steps, step_size, noise : deprecated
+        The old names of ``pgd_steps``, ``pgd_step_size`` and
+        ``noise_mode`` (renamed in 0.3, removed in 0.5).
 
     Returns
     -------
@@ -215,40 +243,37 @@ def full_gradient_attack(
     >>> purify = lambda x, noise: unrolled_langevin(energy, x, 5, 0.3, noise_scale=0.01, noise=noise)
     >>> net = torch.nn.Linear(2, 2)
     >>> X = np.random.RandomState(0).rand(6, 2).astype(np.float32)
-    >>> X_adv = full_gradient_attack(net, X, [0, 1] * 3, eps=0.1, purifier=purify, n_steps=3,
-    ...                              eot_samples=2, noise="reparameterised", bounds=(0, 1), random_state=0)
+    >>> X_adv = full_gradient_attack(net, X, [0, 1] * 3, eps=0.1, purifier=purify, pgd_steps=3,
+    ...                              eot_samples=2, noise_mode="reparameterised", bounds=(0, 1), random_state=0)
     >>> bool(np.abs(X_adv - X).max() <= 0.1 + 1e-6)
     True
     """
+    pgd_steps = _renamed(pgd_steps, n_steps, "pgd_steps", "n_steps")
+    pgd_step_size = _renamed(pgd_step_size, step_size, "pgd_step_size", "step_size")
+    noise_mode = _renamed(noise_mode, noise, "noise_mode", "noise")
     view = as_torch_classifier(classifier)
-    defence = _resolve_defence(purifier)
-    _require_differentiable(defence, noise)
-    data = _Inputs(view, X, y, bounds)
+    X_adv, broken = _full_gradient(
+        view, _Inputs(view, X, y, bounds), purifier=purifier, eps=eps, norm=norm, pgd_steps=pgd_steps,
+        pgd_step_size=pgd_step_size, random_start=random_start, eot_samples=eot_samples, noise_mode=noise_mode,
+        n_replicates=n_replicates, batch_size=batch_size, random_state=random_state,
+    )
+    return (X_adv, broken) if return_success else X_adv
+
+
+def _full_gradient(view, data, *, purifier, eps, norm, pgd_steps, pgd_step_size, random_start, eot_samples,
+                   noise_mode, n_replicates, batch_size, random_state):
+    """:func:`full_gradient_attack` on the adapted classifier ``view`` and inputs ``data``: ``(X_adv, broken)``."""
+    rng, generators = _randomness(random_state)
+    defence = _resolve_defence(purifier, generators)
+    _require_differentiable(defence, noise_mode)
     eot = n_replicates if eot_samples is None else eot_samples
-    alpha = 2.5 * eps / max(n_steps, 1) if step_size is None else step_size
-    rng = _as_rng(random_state)
-    seed = _draw_seed(rng)
     keys = torch.as_tensor(rng.randint(0, 2**32, size=(eot, len(data)), dtype=np.int64))
-    out, broken = torch.empty_like(data.X), torch.zeros(len(data), dtype=torch.bool)
-    with _seeded(seed, view.device):
-        for sl in data.batches(batch_size):
-            x_adv, br = _full_gradient_batch(
-                view,
-                defence,
-                data.X[sl].to(view.device),
-                data.y[sl].to(view.device),
-                keys[:, sl],
-                eps=float(eps),
-                norm=norm,
-                n_steps=n_steps,
-                alpha=float(alpha),
-                random_start=random_start,
-                eot=eot,
-                reps=n_replicates,
-                reparam=noise == "reparameterised",
-                low=data.low,
-                high=data.high,
-            )
-            out[sl], broken[sl] = x_adv.detach().cpu(), br.cpu()
-    X_adv = data.restore(out)
-    return (X_adv, broken.numpy()) if return_success else X_adv
+    alpha = _pgd_alpha(eps, pgd_steps, pgd_step_size)
+
+    def attack_batch(sl, x, y):
+        return _full_gradient_batch(view, defence, x, y, keys[:, sl], eps=float(eps), norm=norm, pgd_steps=pgd_steps,
+                                    alpha=alpha, random_start=random_start, eot=eot, reps=n_replicates,
+                                    reparam=noise_mode == "reparameterised", low=data.low, high=data.high,
+                                    generators=generators)
+
+    return data.attack(view, batch_size, attack_batch)

@@ -4,9 +4,10 @@ import torch
 from sklearn.utils._param_validation import HasMethods, StrOptions, validate_params
 from torch import nn
 
+from .._torch_classifier import as_torch_classifier
 from .._validation import NONNEG, NONNEG_INT, POSITIVE, POSITIVE_INT
-from ._adapter import _resolve_defence, as_torch_classifier
-from ._utils import _as_rng, _draw_seed, _Inputs, _pgd_iterations, _seeded
+from ._adapter import _resolve_defence
+from ._utils import DEPRECATED, DEPRECATED_OPTION, _Inputs, _pgd_alpha, _pgd_iterations, _randomness, _renamed
 
 __all__ = ["pgd_attack"]
 
@@ -17,8 +18,8 @@ _COMMON = {
     "y": ["array-like"],
     "eps": [NONNEG],
     "norm": [StrOptions({"inf", "l2"})],
-    "n_steps": [NONNEG_INT],
-    "step_size": [POSITIVE, None],
+    "pgd_steps": [NONNEG_INT],
+    "pgd_step_size": [POSITIVE, None],
     "random_start": ["boolean"],
     "purifier": [None, callable, HasMethods(["purify_tensor"])],
     "n_replicates": [POSITIVE_INT],
@@ -26,23 +27,21 @@ _COMMON = {
     "batch_size": [POSITIVE_INT],
     "random_state": ["random_state"],
     "return_success": ["boolean"],
+    # the attacks' old names of the PGD steps (renamed in 0.3: n_steps and step_size are the Langevin steps)
+    "n_steps": [NONNEG_INT, DEPRECATED_OPTION],
+    "step_size": [POSITIVE, None, DEPRECATED_OPTION],
 }
 
 
-def _resolve_purifier(purifier):
-    """The BPDA purifier: ``x -> purified x`` with fresh noise (no graph needed)."""
-    defence = _resolve_defence(purifier)
-    return None if defence is None else defence.sample
-
-
 def _attack_batch(
-    view, purify, x_nat, y, *, eps, norm, n_steps, alpha, random_start, n_replicates, eot_replicates, low, high
+    view, purify, x_nat, y, *, eps, norm, pgd_steps, alpha, random_start, n_replicates, eot_samples, low, high,
+    generators,
 ):
     """PGD (BPDA + EOT when ``purify``) on one batch; returns (x_adv, broken)."""
     x_adv = x_nat.clone()
     broken = torch.zeros(len(x_nat), dtype=torch.bool, device=x_nat.device)
     reps = n_replicates if purify is not None else 1
-    eot = eot_replicates if purify is not None else 1
+    eot = eot_samples if purify is not None else 1
 
     def copies(xa, k, need_grad):
         batch = xa.unsqueeze(0).expand(k, *xa.shape).reshape(-1, *xa.shape[1:])
@@ -91,11 +90,14 @@ def _attack_batch(
         grad = grad.to(x_adv.device).view(eot, len(idx), *xa.shape[1:]).mean(dim=0)  # EOT
         return idx[keep], grad[keep.to(grad.device)]
 
-    return _pgd_iterations(check, x_adv, x_nat, broken, eps=eps, n_steps=n_steps, alpha=alpha, norm=norm, low=low,
-                           high=high, random_start=random_start)
+    return _pgd_iterations(check, x_adv, x_nat, broken, eps=eps, pgd_steps=pgd_steps, alpha=alpha, norm=norm, low=low,
+                           high=high, random_start=random_start, generators=generators)
 
 
-@validate_params({**_COMMON, "eot_replicates": [POSITIVE_INT, None]}, prefer_skip_nested_validation=True)
+@validate_params(
+    {**_COMMON, "eot_samples": [POSITIVE_INT, None], "eot_replicates": [POSITIVE_INT, None, DEPRECATED_OPTION]},
+    prefer_skip_nested_validation=True,
+)
 def pgd_attack(
     classifier,
     X,
@@ -103,16 +105,19 @@ def pgd_attack(
     *,
     eps,
     norm="inf",
-    n_steps=40,
-    step_size=None,
+    pgd_steps=40,
+    pgd_step_size=None,
     random_start=True,
     purifier=None,
     n_replicates=1,
-    eot_replicates=None,
+    eot_samples=None,
     bounds=None,
     batch_size=256,
     random_state=None,
     return_success=False,
+    n_steps=DEPRECATED,
+    step_size=DEPRECATED,
+    eot_replicates=DEPRECATED,
 ):
     """Projected gradient descent, with BPDA + EOT against a purifier.
 
@@ -124,7 +129,7 @@ def pgd_attack(
     check is broken for good and no longer moved (its returned copy is the
     one that broke it).
 
-    With a ``purifier``, every check purifies ``eot_replicates`` copies of
+    With a ``purifier``, every check purifies ``eot_samples`` copies of
     the current inputs (fresh noise each time), averages the classifier's
     logits over them, and back-propagates the cross-entropy of the averaged
     logits to the purified copies; the purifier counts as the identity in
@@ -146,10 +151,11 @@ def pgd_attack(
         Radius of the perturbation ball, in the units of ``X``.
     norm : {"inf", "l2"}, default="inf"
         Norm of the ball.
-    n_steps : int, default=40
-        Gradient steps.
-    step_size : float, default=None
-        Step length; ``None`` uses ``2.5 * eps / n_steps`` (Madry et al.).
+    pgd_steps : int, default=40
+        Gradient steps of the attack (``n_steps`` before 0.3).
+    pgd_step_size : float, default=None
+        Step length of the attack; ``None`` uses ``2.5 * eps / pgd_steps``
+        (Madry et al.) (``step_size`` before 0.3).
     random_start : bool, default=True
         Start from a uniform draw in the ball.
     purifier : EBMPurifier, callable or None, default=None
@@ -159,7 +165,7 @@ def pgd_attack(
         Purified replicates whose averaged logits are the defended
         prediction (the defence's own ``n_replicates``); ignored without a
         purifier.
-    eot_replicates : int, default=None
+    eot_samples : int, default=None
         Purified replicates per attack step whose logits are averaged for
         the loss and whose gradients are averaged (EOT). ``None`` uses
         ``n_replicates`` and the same copies decide the verdict. Otherwise
@@ -176,6 +182,9 @@ def pgd_attack(
         Seeds the random start and the purification noise.
     return_success : bool, default=False
         Also return the boolean mask of broken inputs.
+    n_steps, step_size, eot_replicates : deprecated
+        The old names of ``pgd_steps``, ``pgd_step_size`` and
+        ``eot_samples`` (renamed in 0.3, removed in 0.5).
 
     Returns
     -------
@@ -199,28 +208,29 @@ def pgd_attack(
     >>> bool(np.abs(X_adv - X).max() <= 0.1 + 1e-6)
     True
     """
+    pgd_steps = _renamed(pgd_steps, n_steps, "pgd_steps", "n_steps")
+    pgd_step_size = _renamed(pgd_step_size, step_size, "pgd_step_size", "step_size")
+    eot_samples = _renamed(eot_samples, eot_replicates, "eot_samples", "eot_replicates")
     view = as_torch_classifier(classifier)
-    purify = _resolve_purifier(purifier)
-    data = _Inputs(view, X, y, bounds)
-    alpha = 2.5 * eps / max(n_steps, 1) if step_size is None else step_size
-    out, broken = torch.empty_like(data.X), torch.zeros(len(data), dtype=torch.bool)
-    with _seeded(_draw_seed(_as_rng(random_state)), view.device):
-        for sl in data.batches(batch_size):
-            x_adv, br = _attack_batch(
-                view,
-                purify,
-                data.X[sl].to(view.device),
-                data.y[sl].to(view.device),
-                eps=float(eps),
-                norm=norm,
-                n_steps=n_steps,
-                alpha=float(alpha),
-                random_start=random_start,
-                n_replicates=n_replicates,
-                eot_replicates=n_replicates if eot_replicates is None else eot_replicates,
-                low=data.low,
-                high=data.high,
-            )
-            out[sl], broken[sl] = x_adv.detach().cpu(), br.cpu()
-    X_adv = data.restore(out)
-    return (X_adv, broken.numpy()) if return_success else X_adv
+    X_adv, broken = _pgd(
+        view, _Inputs(view, X, y, bounds), purifier=purifier, eps=eps, norm=norm, pgd_steps=pgd_steps,
+        pgd_step_size=pgd_step_size, random_start=random_start, n_replicates=n_replicates, eot_samples=eot_samples,
+        batch_size=batch_size, random_state=random_state,
+    )
+    return (X_adv, broken) if return_success else X_adv
+
+
+def _pgd(view, data, *, purifier, eps, norm, pgd_steps, pgd_step_size, random_start, n_replicates, eot_samples,
+         batch_size, random_state):
+    """:func:`pgd_attack` on the adapted classifier ``view`` and validated inputs ``data``: ``(X_adv, broken)``."""
+    _, generators = _randomness(random_state)
+    defence = _resolve_defence(purifier, generators)
+    purify = None if defence is None else defence.sample  # BPDA: fresh noise, no graph needed
+    eot, alpha = n_replicates if eot_samples is None else eot_samples, _pgd_alpha(eps, pgd_steps, pgd_step_size)
+
+    def attack_batch(sl, x, y):
+        return _attack_batch(view, purify, x, y, eps=float(eps), norm=norm, pgd_steps=pgd_steps, alpha=alpha,
+                             random_start=random_start, n_replicates=n_replicates, eot_samples=eot, low=data.low,
+                             high=data.high, generators=generators)
+
+    return data.attack(view, batch_size, attack_batch)

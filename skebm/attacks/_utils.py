@@ -1,35 +1,41 @@
 """What every attack shares: inputs, the ball, seeding, replicate batches, verdicts."""
 
-import contextlib
+import warnings
 
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Hidden, StrOptions
 
-_INT32_MAX = np.iinfo(np.int32).max
+from .._random import PerDeviceGenerator, seed_from
+
+#: Default of a renamed keyword: the old name still works until 0.5, with a FutureWarning.
+DEPRECATED = "deprecated"
+DEPRECATED_OPTION = Hidden(StrOptions({DEPRECATED}))
 
 
-def _draw_seed(rng):
-    return int(rng.randint(_INT32_MAX))
+def _renamed(value, old_value, name, old_name):
+    """The value of the keyword ``name``, or of its old name ``old_name`` if that was passed (FutureWarning)."""
+    if isinstance(old_value, str) and old_value == DEPRECATED:
+        return value
+    warnings.warn(
+        f"{old_name} was renamed {name} in 0.3 (the glossary's name); {old_name} will be removed in 0.5.",
+        FutureWarning,
+        stacklevel=4,  # the user's call, through the attack and scikit-learn's validate_params
+    )
+    return old_value
 
 
-@contextlib.contextmanager
-def _seeded(seed, device="cpu"):
-    """Torch's global generators seeded with ``seed``; the caller's state is restored on exit.
+def _randomness(random_state):
+    """The random sources of one attack call: ``(rng, generators)``.
 
-    The purifiers draw their fresh noise from torch's global generator (a
-    user's callable cannot be handed a generator), so a seeded attack seeds
-    that, inside :func:`torch.random.fork_rng`.
+    ``rng`` (a RandomState) draws integers (noise keys, the seeds of nested
+    attacks); ``generators`` (a :class:`~skebm._random.PerDeviceGenerator`)
+    every tensor draw: random starts and the purifications' fresh noise, on
+    whatever device each runs. torch's global generator is never touched.
     """
-    device = torch.device(device)
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
-def _as_rng(random_state):
-    return check_random_state(random_state)
+    rng = check_random_state(random_state)
+    return rng, PerDeviceGenerator(seed_from(rng))
 
 
 # ------------------------------------------------------------------ inputs
@@ -68,6 +74,14 @@ class _Inputs:
         for start in range(0, len(self.X), batch_size):
             yield slice(start, start + batch_size)
 
+    def attack(self, view, batch_size, attack_batch):
+        """``attack_batch(sl, x, y) -> (x_adv, broken)`` on every batch; ``(X_adv, broken)`` in the caller's type."""
+        out, broken = self.X.clone(), torch.zeros(len(self), dtype=torch.bool)
+        for sl in self.batches(batch_size):
+            x_adv, br = attack_batch(sl, self.X[sl].to(view.device), self.y[sl].to(view.device))
+            out[sl], broken[sl] = x_adv.detach().cpu(), br.cpu()
+        return self.restore(out), broken.numpy()
+
     def restore(self, adv):
         """Adversarial tensor (CPU float32) -> the caller's type, shape and float dtype."""
         out = adv.numpy().astype(self.dtype)
@@ -90,21 +104,28 @@ def _project(x_adv, x_nat, eps, norm, low, high):
     return (x_nat + delta).clamp(low, high)
 
 
-def _random_start(x_nat, eps, norm):
+def _random_start(x_nat, eps, norm, generators):
+    g = generators.on(x_nat.device)
     if norm == "inf":
-        return x_nat + (torch.rand_like(x_nat) * 2 - 1) * eps
-    direction = torch.randn_like(x_nat)
+        return x_nat + (torch.rand(x_nat.shape, generator=g, device=x_nat.device) * 2 - 1) * eps
+    direction = torch.randn(x_nat.shape, generator=g, device=x_nat.device)
     direction = direction / _flat_norm(direction)
     d = x_nat[0].numel()
-    radius = eps * torch.rand(len(x_nat), device=x_nat.device).pow(1.0 / d).view(-1, *([1] * (x_nat.ndim - 1)))
+    radius = eps * torch.rand(len(x_nat), generator=g, device=x_nat.device).pow(1.0 / d)
+    radius = radius.view(-1, *([1] * (x_nat.ndim - 1)))
     return x_nat + direction * radius
+
+
+def _pgd_alpha(eps, pgd_steps, pgd_step_size):
+    """The PGD step length: ``pgd_step_size``, or ``2.5 * eps / pgd_steps`` (Madry et al.)."""
+    return float(2.5 * eps / max(pgd_steps, 1) if pgd_step_size is None else pgd_step_size)
 
 
 def _direction(grad, norm):
     return grad.sign() if norm == "inf" else grad / _flat_norm(grad)
 
 
-def _pgd_iterations(check, x_adv, x_nat, broken, *, eps, n_steps, alpha, norm, low, high, random_start):
+def _pgd_iterations(check, x_adv, x_nat, broken, *, eps, pgd_steps, alpha, norm, low, high, random_start, generators):
     """The PGD loop shared by the BPDA and the full-gradient attacks.
 
     ``check(need_grad)`` judges the current iterates of the inputs not yet
@@ -112,22 +133,22 @@ def _pgd_iterations(check, x_adv, x_nat, broken, *, eps, n_steps, alpha, norm, l
     grad)`` for those still standing, or ``None`` when none is left. The
     clean input is checked first, then the random start, then every step.
     """
-    attack = eps > 0 and n_steps > 0
+    attack = eps > 0 and pgd_steps > 0
     start = random_start and eps > 0
     state = check(need_grad=attack and not start)  # the clean input
     if start:
         keep = ~broken
-        x_adv[keep] = _project(_random_start(x_nat[keep], eps, norm), x_nat[keep], eps, norm, low, high)
+        x_adv[keep] = _project(_random_start(x_nat[keep], eps, norm, generators), x_nat[keep], eps, norm, low, high)
         state = check(need_grad=attack)
     if not attack:
         return x_adv, broken
-    for step in range(n_steps):
+    for step in range(pgd_steps):
         if state is None:
             break
         idx, grad = state
         x_adv[idx] = _project(x_adv[idx] + alpha * _direction(grad.to(x_adv.device), norm), x_nat[idx], eps, norm,
                               low, high)
-        state = check(need_grad=step < n_steps - 1)
+        state = check(need_grad=step < pgd_steps - 1)
     return x_adv, broken
 
 

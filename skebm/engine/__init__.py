@@ -5,7 +5,7 @@ from ._losses import MaxLikelihoodLoss, NGEBMLoss
 from ._ml import EBMNet
 from ._monitor import SampleMonitor
 from ._ngebm import NGEBMNet
-from ._random import RandomGenerators
+from .._random import RandomGenerators
 
 __all__ = [
     "DivergenceGuard",

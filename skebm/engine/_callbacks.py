@@ -1,6 +1,8 @@
 """skorch callbacks of the skebm engines: divergence recovery, progress, checkpoints."""
 
 import copy
+import hashlib
+import json
 import math
 import os
 import warnings
@@ -10,7 +12,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from skorch.callbacks import Callback, Checkpoint, LRScheduler
 
-from ._history import n_updates
+from ._history import check_history, n_updates
 from .._validation import POSITIVE, POSITIVE_INT, NONNEG_INT, StrOptions, check_params
 
 __all__ = ["TrainingDivergedError", "DivergenceGuard", "ProgressBar", "TrainingCheckpoint", "HeldOutEarlyStopping"]
@@ -269,12 +271,38 @@ class TrainingCheckpoint(Checkpoint):
     Every ``every`` epochs the network weights, the optimiser, every other
     registered module of the engine (the chain bank ``chain_init``, the
     random generators ``rng``) and the history are written to ``dirname``
-    (skorch's :class:`~skorch.callbacks.Checkpoint` does the writing). At
-    the start of a fit, a checkpoint found in ``dirname`` is loaded first
-    (as skorch's :class:`~skorch.callbacks.LoadInitState` does), so a fit
-    interrupted by Ctrl-C, a crash or a time limit continues where it
-    stopped when the same fit is run again: with the same data and
-    ``random_state`` the result equals that of an uninterrupted fit.
+    (skorch's :class:`~skorch.callbacks.Checkpoint` does the writing),
+    then ``checkpoint.json``, which records what the checkpoint belongs
+    to: the engine and loss (which estimator built it), everything that
+    shapes the model (network class and tensor shapes, chain
+    initialisation, sampler, optimiser, learning rate, batch size,
+    precision, seed) and a fingerprint of the training data (SHA-256 of
+    its shape, dtype and bytes, and of ``y``). At the start of a fit, a
+    checkpoint found in ``dirname`` is loaded first (as skorch's
+    :class:`~skorch.callbacks.LoadInitState` does), so a fit interrupted
+    by Ctrl-C, a crash or a time limit continues where it stopped when the
+    same fit is run again: with the same data and ``random_state`` the
+    result equals that of an uninterrupted fit. ``max_iter``, ``verbose``,
+    ``device`` and the number of threads may change between the runs.
+
+    A checkpoint that belongs to another fit (other data, parameters or
+    estimator), one without its record, and a corrupt or foreign one
+    (unreadable files, files that are not regular files, a history that
+    is not a training history) are
+    never resumed: the fit raises ``ValueError`` naming the folder and
+    what differs, before training. Use another ``dirname``, delete the
+    folder, or pass ``resume=False`` to overwrite it. Files are loaded
+    with ``torch.load(weights_only=True)``: they cannot run code. A warm
+    start (``warm_start=True``) whose model has made at least as many
+    updates as the checkpoint records does not read it (the checkpoint is
+    its own past) and replaces it at its next save.
+
+    ``dirname`` naming an existing file (not a folder) raises
+    ``ValueError`` before training, and a checkpoint that cannot be
+    written (no space, no permission) raises ``OSError`` naming the file:
+    a fit never runs on silently without its checkpoints (skorch's own
+    ``Checkpoint`` only prints such failures with ``verbose``). The
+    previous checkpoint stays in the folder.
 
     Parameters
     ----------
@@ -297,6 +325,9 @@ class TrainingCheckpoint(Checkpoint):
     10
     """
 
+    #: The file recording what the checkpoint belongs to (written last, atomically).
+    record_file = "checkpoint.json"
+
     def __init__(self, dirname, every=1, resume=True):
         check_params({"every": [POSITIVE_INT]}, {"every": every}, type(self).__name__)
         self.every = every
@@ -306,15 +337,165 @@ class TrainingCheckpoint(Checkpoint):
     def _due(self, net):
         return len(net.history) % self.every == 0
 
+    def initialize(self):
+        if os.path.exists(self.dirname) and not os.path.isdir(self.dirname):
+            raise ValueError(
+                f"TrainingCheckpoint: dirname={self.dirname!r} is an existing file, not a folder; name a folder."
+            )
+        return super().initialize()
+
     def on_train_begin(self, net, X=None, y=None, **kwargs):
+        self.initialize()  # the folder may have changed since the net was initialised
         # every registered module of the engine is saved (the network goes to f_params)
         for name in net._modules:
             if name != "module":
                 setattr(self, f"f_{name}", f"{name}.pt")
+        self.record_ = _checkpoint_record(net, X, y)
         if not self.resume or not os.path.exists(self.f_history_):
             return
-        net.load_params(checkpoint=self)
-        net.restore_from_history()
+        self._check_regular_files()
+        owner = self._read_record()
+        if n_updates(net.history) >= self._found_updates:
+            return  # a warm start already past the checkpoint: nothing to resume; the next save replaces it
+        self._check_owner(owner)
+        try:
+            with open(self.f_history_, "rb") as f:
+                history = json.load(f)
+        except Exception as exc:  # noqa: BLE001 - json's errors (RecursionError too)
+            raise ValueError(
+                f"TrainingCheckpoint: {self.dirname!r} holds a corrupt checkpoint: its history.json cannot be read "
+                f"({type(exc).__name__})."
+            ) from None
+        try:
+            check_history(history, "its history.json")
+        except ValueError as exc:
+            raise ValueError(f"TrainingCheckpoint: {self.dirname!r} holds a corrupt checkpoint: {exc}") from None
+        if n_updates(history) != self._found_updates:
+            raise ValueError(
+                f"TrainingCheckpoint: {self.dirname!r} holds an incomplete checkpoint (its history records "
+                f"{n_updates(history)} updates, its record {self._found_updates}); delete the folder or choose "
+                "another dirname."
+            )
+        try:
+            net.load_params(checkpoint=self)  # torch.load(weights_only=True): no code runs
+            net.restore_from_history()
+        except Exception as exc:  # noqa: BLE001 - torch.load's errors, whose advice (weights_only=False) does not apply
+            raise ValueError(
+                f"TrainingCheckpoint: {self.dirname!r} holds a corrupt or foreign checkpoint ({type(exc).__name__} "
+                "reading its files); delete the folder or choose another dirname."
+            ) from None
+
+    def _check_regular_files(self):
+        """ValueError if a file the resume would read is something else (a FIFO would block, a device never end)."""
+        names = [self.record_file, *(f for f in self._f_kwargs().values() if isinstance(f, str))]  # history too
+        for name in names:
+            path = os.path.join(self.dirname, self.fn_prefix + name)
+            if os.path.lexists(path) and not os.path.isfile(path):
+                raise ValueError(
+                    f"TrainingCheckpoint: {self.dirname!r} holds {name!r}, which is not a regular file; delete the "
+                    "folder or choose another dirname."
+                )
+
+    def _read_record(self):
+        path = os.path.join(self.dirname, self.record_file)
+        try:
+            with open(path, "rb") as f:
+                text = f.read(_MAX_RECORD_BYTES + 1)
+            record = json.loads(text) if len(text) <= _MAX_RECORD_BYTES else None
+        except FileNotFoundError:
+            raise ValueError(
+                f"TrainingCheckpoint: {self.dirname!r} holds a checkpoint without {self.record_file} (another "
+                "library's, or an older skebm's): it cannot tell which fit it belongs to; delete the folder or choose "
+                "another dirname."
+            ) from None
+        except (ValueError, OSError, RecursionError):
+            record = None
+        if not (isinstance(record, dict) and set(record) == {"owner", "n_updates"} and isinstance(record["owner"], dict)
+                and isinstance(record["n_updates"], int)):
+            raise ValueError(f"TrainingCheckpoint: {self.dirname!r} holds a corrupt {self.record_file}.")
+        self._found_updates = record["n_updates"]
+        return record["owner"]
+
+    def _check_owner(self, owner):
+        mine = self.record_
+        differ = sorted(k for k in set(mine) | set(owner) if mine.get(k) != owner.get(k))
+        if differ:
+            raise ValueError(
+                f"TrainingCheckpoint: {self.dirname!r} holds the checkpoint of another fit (it differs in: "
+                f"{', '.join(map(str, differ[:8]))}); it is not resumed. Use another dirname, delete the folder, or "
+                "pass resume=False to overwrite it."
+            )
+
+    def _save_params(self, f, net, f_name, log_name):
+        try:
+            net.save_params(**{f_name: f, "use_safetensors": self.use_safetensors})
+        except Exception as exc:  # skorch's own Checkpoint only prints this, and only with verbose
+            raise OSError(f"TrainingCheckpoint could not write the {log_name} to {f!r}: {exc}") from exc
+
+    def save_model(self, net):
+        super().save_model(net)
+        if getattr(net, "process_rank", lambda: 0)() != 0:  # distributed: the main process records the owner
+            return
+        path = os.path.join(self.dirname, self.record_file)
+        record = {"owner": self.record_, "n_updates": n_updates(net.history)}
+        try:
+            with open(path + ".tmp", "w", encoding="utf-8") as f:
+                json.dump(record, f)
+            os.replace(path + ".tmp", path)  # written last and whole: a crash leaves the previous record
+        except OSError as exc:
+            raise OSError(f"TrainingCheckpoint could not write {path!r}: {exc}") from exc
+
+
+#: Largest checkpoint record read (a real one is a few kB).
+_MAX_RECORD_BYTES = 1_000_000
+
+
+def _data_fingerprint(data):
+    """SHA-256 of an array's shape, dtype and bytes (``None`` for no data); data of another kind by its type."""
+    if data is None:
+        return None
+    try:
+        array = np.ascontiguousarray(data.detach().cpu().numpy() if hasattr(data, "detach") else np.asarray(data))
+    except (TypeError, ValueError, RuntimeError):
+        return type(data).__name__
+    if array.dtype == object:
+        return type(data).__name__
+    digest = hashlib.sha256(f"{array.shape}{array.dtype.str}".encode())
+    digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
+
+
+def _checkpoint_record(net, X, y):
+    """What a checkpoint of ``net`` fitted on ``(X, y)`` belongs to, as comparable strings.
+
+    The engine and loss (which estimator), what shapes the model and its
+    training (network class and tensor shapes, chain initialisation,
+    sampler, optimiser and learning rate, batch size, seed, ...) and a
+    fingerprint of the data. Not recorded: what may change between an
+    interrupted run and its resumption (``max_updates``, callbacks,
+    ``verbose``, the device, threads).
+    """
+    params = net.get_params(deep=False)
+    ignored = {"module", "callbacks", "verbose", "device", "max_updates", "warm_start", "iterator_train",
+               "iterator_valid", "dataset", "train_split", "accelerator", "seed", "max_epochs"}
+    shaping = {
+        k: repr(v) for k, v in sorted(params.items())
+        if k not in ignored and not k.startswith(("_", "callbacks__", "iterator_", "dataset__"))
+    }
+    module, chain = net.bare_module(), net.chain_init_
+    return {
+        **shaping,
+        "engine": type(net).__name__,
+        "network": f"{type(module).__name__} {[(k, tuple(v.shape)) for k, v in module.state_dict().items()]}",
+        "chain_init": f"{type(chain).__name__} {({k: getattr(chain, k) for k in chain._params})!r} "
+                      f"{_shapes(chain.state_dict())}",
+        "data X": _data_fingerprint(X),
+        "data y": _data_fingerprint(y),
+    }
+
+
+def _shapes(state):
+    return [(k, tuple(v.shape)) for k, v in state.items() if hasattr(v, "shape")]
 
 
 class HeldOutEarlyStopping(Callback):

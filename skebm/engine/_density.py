@@ -28,7 +28,7 @@ from torch.utils.data import Sampler
 
 from ..mcmc import autocast_context
 from ._ml import EBMNet
-from ._random import seed_from
+from .._random import seed_from
 
 __all__ = ["QuadratureNet", "ImportanceNet"]
 
@@ -38,11 +38,17 @@ def _logmeanexp(a, dim=-1):
 
 
 class _DensityNet(EBMNet):
-    """What the two engines share: no chains in training, a best state, a held-out loss."""
+    """What the two engines share: no chains (no sampler, no chain bank), a best state, a held-out loss."""
+
+    def __init__(self, module, **kwargs):
+        for name in ("sampler", "chain_init", "source"):
+            if kwargs.get(name) is not None:
+                raise ValueError(f"{type(self).__name__} trains without chains: {name} must be None.")
+        super().__init__(module, **kwargs)
 
     @property
     def runs_chains(self):
-        """Training draws no MCMC negatives (the chain settings serve ``sample``)."""
+        """Training draws no MCMC negatives."""
         return False
 
     def initialize_module(self):
@@ -193,7 +199,7 @@ class ImportanceNet(_DensityNet):
 
     def initialize_module(self):
         super().initialize_module()
-        draws = torch.Generator(device=self.device).manual_seed(seed_from(self.seed) + 7)
+        draws = torch.Generator(device=self.device).manual_seed(seed_from(self.seed, "validation"))
         base = self.bare_module().base
         self.validation_draws_ = base.sample(self.n_validation_samples, self.feature_shape, generator=draws)
         return self

@@ -6,12 +6,12 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn.exceptions import NotFittedError
 from skorch.callbacks import Callback
 
 from ._history import n_updates
 
 from .._torch_utils import check_rows_fit
+from .._images import check_image_shape, image_mosaic
 from .._validation import NONNEG_INT, POSITIVE_INT, StrOptions, check_params
 
 __all__ = ["SampleMonitor"]
@@ -28,11 +28,12 @@ class SampleMonitor(Callback):
     last) the callback runs ``n_samples`` Langevin chains on the current
     energy with the engine's own sampler (:meth:`EBMNet.run_chains
     <skebm.engine.EBMNet.run_chains>`), from the chain bank or from fresh
-    source draws (``start``), keeps the samples in :attr:`grids_`, records
-    diagnostics in :attr:`records_` and, with a ``folder``, writes the grid
-    as ``<prefix>_<update>.png``. :meth:`save_evolution` (or
-    :func:`skebm.plotting.plot_sample_evolution`) writes all grids as one
-    image, one row per snapshot: how the samples changed over training.
+    source draws (``start``), keeps the samples in ``grids_``, records
+    diagnostics in ``records_`` and, with a ``folder``, writes the grid
+    as ``<prefix>_<update>.png``. :func:`skebm.plotting.save_sample_evolution`
+    (or :func:`~skebm.plotting.plot_sample_evolution`) draws all grids as one
+    image, one row per snapshot: how the samples changed over training. The
+    monitor records arrays; :mod:`skebm.plotting` draws them.
 
     The chains draw from a generator of the monitor's own, seeded with
     ``random_state`` afresh at every snapshot (the same starts each time,
@@ -51,7 +52,7 @@ class SampleMonitor(Callback):
 
         monitor = SampleMonitor(every=100, folder="samples")
         EBMGenerator(image_shape=(1, 28, 28), callbacks=[monitor]).fit(X)
-        monitor.save_evolution("samples/evolution.png")
+        save_sample_evolution(monitor, "samples/evolution.png")  # from skebm.plotting
 
     The samples are in the model's space (images in [-1, 1]); pass
     ``value_range`` or let it use the source's range.
@@ -212,7 +213,7 @@ class SampleMonitor(Callback):
 
         Returns
         -------
-        samples : torch.Tensor of shape (n_samples, *feature_shape)
+        samples : torch.Tensor of shape ``(n_samples, *feature_shape)``
         trace : dict
             ``energy`` and ``grad_norm`` per Langevin step (and
             ``acceptance`` for MALA), as :func:`skebm.mcmc.langevin` returns.
@@ -255,7 +256,7 @@ class SampleMonitor(Callback):
         Returns
         -------
         record : dict
-            The entry appended to :attr:`records_`.
+            The entry appended to ``records_``.
         """
         import time
 
@@ -289,7 +290,7 @@ class SampleMonitor(Callback):
     # -------------------------------------------------------------- images
     def _image_shape(self, net):
         if self.image_shape is not None:
-            return tuple(int(s) for s in self.image_shape)
+            return check_image_shape(self.image_shape)
         shape = tuple(net.feature_shape)
         return shape if len(shape) == 3 else None
 
@@ -310,10 +311,14 @@ class SampleMonitor(Callback):
         fig = Figure(figsize=(4, 4))
         ax = fig.subplots()
         if shape is not None and len(shape) == 3 and int(np.prod(shape)) == flat.shape[1] and shape[0] in (1, 3):
-            from ..plotting import plot_sample_grid
-
-            plot_sample_grid(flat, image_shape=shape, ax=ax, cmap=self.cmap, value_range=self._range(net),
-                             title=f"update {n}")
+            images = flat.reshape(len(flat), *shape).astype(np.float64)
+            mosaic = image_mosaic(images, int(math.ceil(math.sqrt(len(images)))), 1, self._range(net))
+            if mosaic.shape[2] == 1:
+                ax.imshow(mosaic[:, :, 0], cmap=self.cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+            else:
+                ax.imshow(mosaic, interpolation="nearest")
+            ax.set_axis_off()
+            ax.set_title(f"update {n}")
         elif flat.shape[1] == 2:
             ax.scatter(flat[:, 0], flat[:, 1], s=4)
             ax.set_xlabel("x1")
@@ -335,6 +340,11 @@ class SampleMonitor(Callback):
     def save_evolution(self, path, *, n_cols=None, **kwargs):
         """Write every snapshot's samples as one image, one row per snapshot.
 
+        .. deprecated:: 0.3
+            Use :func:`skebm.plotting.save_sample_evolution` (the monitor
+            records, :mod:`skebm.plotting` draws); this method will be
+            removed in 0.5.
+
         Parameters
         ----------
         path : str or path-like
@@ -353,19 +363,12 @@ class SampleMonitor(Callback):
         sklearn.exceptions.NotFittedError
             Before any snapshot (no estimator was fitted with the monitor).
         """
-        from matplotlib.figure import Figure
+        warnings.warn(
+            "SampleMonitor.save_evolution is deprecated in 0.3 and will be removed in 0.5; use "
+            "skebm.plotting.save_sample_evolution(monitor, path).",
+            FutureWarning,
+            stacklevel=2,
+        )
+        from ..plotting import save_sample_evolution  # deprecated path: the only import of plotting, until 0.5
 
-        from ..plotting import plot_sample_evolution
-
-        if not getattr(self, "grids_", None):
-            raise NotFittedError("SampleMonitor has no snapshot yet: fit an estimator with it first.")
-        kwargs.setdefault("image_shape", getattr(self, "image_shape_", None))
-        kwargs.setdefault("value_range", getattr(self, "value_range_", None))
-        kwargs.setdefault("cmap", self.cmap)
-        n_cols = n_cols or min(self.n_samples, 16)
-        rows = len(self.grids_)
-        fig = Figure(figsize=(max(4.0, 0.5 * n_cols + 1.2), max(2.0, 0.5 * rows + 0.6)))
-        ax = fig.subplots()
-        plot_sample_evolution(self, n_cols=n_cols, ax=ax, **kwargs)
-        fig.savefig(os.fspath(path), dpi=100, bbox_inches="tight")
-        return os.fspath(path)
+        return save_sample_evolution(self, path, n_cols=n_cols, **kwargs)

@@ -78,7 +78,7 @@ class NGEBMNet(EBMNet):
 
         Parameters
         ----------
-        x : torch.Tensor of shape (n, *feature_shape)
+        x : torch.Tensor of shape ``(n, *feature_shape)``
             Inputs in the model's (rescaled) space.
         module : torch.nn.Module, default=None
             The network to call; ``None`` is :meth:`bare_module` (the

@@ -75,7 +75,7 @@ class ChainInit(nn.Module):
     """Base class of the chain-initialisation strategies.
 
     Subclasses override :meth:`draw` and, when they keep state,
-    :meth:`_allocate`, :meth:`update` and :meth:`starts`.
+    ``_allocate``, :meth:`update` and :meth:`starts`.
     """
 
     name = None
@@ -138,7 +138,7 @@ class ChainInit(nn.Module):
 
         Returns
         -------
-        x0 : torch.Tensor of shape (n, *shape)
+        x0 : torch.Tensor of shape ``(n, *shape)``
         """
         if self.shape_ is None:
             raise RuntimeError(f"{type(self).__name__} is not set up: call setup(source, shape) first.")
@@ -149,7 +149,7 @@ class ChainInit(nn.Module):
 
         Parameters
         ----------
-        x_data : torch.Tensor of shape (n, *shape)
+        x_data : torch.Tensor of shape ``(n, *shape)``
             The data batch.
         y : torch.Tensor of int, default=None
             Class labels of a conditional energy.
@@ -211,7 +211,7 @@ class ChainInit(nn.Module):
 
         Returns
         -------
-        x0 : torch.Tensor of shape (n, *shape)
+        x0 : torch.Tensor of shape ``(n, *shape)``
         """
         return self.fresh(n, generator)
 

@@ -153,40 +153,115 @@ def langevin(
     return out
 
 
-def _ula(energy_fn, x0, n_steps, step_size, sigma, temperature, tau, grad_clip, clamp, mask, ctx,
-         return_chains, return_trace, noise):
+# ------------------------------------------------------------ the Langevin step
+class _Dynamics:
+    """The settings of a Langevin step, with the coefficients derived once per chain.
+
+    One step is ``x <- clamp(x + mask * (sigma * xi - clip(eps**2/2 * (grad E / T + x / tau**2))))``;
+    the sampler (:func:`langevin`, ULA and MALA) and the differentiable chain
+    (:func:`~skebm.mcmc.unrolled_langevin`) both take their steps from this
+    object, so the chain an attack differentiates is the defence's.
+    """
+
+    __slots__ = ("energy_coef", "prior_coef", "grad_clip", "sigma", "mask", "clamp", "ctx")
+
+    def __init__(self, step_size, sigma, device, dtype, *, temperature=1.0, tau=None, grad_clip=None, clamp=None,
+                 mask=None, precision="fp32"):
+        drift_coef = step_size**2 / 2.0
+        self.energy_coef = drift_coef / temperature
+        self.prior_coef = None if tau is None else drift_coef / tau**2
+        self.grad_clip = grad_clip
+        self.sigma = sigma
+        self.mask = None if mask is None else mask.to(device=device, dtype=dtype)
+        self.clamp = clamp
+        self.ctx = autocast_context(device, precision)
+
+    def drift(self, grad, x):
+        """``clip(eps**2/2 * (grad / T + x / tau**2))``, a new tensor.
+
+        ``grad`` is not written to: autograd may return an expanded tensor
+        (a flat energy's zero gradient).
+        """
+        drift = grad.to(x.dtype).mul(self.energy_coef)
+        if self.prior_coef is not None:
+            drift.add_(x, alpha=self.prior_coef)
+        if self.grad_clip is not None:
+            drift.clamp_(-self.grad_clip, self.grad_clip)
+        return drift
+
+
+def _energy_grad(energy_fn, x, ctx, create_graph=False):
+    """Energies at ``x`` and their gradient with respect to ``x``: ``(x, energy, grad)``.
+
+    The returned ``x`` is the tensor differentiated (in the graph when
+    ``create_graph`` and ``x`` is). This is the seam of the step: a compiled
+    step (``torch.func.grad`` composed with ``torch.compile``) would replace
+    this function and leave the update rule of ``langevin_step`` alone.
+    """
+    with torch.enable_grad():
+        if not (create_graph and x.requires_grad):
+            x = x.detach().requires_grad_(True)
+        with ctx:
+            energy = energy_fn(x)
+        (grad,) = torch.autograd.grad(energy.sum(), x, create_graph=create_graph)
+    return x, energy, grad
+
+
+def langevin_step(energy_fn, x, xi, dynamics, *, create_graph=False, trace=None):
+    """One Langevin step from ``x`` with the standard normals ``xi`` (None: no noise).
+
+    Parameters
+    ----------
+    energy_fn : callable
+        Maps ``x`` to one energy per row.
+    x : torch.Tensor
+        Current states. With ``create_graph=False`` the step writes the new
+        state into ``x``'s storage (the caller owns it) and consumes ``xi``.
+    xi : torch.Tensor or None
+        Standard normal draws shaped like ``x``.
+    dynamics : _Dynamics
+        Step size, noise scale, temperature, prior, drift clip, mask, clamp.
+    create_graph : bool, default=False
+        Keep the step in the autograd graph (second derivatives of the
+        energy), for the differentiable chain; the only difference from the
+        sampler's step.
+    trace : dict, default=None
+        Appends the mean energy and mean gradient norm at ``x`` to
+        ``trace["energy"]`` and ``trace["grad_norm"]``.
+
+    Returns
+    -------
+    x : torch.Tensor
+        The new states (detached unless ``create_graph``).
+    """
+    x, energy, grad = _energy_grad(energy_fn, x, dynamics.ctx, create_graph)
+    if trace is not None:
+        trace["energy"].append(float(energy.detach().float().mean()))
+        trace["grad_norm"].append(float(grad.detach().flatten(1).norm(dim=1).mean()))
+    if not create_graph:
+        x = x.detach()
+    drift = dynamics.drift(grad, x)
+    if xi is None:
+        step = drift.neg_()
+    else:
+        step = (xi.mul(dynamics.sigma) if create_graph else xi.mul_(dynamics.sigma)).sub_(drift)
+    if dynamics.mask is not None:
+        step.mul_(dynamics.mask)
+    x = x + step if create_graph else x.add_(step)
+    if dynamics.clamp is not None:
+        x = x.clamp_(dynamics.clamp[0], dynamics.clamp[1])
+    return x
+
+
+def _ula(energy_fn, x0, n_steps, dynamics, return_chains, return_trace, noise):
     """Unadjusted Langevin; see :func:`langevin`."""
-    drift_coef = step_size**2 / 2.0
-    energy_coef = drift_coef / temperature
-    prior_coef = None if tau is None else drift_coef / tau**2
     x = x0.detach().to(torch.float32).clone()
     chains = [x.clone()] if return_chains else None
     trace = {"energy": [], "grad_norm": []} if return_trace else None
-    if mask is not None:
-        mask = mask.to(device=x.device, dtype=x.dtype)
-    with torch.enable_grad():
-        for _ in range(n_steps):
-            x.requires_grad_(True)
-            with ctx:
-                energy = energy_fn(x)
-            (grad,) = torch.autograd.grad(energy.sum(), x)
-            x = x.detach()
-            drift = grad.float() * energy_coef
-            if prior_coef is not None:
-                drift.add_(x, alpha=prior_coef)
-            if grad_clip is not None:
-                drift.clamp_(-grad_clip, grad_clip)
-            step = noise.randn_like(x).mul_(sigma).sub_(drift)
-            if mask is not None:
-                step.mul_(mask)
-            x.add_(step)
-            if clamp is not None:
-                x.clamp_(clamp[0], clamp[1])
-            if return_chains:
-                chains.append(x.clone())
-            if return_trace:
-                trace["energy"].append(float(energy.detach().float().mean()))
-                trace["grad_norm"].append(float(grad.flatten(1).norm(dim=1).mean()))
+    for _ in range(n_steps):
+        x = langevin_step(energy_fn, x, noise.randn_like(x), dynamics, trace=trace)
+        if return_chains:
+            chains.append(x.clone())
     return x, chains, trace, float("nan")
 
 
@@ -195,12 +270,13 @@ def _run(energy_fn, x0, n_steps, step_size, *, noise_scale=None, temperature=1.0
          return_trace=False):
     """Validate the settings, run ULA or MALA; return ``(output, acceptance_rate)``."""
     sigma = _check_settings(n_steps, step_size, noise_scale, temperature, metropolis, clamp, tau, grad_clip)
-    ctx = autocast_context(x0.device, precision)
-    run = _mala if metropolis else _ula
-    x, chains, trace, rate = run(
-        energy_fn, x0, n_steps, step_size, sigma, temperature, tau, grad_clip, clamp, mask, ctx,
-        return_chains, return_trace, noise,
-    )
+    dynamics = _Dynamics(step_size, sigma, x0.device, torch.float32, temperature=temperature, tau=tau,
+                         grad_clip=grad_clip, clamp=clamp, mask=mask, precision=precision)
+    if metropolis:
+        x, chains, trace, rate = _mala(energy_fn, x0, n_steps, dynamics, return_chains, return_trace, noise,
+                                       temperature, tau)
+    else:
+        x, chains, trace, rate = _ula(energy_fn, x0, n_steps, dynamics, return_chains, return_trace, noise)
     out = [x]
     if return_chains:
         out.append(torch.stack(chains))
@@ -237,40 +313,29 @@ def _check_settings(n_steps, step_size, noise_scale, temperature, metropolis=Fal
     return sigma
 
 
-def _potential(energy_fn, x, ctx, temperature, tau):
-    """Energy, its gradient, and the potential ``E/T + |x|^2/(2 tau^2)`` with its gradient."""
-    x = x.detach().requires_grad_(True)
-    with ctx:
-        energy = energy_fn(x)
-    (grad,) = torch.autograd.grad(energy.sum(), x)
-    x = x.detach()
-    energy = energy.detach().float()
-    grad = grad.float()
-    u, u_grad = energy / temperature, grad / temperature
-    if tau is not None:
-        u = u + x.pow(2).flatten(1).sum(1) / (2.0 * tau**2)
-        u_grad = u_grad + x / tau**2
-    return energy, grad, u, u_grad
+def _mala(energy_fn, x0, n_steps, dynamics, return_chains, return_trace, noise, temperature, tau):
+    """Metropolis-adjusted Langevin; see :func:`langevin` (``metropolis=True``).
 
-
-def _mala(energy_fn, x0, n_steps, step_size, sigma, temperature, tau, grad_clip, clamp, mask, ctx,
-          return_chains, return_trace, noise):
-    """Metropolis-adjusted Langevin; see :func:`langevin` (``metropolis=True``)."""
-    drift_coef = step_size**2 / 2.0
+    The proposal is the step of ``langevin_step`` (same drift, clip,
+    mask and noise) from the cached gradient at the current state.
+    """
+    sigma, mask = dynamics.sigma, dynamics.mask
     x = x0.detach().to(torch.float32).clone()
-    if mask is not None:
-        mask = mask.to(device=x.device, dtype=x.dtype)
     chains = [x.clone()] if return_chains else None
     trace = {"energy": [], "grad_norm": [], "acceptance": []} if return_trace else None
     n_accepted = torch.zeros((), device=x.device)
 
-    def proposal_mean(x, u_grad):
-        drift = u_grad * drift_coef
-        if grad_clip is not None:
-            drift = drift.clamp(-grad_clip, grad_clip)
-        if mask is not None:
-            drift = drift * mask
-        return x - drift
+    def potential(x):  # energy, its gradient, and the potential E/T + |x|^2/(2 tau^2)
+        x, energy, grad = _energy_grad(energy_fn, x, dynamics.ctx)
+        x, energy, grad = x.detach(), energy.detach().float(), grad.float()
+        u = energy / temperature
+        if tau is not None:
+            u = u + x.pow(2).flatten(1).sum(1) / (2.0 * tau**2)
+        return energy, grad, u
+
+    def proposal_mean(x, grad):
+        drift = dynamics.drift(grad, x)
+        return x - (drift if mask is None else drift * mask)
 
     def log_q(to, mean):  # log proposal density, up to a constant
         diff = to - mean
@@ -278,32 +343,30 @@ def _mala(energy_fn, x0, n_steps, step_size, sigma, temperature, tau, grad_clip,
             diff = diff * mask
         return -diff.pow(2).flatten(1).sum(1) / (2.0 * sigma**2)
 
-    with torch.enable_grad():
-        if n_steps:
-            energy, grad, u, u_grad = _potential(energy_fn, x, ctx, temperature, tau)
-        for _ in range(n_steps):
-            mean = proposal_mean(x, u_grad)
-            step = noise.randn_like(x).mul_(sigma)
-            if mask is not None:
-                step.mul_(mask)
-            y = mean + step
-            energy_y, grad_y, u_y, u_grad_y = _potential(energy_fn, y, ctx, temperature, tau)
-            log_alpha = u - u_y + log_q(x, proposal_mean(y, u_grad_y)) - log_q(y, mean)
-            # NaN or inf proposals compare False: rejected
-            accept = torch.log(noise.rand_like(log_alpha)) < log_alpha
-            if return_trace:
-                trace["energy"].append(float(energy.mean()))
-                trace["grad_norm"].append(float(grad.flatten(1).norm(dim=1).mean()))
-                trace["acceptance"].append(float(accept.float().mean()))
-            n_accepted += accept.sum()
-            a = accept.view(-1, *([1] * (x.ndim - 1)))
-            x = torch.where(a, y, x)
-            grad = torch.where(a, grad_y, grad)
-            u_grad = torch.where(a, u_grad_y, u_grad)
-            energy = torch.where(accept, energy_y, energy)
-            u = torch.where(accept, u_y, u)
-            if return_chains:
-                chains.append(x.clone())
+    if n_steps:
+        energy, grad, u = potential(x)
+    for _ in range(n_steps):
+        mean = proposal_mean(x, grad)
+        step = noise.randn_like(x).mul_(sigma)
+        if mask is not None:
+            step.mul_(mask)
+        y = mean + step
+        energy_y, grad_y, u_y = potential(y)
+        log_alpha = u - u_y + log_q(x, proposal_mean(y, grad_y)) - log_q(y, mean)
+        # NaN or inf proposals compare False: rejected
+        accept = torch.log(noise.rand_like(log_alpha)) < log_alpha
+        if return_trace:
+            trace["energy"].append(float(energy.mean()))
+            trace["grad_norm"].append(float(grad.flatten(1).norm(dim=1).mean()))
+            trace["acceptance"].append(float(accept.float().mean()))
+        n_accepted += accept.sum()
+        a = accept.view(-1, *([1] * (x.ndim - 1)))
+        x = torch.where(a, y, x)
+        grad = torch.where(a, grad_y, grad)
+        energy = torch.where(accept, energy_y, energy)
+        u = torch.where(accept, u_y, u)
+        if return_chains:
+            chains.append(x.clone())
     rate = float(n_accepted) / (n_steps * len(x)) if n_steps and len(x) else float("nan")
     return x, chains, trace, rate
 

@@ -72,16 +72,18 @@ def row_keys(X, seed=0):
 class GeneratorNoise:
     """Langevin noise drawn from a :class:`torch.Generator`, with the interface of :class:`RowNoise`.
 
-    All chains share the generator's one stream, so :meth:`subset` and
-    :meth:`replicate` return the object itself. ``generator=None`` draws
+    All chains share the generator's one stream, so :meth:`~GeneratorNoise.subset` and
+    :meth:`~GeneratorNoise.replicate` return the object itself. ``generator=None`` draws
     from torch's global generator (:data:`GLOBAL_NOISE`); an explicit
     generator makes a seeded call independent of any global state, and so
     safe to run in several threads at once.
 
     Parameters
     ----------
-    generator : torch.Generator, default=None
-        Generator on the device of the chains.
+    generator : torch.Generator or PerDeviceGenerator, default=None
+        Generator on the device of the chains, or an object whose
+        ``on(device)`` returns one for each device
+        (``skebm._random.PerDeviceGenerator``).
 
     Examples
     --------
@@ -96,13 +98,17 @@ class GeneratorNoise:
     def __init__(self, generator=None):
         self.generator = generator
 
+    def _on(self, device):
+        on = getattr(self.generator, "on", None)
+        return self.generator if on is None else on(device)
+
     def randn_like(self, x):
         """Standard normals of ``x``'s shape, device and (floating) dtype."""
-        return torch.randn(x.shape, generator=self.generator, device=x.device, dtype=x.dtype)
+        return torch.randn(x.shape, generator=self._on(x.device), device=x.device, dtype=x.dtype)
 
     def rand_like(self, t):
         """Uniforms in [0, 1) of ``t``'s shape and device, float32."""
-        return torch.rand(t.shape, generator=self.generator, device=t.device)
+        return torch.rand(t.shape, generator=self._on(t.device), device=t.device)
 
     def subset(self, index):
         return self

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import torch
 
+from .._torch_utils import batched
 from ._ais import ais_log_partition
 from ._quadrature import CellGrid
 from ._sources import GaussianMixtureSource
@@ -93,12 +94,11 @@ def importance_log_partition(energy_fn, base, shape, *, n_samples=2**18, batch_s
     -------
     log_z, std_err, ess : float
     """
-    log_w = []
-    with torch.no_grad():
-        for start in range(0, n_samples, batch_size):
-            y = base.sample(min(batch_size, n_samples - start), shape, generator=generator)
-            log_w.append((-energy_fn(y).double() - base.log_prob(y).double()))
-    log_w = torch.cat(log_w)
+    def log_weights(rows):
+        y = base.sample(len(rows), shape, generator=generator)
+        return -energy_fn(y).double() - base.log_prob(y).double()
+
+    log_w = batched(log_weights, torch.arange(n_samples), batch_size)
     top = log_w.max()
     w = torch.exp(log_w - top)
     mean = w.mean()

@@ -15,6 +15,8 @@ step, so a network cannot hide mass between fixed nodes.
 
 import numpy as np
 import torch
+
+from .._torch_utils import batched
 from torch import nn
 
 __all__ = ["CellGrid", "cell_edges"]
@@ -139,7 +141,7 @@ class CellGrid(nn.Module):
         x = self.nodes(jitter, generator)
         if torch.is_grad_enabled():
             return torch.logsumexp(-energy_fn(x) + self.log_area, dim=-1)
-        neg = torch.cat([-energy_fn(x[i : i + batch_size]).double() for i in range(0, len(x), batch_size)], dim=-1)
+        neg = -batched(lambda part: energy_fn(part).double(), x, batch_size, grad=None, dim=-1)
         return torch.logsumexp(neg + self.log_area.double(), dim=-1)
 
     def extra_repr(self):

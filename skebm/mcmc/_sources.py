@@ -74,7 +74,7 @@ class NoiseSource(nn.Module):
 
         Returns
         -------
-        x : torch.Tensor of shape (n, *shape)
+        x : torch.Tensor of shape ``(n, *shape)``
         """
         size = (int(n), *shape)
         device = _device_of(self, device)

@@ -14,7 +14,7 @@ import torch
 from sklearn.utils._param_validation import StrOptions
 
 from .._validation import POSITIVE_INT, check_params
-from ._langevin import _check_settings, autocast_context
+from ._langevin import _check_settings, _Dynamics, langevin_step
 from ._noise import as_noise
 
 __all__ = ["unrolled_langevin"]
@@ -129,23 +129,10 @@ def _checkpoint(fn, x, *args):
 
 
 # ------------------------------------------------------------ the sampler
-def _steps(energy_fn, x, xi, n, coef, sigma, clamp, precision, create_graph):
-    """``n`` Langevin steps from ``x`` with the noise ``xi`` (``(n, *x.shape)`` or None)."""
-    ctx_device = x.device
+def _steps(energy_fn, x, xi, n, dynamics, create_graph):
+    """``n`` steps of ``_langevin.langevin_step`` from ``x`` with the noise ``xi`` (``(n, *x.shape)`` or None)."""
     for j in range(n):
-        with torch.enable_grad():
-            if not x.requires_grad:
-                x = x.detach().requires_grad_(True)
-            with autocast_context(ctx_device, precision):
-                energy = energy_fn(x)
-            (grad,) = torch.autograd.grad(energy.sum(), x, create_graph=create_graph)
-        x = x - coef * grad.to(x.dtype)
-        if xi is not None:
-            x = x + sigma * xi[j]
-        if clamp is not None:
-            x = x.clamp(clamp[0], clamp[1])
-        if not create_graph:
-            x = x.detach()
+        x = langevin_step(energy_fn, x, None if xi is None else xi[j], dynamics, create_graph=create_graph)
     return x
 
 
@@ -157,19 +144,25 @@ def unrolled_langevin(
     *,
     noise_scale=None,
     temperature=1.0,
+    tau=None,
+    grad_clip=None,
+    clamp=None,
+    mask=None,
     noise=None,
     generator=None,
-    clamp=None,
     checkpoint_segments="sqrt",
     precision="fp32",
 ):
     r"""Langevin dynamics that stay in the autograd graph (for adaptive attacks).
 
-    Runs the update of :func:`~skebm.mcmc.langevin`,
+    Runs the unadjusted update of :func:`~skebm.mcmc.langevin`, step for
+    step the same function (``_langevin.langevin_step``, with every
+    setting: temperature, prior ``tau``, ``grad_clip``, ``mask``, ``clamp``),
 
     .. math::
 
-        x_{t+1} = x_t - \frac{\epsilon^2}{2 T} \nabla_x E(x_t) + \sigma \xi_t,
+        x_{t+1} = x_t - \frac{\epsilon^2}{2} \nabla_x \left[\frac{E(x_t)}{T}
+        + \frac{\|x_t\|^2}{2\tau^2}\right] + \sigma \xi_t,
         \quad \xi_t \sim N(0, I),
 
     with :math:`\sigma` = ``noise_scale`` (``step_size`` when ``None``),
@@ -230,6 +223,16 @@ def unrolled_langevin(
         drawn.
     temperature : float, default=1.0
         Temperature :math:`T` dividing the energy.
+    tau : float, default=None
+        Scale of the optional Gaussian prior term that keeps chains bounded.
+    grad_clip : float, default=None
+        Clip the drift elementwise to ``[-grad_clip, grad_clip]`` (its
+        gradient is zero where the clip is active).
+    clamp : tuple of float, default=None
+        Clamp the state to ``(low, high)`` after every step (its gradient
+        is zero where the clamp is active).
+    mask : torch.Tensor, default=None
+        Broadcastable to ``x0``; only entries where ``mask`` is nonzero move.
     noise : object, default=None
         Source of the noise: an object with a ``randn_like(x)`` method, such
         as :class:`~skebm.mcmc.RowNoise` (each chain's draws a function of
@@ -239,9 +242,6 @@ def unrolled_langevin(
     generator : torch.Generator, default=None
         Generator (on the device of ``x0``) of the noise when ``noise`` is
         None; ``None`` uses torch's global generator.
-    clamp : tuple of float, default=None
-        Clamp the state to ``(low, high)`` after every step (its gradient
-        is zero where the clamp is active).
     checkpoint_segments : "sqrt", int or None, default="sqrt"
         Steps per recomputed block: ``"sqrt"`` for ``ceil(sqrt(n_steps))``,
         an integer for that many, ``None`` to keep every step in memory (no
@@ -284,7 +284,7 @@ def unrolled_langevin(
     >>> bool(torch.allclose(g, torch.full((3, 2), (1 - 0.1 ** 2 / 2) ** 10)))
     True
     """
-    sigma = _check_settings(n_steps, step_size, noise_scale, temperature, clamp=clamp)
+    sigma = _check_settings(n_steps, step_size, noise_scale, temperature, clamp=clamp, tau=tau, grad_clip=grad_clip)
     check_params(
         {
             "checkpoint_segments": [StrOptions({"sqrt"}), POSITIVE_INT, None],
@@ -300,14 +300,15 @@ def unrolled_langevin(
     stream = _as_stream(noise, generator)
     if not x0.is_floating_point():
         x0 = x0.to(torch.float32)
-    coef = step_size**2 / (2.0 * temperature)
     graph = torch.is_grad_enabled()
-    x = x0
     if n_steps == 0:
         return x0.clone()
+    dynamics = _Dynamics(step_size, sigma, x0.device, x0.dtype, temperature=temperature, tau=tau,
+                         grad_clip=grad_clip, clamp=clamp, mask=mask, precision=precision)
+    x = x0 if graph else x0.detach().clone()  # without a graph the steps write into x
 
     def run(x, xi, n):
-        return _steps(energy_fn, x, xi, n, coef, sigma, clamp, precision, create_graph=graph)
+        return _steps(energy_fn, x, xi, n, dynamics, create_graph=graph)
 
     for start in range(0, n_steps, block):
         n = min(block, n_steps - start)

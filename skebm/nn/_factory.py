@@ -2,7 +2,6 @@
 
 import copy
 import inspect
-import threading
 
 import torch
 from torch import nn
@@ -18,8 +17,11 @@ ENERGIES = {"mlp": MLPEnergy, "conv": ConvEnergy, "resnet": ResNetEnergy}
 def resolve_energy_name(energy, image_shape):
     """Name of the built-in network that ``energy`` designates.
 
-    ``"auto"`` picks an MLP for flat data, a small conv net for images
-    smaller than 32x32 and the residual network from 32x32 on.
+    ``"auto"`` picks an MLP for flat data, the small conv net for images
+    up to 32x32 (its first layer downsamples above 16x16, see
+    :class:`~skebm.nn.ConvEnergy`) and the residual network above 32x32.
+    On a CPU the residual network costs about 20 times the conv net per
+    Langevin step at 32x32 (``benchmarks/reports/generator_images.md``).
 
     Parameters
     ----------
@@ -45,30 +47,25 @@ def resolve_energy_name(energy, image_shape):
     if image_shape is None:
         return "mlp"
     _, h, w = image_shape
-    return "conv" if h * w < 32 * 32 else "resnet"
-
-
-_GLOBAL_RNG_LOCK = threading.Lock()
+    return "conv" if h * w <= 32 * 32 else "resnet"
 
 
 def _build(cls, kwargs, generator):
     """Construct ``cls(**kwargs)`` with weights drawn from ``generator``, never from torch's global generator.
 
     The built-in networks are built on the meta device (no weights drawn
-    at all) and initialised by :func:`reset_parameters`. Another class may
-    keep state its constructor draws itself: it is built with the global
-    generator seeded from ``generator`` inside :func:`torch.random.fork_rng`
-    (the caller's stream is restored), under a lock, then reset as well.
+    at all) and initialised by :func:`reset_parameters`. Another class is
+    built as its constructor asks (whatever it draws itself comes from
+    torch's global generator, which skebm never seeds), then its standard
+    layers, and any submodule with a ``reset_parameters(generator=...)``,
+    are redrawn from ``generator``.
     """
     if cls in ENERGIES.values():
         with torch.device("meta"):
             module = cls(**kwargs)
         module = module.to_empty(device="cpu")
     else:
-        seed = int(torch.randint(2**62, (), generator=generator))
-        with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            module = cls(**kwargs)
+        module = cls(**kwargs)
     return reset_parameters(module, generator)
 
 

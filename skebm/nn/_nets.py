@@ -220,7 +220,8 @@ class ConvEnergy(nn.Module):
         1 for an energy, k for k logits.
     channels : tuple of int, default=(32, 64, 64)
         Channels of the successive convolutions; the first keeps the
-        resolution, the others halve it while it exceeds 4.
+        resolution (see ``first_stride``), the others halve it while it
+        exceeds 4.
     activation : str, default="silu"
         Activation after every convolution; smooth ones give smooth
         Langevin gradients.
@@ -231,6 +232,10 @@ class ConvEnergy(nn.Module):
         keeps where each feature is (on 8x8 digits its samples are much
         better than those of the sum); ``"sum"`` sums over space, as the
         SNGAN-style discriminators do.
+    first_stride : {1, 2, "auto"}, default="auto"
+        Stride of the first convolution. ``"auto"`` is 2 for images larger
+        than 16x16 (the full-resolution first layer is where most of the
+        Langevin time of 28x28 and 32x32 images goes) and 1 below.
     """
 
     def __init__(
@@ -241,17 +246,22 @@ class ConvEnergy(nn.Module):
         activation="silu",
         spectral_norm=False,
         pooling="flatten",
+        first_stride="auto",
     ):
         super().__init__()
         if pooling not in ("flatten", "sum"):
             raise ValueError(f"pooling must be 'flatten' or 'sum', got {pooling!r}.")
+        if first_stride not in (1, 2, "auto"):
+            raise ValueError(f"first_stride must be 1, 2 or 'auto', got {first_stride!r}.")
         self.image_shape = tuple(image_shape)
         self.n_outputs = n_outputs
         self.pooling = pooling
         c_in, h, w = self.image_shape
+        if first_stride == "auto":
+            first_stride = 2 if min(h, w) > 16 else 1
         layers = []
         for i, c_out in enumerate(channels):
-            stride = 2 if i > 0 and h > 4 else 1
+            stride = first_stride if i == 0 else (2 if h > 4 else 1)
             h, w = (h + stride - 1) // stride, (w + stride - 1) // stride
             layers += [_maybe_sn(nn.Conv2d(c_in, c_out, 3, stride, 1), spectral_norm), _activation(activation)]
             c_in = c_out

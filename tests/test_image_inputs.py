@@ -1,0 +1,127 @@
+"""Bad image input and costly fits: clear messages before anything is trained."""
+
+import warnings
+
+import numpy as np
+import pytest
+from skorch.callbacks import Callback
+
+import skebm._cost as cost
+from skebm import EBMGenerator, EBMPurifier, NGEBMClassifier
+from skebm.nn import ConvEnergy, ResNetEnergy
+
+FAST = {"max_iter": 2, "n_steps": 2, "batch_size": 8, "buffer_size": 16, "device": "cpu", "random_state": 0}
+
+
+@pytest.mark.parametrize(
+    "image_shape, n_features, expected",
+    [
+        ((1, 28, 28), 3072, "X has 3072 features but image_shape=(1, 28, 28) needs 784 (1 x 28 x 28); for colour "
+         "images use image_shape=(3, 32, 32)."),
+        ((3, 32, 32), 784, "needs 3072 (3 x 32 x 32); for grayscale images use image_shape=(1, 28, 28)."),
+        ((1, 8, 8), 192, "for colour images use image_shape=(3, 8, 8)."),
+        ((1, 28, 28), 785, "no grayscale or colour square image has 785 pixel values"),
+    ],
+)
+@pytest.mark.parametrize("estimator", [EBMGenerator, EBMPurifier])
+def test_image_shape_that_does_not_fit_x_names_the_shape_that_would(estimator, image_shape, n_features, expected):
+    X = np.zeros((4, n_features))
+    est = estimator(image_shape=image_shape, **FAST)
+    with pytest.raises(ValueError) as info:
+        est.fit(X)
+    assert expected in str(info.value)
+    assert not hasattr(est, "net_")
+
+
+def test_classifier_gets_the_same_message():
+    with pytest.raises(ValueError, match=r"for colour images use image_shape=\(3, 32, 32\)"):
+        NGEBMClassifier(image_shape=(1, 28, 28), max_iter=1, device="cpu").fit(np.zeros((4, 3072)), [0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("image_shape", [None, (3, 16, 16)])
+def test_channels_last_images_are_refused_with_the_transpose(image_shape):
+    X = np.zeros((4, 16, 16, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match=r"channels last.*X\.transpose\(0, 3, 1, 2\)"):
+        EBMGenerator(image_shape=image_shape, **FAST).fit(X)
+    EBMGenerator(image_shape=image_shape, **FAST).fit(X.transpose(0, 3, 1, 2))  # as the message says
+
+
+def test_cost_estimate_scales_with_the_work():
+    net = ConvEnergy((1, 28, 28))
+    base = cost.estimate_fit_seconds(net, (1, 28, 28), batch_size=64, n_steps=10, n_updates=800)
+    assert cost.estimate_fit_seconds(net, (1, 28, 28), batch_size=64, n_steps=10, n_updates=1600) == pytest.approx(
+        2 * base
+    )
+    assert cost.estimate_fit_seconds(
+        net, (1, 28, 28), batch_size=64, n_steps=10, n_updates=800, threads=2
+    ) == pytest.approx(base / 2)
+    assert cost.estimate_fit_seconds(net, (1, 28, 28), batch_size=64, n_steps=22, n_updates=800) == pytest.approx(
+        2 * base
+    )
+    # the default MNIST-5k fit (measured about 110 CPU s, benchmarks/bench_generator_images.py) within a factor of two
+    assert 55 < base < 220
+    # the full-resolution first layer (first_stride=1, measured about 550 CPU s): within a factor of two as well
+    full = cost.estimate_fit_seconds(ConvEnergy((1, 28, 28), first_stride=1), (1, 28, 28), batch_size=64, n_steps=10,
+                                     n_updates=800)
+    assert 275 < full < 1100
+    # the 1M-weight ResNet at 32x32 with the same budget: hours
+    resnet = cost.estimate_fit_seconds(ResNetEnergy((3, 32, 32)), (3, 32, 32), batch_size=64, n_steps=10, n_updates=800)
+    assert resnet > cost.SLOW_FIT_SECONDS
+
+
+class _Seen(Callback):
+    """Records, when training starts, the warnings issued so far."""
+
+    def __init__(self, record):
+        self.record = record
+
+    def on_train_begin(self, net, **kwargs):
+        self.record.append([str(w.message) for w in self.recorded])
+
+
+def _fit_recording(est, X):
+    seen = []
+    with warnings.catch_warnings(record=True) as recorded:
+        warnings.simplefilter("always")
+        callback = _Seen(seen)
+        callback.recorded = recorded
+        est.set_params(callbacks=[callback]).fit(X)
+    return [str(w.message) for w in recorded], seen
+
+
+def test_slow_cpu_fit_warns_with_the_estimate_before_training(monkeypatch):
+    monkeypatch.setattr(cost, "CPU_FLOPS", 1e3)  # a machine a million times slower: any fit is slow
+    X = np.random.RandomState(0).rand(20, 64)
+    messages, seen = _fit_recording(EBMGenerator(image_shape=(1, 8, 8), **FAST), X)
+    slow = [m for m in messages if "estimated to take" in m]
+    assert len(slow) == 1
+    assert "EBMGenerator.fit on the CPU" in slow[0] and "2 updates of 8 samples, 2 Langevin steps" in slow[0]
+    assert any("estimated to take" in m for m in seen[0])  # already issued when training began
+
+
+def test_quick_cpu_fit_does_not_warn():
+    X = np.random.RandomState(0).rand(20, 64)
+    messages, _ = _fit_recording(EBMGenerator(image_shape=(1, 8, 8), **FAST), X)
+    assert not [m for m in messages if "estimated to take" in m]
+
+
+def test_cost_of_ngebm_counts_no_chain():
+    clf = NGEBMClassifier(max_iter=1, n_steps=20)
+    assert clf._chain_steps_per_update() == 0
+    assert clf.set_params(generative_weight=1.0)._chain_steps_per_update() == 20
+    assert EBMGenerator(n_steps=7)._chain_steps_per_update() == 7
+
+
+@pytest.mark.parametrize("amx", [False, True])
+def test_bf16_on_a_cpu_without_amx_warns(monkeypatch, amx):
+    monkeypatch.setattr(cost, "_has_amx", lambda: amx)
+    X = np.random.RandomState(0).rand(20, 64)
+    messages, _ = _fit_recording(EBMGenerator(image_shape=(1, 8, 8), precision="bf16", **FAST), X)
+    bf16 = [m for m in messages if "bfloat16 autocast is usually slower" in m]
+    assert len(bf16) == (0 if amx else 1)
+    messages, _ = _fit_recording(EBMGenerator(image_shape=(1, 8, 8), **FAST), X)  # fp32: never
+    assert not [m for m in messages if "bfloat16" in m]
+
+
+def test_amx_probe_answers_a_bool():
+    assert isinstance(cost._has_amx(), bool)
