@@ -482,13 +482,14 @@ def _checkpoint_record(net, X, y):
         k: repr(v) for k, v in sorted(params.items())
         if k not in ignored and not k.startswith(("_", "callbacks__", "iterator_", "dataset__"))
     }
-    module, chain = net.bare_module(), net.chain_init_
+    module, chain = net.bare_module(), getattr(net, "chain_init_", None)  # None: a chain-free engine
     return {
         **shaping,
         "engine": type(net).__name__,
         "network": f"{type(module).__name__} {[(k, tuple(v.shape)) for k, v in module.state_dict().items()]}",
-        "chain_init": f"{type(chain).__name__} {({k: getattr(chain, k) for k in chain._params})!r} "
-                      f"{_shapes(chain.state_dict())}",
+        "chain_init": "none" if chain is None else (
+            f"{type(chain).__name__} {({k: getattr(chain, k) for k in chain._params})!r} "
+            f"{_shapes(chain.state_dict())}"),
         "data X": _data_fingerprint(X),
         "data y": _data_fingerprint(y),
     }
