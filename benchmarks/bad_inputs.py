@@ -18,6 +18,12 @@ not have). The last table counts the outcomes. Run
 ``python benchmarks/bad_inputs.py [--out FILE]``; the last run is in ``benchmarks/reports/bad_inputs.md`` (a few minutes on two CPU
 cores; tiny fits of a few updates). ``--section loaders`` runs only the hostile-file probes of the data-set
 loaders (seconds; their own rules are in the comment that opens their section).
+
+``--section params`` (or ``--params-outcomes``) runs only the probes of
+parameters and training outcomes (issue 19, sections 4-5: bounds, devices,
+energy modules, divergence, Ctrl-C, concurrent refits, ``compose``), each in
+a child process with a 4 GB memory limit; the last run is in
+``benchmarks/reports/bad_inputs_params_outcomes.md``.
 """
 
 import argparse
@@ -40,7 +46,7 @@ from skorch.callbacks import Callback
 
 import skebm
 from skebm import EBMDensity, EBMGenerator, EBMPurifier, NGEBMClassifier, PurifiedClassifier
-from skebm.density import ImportanceML
+from skebm.density import ImportanceML, QuadratureML
 from skebm.engine import TrainingDivergedError
 from skebm.utils._fingerprint import state_fingerprint
 
@@ -702,11 +708,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=None, help="also write the Markdown tables to this file")
     parser.add_argument("--cases", nargs="*", default=None, help="only the cases whose name contains one of these")
-    parser.add_argument("--section", choices=["all", "estimators", "loaders", "persistence"], default="all",
-                        help="the estimator cases, the loader probes, the hostile files and checkpoint folders, or all")
+    parser.add_argument("--section", choices=["all", "estimators", "loaders", "persistence", "params"], default="all",
+                        help="the estimator cases, the loader probes, the hostile files and checkpoint folders, the "
+                             "parameter and training-outcome probes, or all")
+    parser.add_argument("--params-outcomes", dest="section", action="store_const", const="params",
+                        help="the same as --section params")
     args = parser.parse_args()
-    if args.section == "loaders":
-        text = run_loader_probes(args.cases)
+    if args.section in ("loaders", "params"):
+        text = run_loader_probes(args.cases) if args.section == "loaders" else run_params_outcomes(args.cases)
         print(text)
         if args.out:
             with open(args.out, "w") as f:
@@ -744,11 +753,346 @@ def main():
     if args.section == "all":
         text += "\n" + run_loader_probes(args.cases)
         text += "\n## Hostile files and checkpoint folders\n\n" + persistence_probes().to_markdown(index=False) + "\n"
+        text += "\n" + run_params_outcomes(args.cases)
     print(text)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)
 
+
+# =========================================================================================================
+# Issue 19, sections 4-5: parameters checked where they are declared, training outcomes that match the
+# docs. Self-contained: run ``python benchmarks/bad_inputs.py --section params [--out FILE]``.
+# Each case makes one hostile call and sorts its outcome as above (error / works / BAD); memory-hungry
+# cases run in a child process with a 4 GB address-space limit, so a refusal that comes too late shows as
+# ``BAD (MemoryError)`` or ``BAD (killed)`` instead of taking the machine down.
+# =========================================================================================================
+def _po_small(**params):
+    base = dict(max_iter=3, batch_size=16, n_steps=2, buffer_size=64, energy_params=SMALL, n_threads=1,
+                random_state=0)
+    return EBMGenerator(**{**base, **params})
+
+
+def _po_toy():
+    from skebm.datasets import make_toy_2d
+
+    return make_toy_2d("moons", 200, random_state=0)
+
+
+class _POModule(torch.nn.Module):
+    """A small energy for flat 2-D data whose output is shaped by ``kind`` (hostile energy modules)."""
+
+    def __init__(self, kind="ok", n_in=2):
+        super().__init__()
+        self.kind = kind
+        self.lin = torch.nn.Linear(n_in, 2)
+
+    def forward(self, x):
+        out = self.lin(x.flatten(1))
+        kind = self.kind
+        if kind == "raises-value":
+            raise ValueError("my module refuses")
+        if kind == "raises-runtime":
+            raise RuntimeError("my module broke")
+        if kind == "2n":
+            return out.reshape(-1)
+        if kind == "tuple":
+            return out[:, 0], out[:, 1]
+        if kind == "numpy":
+            return out[:, 0].detach().numpy()
+        if kind == "scalar":
+            return out.sum()
+        if kind == "fixed-64":
+            return out[:1, 0].expand(64)
+        if kind == "int":
+            return out[:, 0].round().long()
+        if kind == "detached":
+            return out[:, 0].detach()
+        if kind == "3-d":
+            return out[:, :, None]
+        if kind == "nan":
+            return out[:, 0] * float("nan")
+        if kind == "n1":
+            return out[:, :1]
+        if kind == "logits":
+            return out
+        return out[:, 0]
+
+
+def _po_verdict(call, est=None, before=None):
+    """Run ``call``; the verdict as the main table sorts it (documented error with the estimator as before, ...)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = call()
+    except Exception as exc:  # noqa: BLE001
+        return _error(exc, est, before) if est is not None else (
+            f"error ({type(exc).__name__})" if isinstance(exc, DOCUMENTED) else f"BAD ({type(exc).__name__})")
+    if out is None or isinstance(out, str):
+        return out or "works"
+    return "works" if _finite(out) else "BAD (non-finite output)"
+
+
+def _po_fit_then(est, X, then=lambda est: est.sample(3, random_state=0)):
+    def call():
+        est.fit(X)
+        return then(est)
+
+    return _po_verdict(call, est)
+
+
+def _po_param_cases():
+    params = [
+        ("n_threads", 10**6), ("n_threads", 2**31), ("n_threads", 1025), ("n_threads", 1024), ("n_threads", -1),
+        ("n_threads", 1.5), ("n_threads", np.int64(2)),
+        ("device", "meta"), ("device", "mps"), ("device", "xla"), ("device", "cuda:99"), ("device", "fpga"),
+        ("device", ""), ("device", "cpu:0"), ("device", torch.device("meta")),
+        ("step_size", 1e300), ("step_size", 1e100), ("step_size", 1e7), ("step_size", 1e6), ("step_size", 1e-300),
+        ("noise_scale", 1e300), ("noise_scale", 1e30), ("temperature", 1e-300), ("temperature", 1e300),
+        ("lr", 1e300), ("l2_reg", 1e300), ("data_noise", 1e300), ("reinit_prob", np.nan),
+        ("batch_size", 10**9), ("buffer_size", 10**12), ("n_steps", -1),
+        ("random_state", 2**70), ("random_state", -1), ("energy_params", {"hidden_units": (10**9,)}),
+    ]
+    return [(f"{name}={value!r}", ("param", name, value)) for name, value in params]
+
+
+def _po_data_cases():
+    return [
+        ("X int64", ("X", lambda X: (X * 10).astype(np.int64))),
+        ("X bool", ("X", lambda X: X > 0)),
+        ("X float16", ("X", lambda X: X.astype(np.float16))),
+        ("X object of floats", ("X", lambda X: X.astype(object))),
+        ("X list of lists", ("X", lambda X: X.tolist())),
+        ("X torch tensor", ("X", lambda X: torch.as_tensor(X))),
+        ("X empty (0, 2)", ("X", lambda X: X[:0])),
+        ("X no features (200, 0)", ("X", lambda X: X[:, :0])),
+        ("X one sample", ("X", lambda X: X[:1])),
+        ("X two identical samples", ("X", lambda X: np.repeat(X[:1], 2, axis=0))),
+        ("X 1e-300 scale", ("X", lambda X: X * 1e-300)),
+        ("X subnormal (5e-324)", ("X", lambda X: np.full_like(X, 5e-324))),
+        ("X max float64", ("X", lambda X: np.sign(X) * np.finfo(np.float64).max)),
+    ]
+
+
+def _po_module_cases():
+    kinds = ["raises-value", "raises-runtime", "2n", "tuple", "numpy", "scalar", "fixed-64", "int", "detached",
+             "3-d", "nan", "n1", "logits", "float64", "wrong input width"]
+    return [(f"energy module: {kind}", ("module", kind)) for kind in kinds]
+
+
+def _po_outcome_cases():
+    out = [(f"every update diverges, max_iter={n}, {mode}", ("diverge", n, mode))
+           for mode in ("recover", "raise") for n in (1, 2, 3, 5, 6, 7, 12)]
+    out += [
+        ("Ctrl-C during a first fit", ("interrupt", "first")),
+        ("Ctrl-C during a refit", ("interrupt", "refit")),
+        ("Ctrl-C during a warm refit", ("interrupt", "warm")),
+        ("200 samples during a refit (threads)", ("threads", None)),
+        ("compose weight nan", ("compose", [1.0, np.nan])),
+        ("compose weight inf", ("compose", [1.0, np.inf])),
+        ("compose weight 1e300", ("compose", [1.0, 1e300])),
+        ("compose weight True", ("compose", [1.0, True])),
+        ("compose weight '2'", ("compose", [1.0, "2"])),
+        ("compose weight -0.5", ("compose", [1.0, -0.5])),
+        ("compose 3 weights for 2", ("compose", [1.0, 1.0, 1.0])),
+        ("SampleMonitor.save_evolution before fit", ("monitor", None)),
+        ("SampleMonitor(n_samples=10**12)", ("monitor-size", None)),
+        ("sample after set_params(step_size=1e5)", ("after", "step_size", 1e5)),
+        ("sample after set_params(temperature=1e-30)", ("after", "temperature", 1e-30)),
+        ("sample(n_samples=10**12)", ("sample-n", 10**12)),
+        ("EBMPurifier.purify(n_replicates=10**9)", ("other", "purify-replicates")),
+        ("EBMDensity, energy module returning (2n,)", ("other", "density-2n")),
+        ("NGEBMClassifier, energy module returning (n,)", ("other", "ngebm-n")),
+        ("NGEBMClassifier, every update diverges", ("other", "ngebm-diverge")),
+        ("EBMDensity(method=QuadratureML(grid_resolution=10**6))", ("other", "density-grid")),
+    ]
+    return out
+
+
+def _po_other(what, X):
+    """Probes of the other estimators (tiny fits)."""
+    y = (X[:, 0] > 0).astype(int)
+    tiny = {"hidden_units": (8,)}
+    if what == "purify-replicates":
+        est = EBMPurifier(max_iter=2, n_steps=2, energy_params=tiny, random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(X)
+        return _po_verdict(lambda: est.purify(X[:3], n_replicates=10**9), est, state_fingerprint(est))
+    if what == "density-2n":
+        est = EBMDensity(energy=_POModule("2n"), max_iter=3, method=QuadratureML(n_members=1), random_state=0)
+        return _po_verdict(lambda: est.fit(X).score_samples(X[:3]), est)
+    if what == "ngebm-n":
+        est = NGEBMClassifier(energy=_POModule("n"), max_iter=3, random_state=0)
+        return _po_verdict(lambda: est.fit(X, y).predict_proba(X[:3]), est)
+    if what == "ngebm-diverge":
+        est = NGEBMClassifier(energy_params=tiny, max_iter=4, lr=1e6, optimizer="sgd", random_state=0)
+        return _po_verdict(lambda: est.fit(X, y).predict_proba(X[:3]), est)
+    if what == "density-grid":
+        est = EBMDensity(max_iter=2, method=QuadratureML(grid_resolution=10**6), random_state=0)
+        return _po_verdict(lambda: est.fit(X).score_samples(X[:3]), est)
+    raise ValueError(what)
+
+
+class _POInterrupt(Callback):
+    def __init__(self, at=2):
+        self.at = at
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training and net.n_updates() == self.at:
+            raise KeyboardInterrupt
+
+
+def _po_case(how, X):
+    kind = how[0]
+    if kind == "param":
+        _, name, value = how
+        return _po_fit_then(_po_small(**{name: value}), X)
+    if kind == "X":
+        Xb = how[1](X)
+        return _po_fit_then(_po_small(), Xb)
+    if kind == "module":
+        mod_kind = how[1]
+        if mod_kind == "float64":
+            module = _POModule().double()
+        elif mod_kind == "wrong input width":
+            module = _POModule(n_in=3)
+        else:
+            module = _POModule(mod_kind)
+        return _po_fit_then(_po_small(energy=module), X)
+    if kind == "diverge":
+        _, n, mode = how
+        return _po_fit_then(_po_small(max_iter=n, lr=1e6, optimizer="sgd", on_divergence=mode), X)
+    if kind == "interrupt":
+        est = _po_small(max_iter=6)
+        if how[1] == "first":
+            est.set_params(callbacks=[_POInterrupt(2)])
+
+            def call():
+                est.fit(X)
+                return "works (kept, interrupted_)" if est.interrupted_ and est.n_iter_ == 2 else "BAD (not marked)"
+
+            return _po_verdict(call, est)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(X)
+        before, reference = state_fingerprint(est), est.sample(3, random_state=0)
+        est.set_params(callbacks=[_POInterrupt(est.n_iter_ + 2 if how[1] == "warm" else 2)],
+                       warm_start=how[1] == "warm")
+
+        def call():
+            est.fit(X * 2.0)
+            same = state_fingerprint(est) == before and np.array_equal(est.sample(3, random_state=0), reference)
+            if how[1] == "warm":
+                return "works (kept, interrupted_)" if est.interrupted_ and est.n_iter_ == 8 else "BAD (not kept)"
+            return "works (previous model kept)" if same else "BAD (previous model replaced)"
+
+        return _po_verdict(call, est, before)
+    if kind == "threads":
+        return _po_threads(X)
+    if kind == "compose":
+        gen = _po_small()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            gen.fit(X)
+        return _po_verdict(lambda: skebm.compose(gen, gen, weights=how[1]).sample(3, random_state=0))
+    if kind == "monitor":
+        from skebm.engine import SampleMonitor
+
+        return _po_verdict(lambda: SampleMonitor().save_evolution(os.path.join(tempfile.gettempdir(), "x.png")))
+    if kind == "monitor-size":
+        from skebm.engine import SampleMonitor
+
+        est = _po_small(callbacks=[SampleMonitor(n_samples=10**12)])
+        return _po_fit_then(est, X)
+    if kind == "after":
+        est = _po_small()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(X)
+        est.set_params(**{how[1]: how[2]})
+        return _po_verdict(lambda: est.sample(3, random_state=0), est, state_fingerprint(est))
+    if kind == "other":
+        return _po_other(how[1], X)
+    if kind == "sample-n":
+        est = _po_small()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(X)
+        return _po_verdict(lambda: est.sample(how[1], random_state=0), est, state_fingerprint(est))
+    raise ValueError(how)
+
+
+def _po_threads(X, n_calls=200):
+    """``n_calls`` seeded samples from 8 threads during a refit: each must equal the old or the new model's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    est = _po_small(max_iter=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X)
+        old = est.sample(3, random_state=0)
+        new_model = clone(est).set_params(random_state=1).fit(X * 3.0 + 5.0)
+        new = new_model.sample(3, random_state=0)
+
+        def call(_):
+            try:
+                out = est.sample(3, random_state=0)
+            except Exception as exc:  # noqa: BLE001
+                return type(exc).__name__
+            return "old" if np.allclose(out, old) else "new" if np.allclose(out, new) else "mixture"
+
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(call, i) for i in range(n_calls)]
+            est.set_params(random_state=1).fit(X * 3.0 + 5.0)
+            results = [f.result() for f in futures]
+    counts = {k: results.count(k) for k in sorted(set(results))}
+    bad = {k: v for k, v in counts.items() if k not in ("old", "new")}
+    return f"BAD ({bad})" if bad else f"works ({counts})"
+
+
+def _po_child(how, queue):
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+    torch.set_num_threads(1)
+    queue.put(_po_case(how, _po_toy()))
+
+
+def params_outcomes_cases():
+    """(case, how) of the issue-19 section 4-5 probes."""
+    return [*_po_param_cases(), *_po_data_cases(), *_po_module_cases(), *_po_outcome_cases()]
+
+
+def run_params_outcomes(only=None):
+    """Run every section 4-5 probe (each in a memory-limited child process); return the Markdown tables."""
+    import multiprocessing as mp
+    import time
+
+    ctx = mp.get_context("fork")
+    rows = []
+    for case, how in params_outcomes_cases():
+        if only and not any(c in case for c in only):
+            continue
+        queue = ctx.Queue()
+        begin = time.perf_counter()
+        child = ctx.Process(target=_po_child, args=(how, queue))
+        child.start()
+        child.join(120)
+        if child.is_alive():
+            child.kill()
+            child.join()
+            verdict = "BAD (over 120 s)"
+        elif child.exitcode != 0:
+            verdict = f"BAD (killed, exit {child.exitcode})"
+        else:
+            verdict = queue.get()
+        rows.append({"case": case, "outcome": verdict, "seconds": round(time.perf_counter() - begin, 1)})
+        print(f"{case} | {verdict} | {rows[-1]['seconds']}", flush=True)
+    table = pd.DataFrame(rows).set_index("case")
+    counts = table["outcome"].map(lambda v: v.split(" ")[0]).value_counts()
+    return ("## Parameters and training outcomes (issue 19, sections 4-5)\n\n" + table.to_markdown() + "\n\n"
+            + counts.to_frame("cases").to_markdown() + "\n")
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -23,26 +23,40 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from ._cost import warn_bf16_on_cpu, warn_if_slow
 from ._images import image_batch_shape
 from ._threads import thread_limit
+from ._torch_utils import check_rows_fit
 from ._version import __version__
-from ._validation import NONNEG, NONNEG_INT, POSITIVE, POSITIVE_INT, PROB
+from ._validation import N_THREADS, NONNEG, NONNEG_INT, NONNEG_SCALE, POSITIVE_INT, PROB, SCALE, TEMPERATURE
 from .engine import EBMNet, MaxLikelihoodLoss, ProgressBar
 from ._random import derive_seed, make_generator, seed_from  # noqa: F401 (make_generator: re-exported)
 from .mcmc import CHAIN_INITS, ChainInit, LangevinSampler, NoiseSource, make_chain_init
-from .nn import make_energy
+from .nn import check_energy_module, make_energy
 
-__all__ = ["BaseEBM", "Rescaler", "auto_step_size", "resolve_device", "transactional_fit"]
+__all__ = [
+    "BaseEBM",
+    "Rescaler",
+    "auto_step_size",
+    "consistent_read",
+    "consistent_view",
+    "resolve_device",
+    "transactional_fit",
+]
 
 
 def resolve_device(device):
-    """Turn the ``device`` parameter into a torch device string.
+    """Turn the ``device`` parameter into a torch device string, refusing devices this machine cannot use.
 
-    ``"auto"`` gives ``"cuda"`` when CUDA is available, else ``"cpu"``. A
-    CUDA device on a machine without CUDA raises a ``ValueError``.
+    ``"auto"`` gives ``"cuda"`` when CUDA is available, else ``"cpu"``.
+    Any other device is checked once (per process) the way the estimators
+    use it: a tensor and a random generator are made on it. A device this
+    machine lacks (``"cuda"`` without a GPU, ``"mps"`` off Apple silicon,
+    ``"xla"`` without ``torch_xla``), or one that holds no data
+    (``"meta"``), raises one ``ValueError`` before anything is built.
 
     Parameters
     ----------
     device : str or torch.device
-        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or another torch
+        device available on this machine.
 
     Returns
     -------
@@ -56,7 +70,23 @@ def resolve_device(device):
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}.") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was requested but CUDA is not available; use 'auto' or 'cpu'.")
+    if dev.type == "meta":  # tensors without data: nothing can be fitted or sampled there
+        raise ValueError(f"device={device!r} holds no data (torch's meta device); use 'auto', 'cpu' or 'cuda'.")
+    _check_usable(str(dev))
     return str(dev)
+
+
+@functools.lru_cache(maxsize=None)  # only successes are cached: an unusable device raises every time
+def _check_usable(device):
+    """Make a tensor and a generator on ``device`` (what every fit does first); ``ValueError`` if torch cannot."""
+    try:
+        torch.zeros(1, device=device)
+        torch.Generator(device=device)
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, AssertionError, ... per backend
+        raise ValueError(
+            f"device={device!r} is not available on this machine ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+            "use 'auto', 'cpu' or 'cuda'."
+        ) from exc
 
 
 #: Image size (C * H * W) at which ``step_size="auto"`` is 1: scikit-learn's 8x8 digits.
@@ -214,7 +244,12 @@ class Rescaler:
         out = np.empty(X.shape, dtype=np.float32)
         for start in range(0, len(X), _CHUNK):
             sl = slice(start, start + _CHUNK)
-            out[sl] = (X[sl].astype(np.float64) - self.center_) / self.scale_
+            x = X[sl].astype(np.float64)
+            with np.errstate(over="ignore", invalid="ignore"):
+                z = (x - self.center_) / self.scale_
+            if not np.all(np.isfinite(z)):  # x - center overflowed (values near the float64 limit): divide first
+                z = x / self.scale_ - self.center_ / self.scale_
+            out[sl] = z
         return out
 
     def inverse_transform(self, Z, *, clip=True):
@@ -235,7 +270,11 @@ class Rescaler:
             center, scale = self._torch_affine(Z)
             X = Z.reshape(len(Z), -1).float() * scale + center
             return (X.clamp(self.low_, self.high_) if clip else X).reshape(Z.shape)
-        X = np.asarray(Z, dtype=np.float64) * self.scale_ + self.center_
+        with np.errstate(over="ignore"):
+            X = np.asarray(Z, dtype=np.float64) * self.scale_ + self.center_
+        if np.any(np.isinf(X)):  # data near the float64 limit: a state just past it saturates there, never inf
+            big = np.finfo(np.float64).max
+            X = np.where(np.isfinite(np.asarray(Z, dtype=np.float64)), np.clip(X, -big, big), X)
         if self.kind == "yeo-johnson":
             return self.power_.inverse_transform(X)
         return np.clip(X, self.low_, self.high_) if clip else X
@@ -265,15 +304,44 @@ def _is_fitted_attr(name):
     return name.endswith("_") and not name.startswith("__")
 
 
+def _fitted_state(est):
+    return {k: v for k, v in vars(est).items() if _is_fitted_attr(k)}
+
+
+def _interrupted(est):
+    """Whether the fit that made ``est``'s fitted state was cut short by Ctrl-C (its own, or a nested estimator's)."""
+    if getattr(est, "interrupted_", False) is True:
+        return True
+    nested = [v for v in _fitted_state(est).values() if isinstance(v, BaseEstimator)]
+    return any(getattr(v, "interrupted_", False) is True for v in nested)
+
+
 def transactional_fit(fit):
     """Make ``fit`` all-or-nothing, and validate the parameters first (scikit-learn's ``_fit_context``).
 
     ``fit`` runs on a working copy of the estimator: its parameters (and,
     for a warm start, a deep copy of its fitted state). Only when the whole
     fit succeeded is the copy's fitted state moved into the estimator; on
-    any exception, Ctrl-C included, the estimator is exactly as before the
-    call (unfitted, or the previous model bit for bit). Fitted state is
-    every attribute whose name ends with ``_``.
+    any exception the estimator is exactly as before the call (unfitted, or
+    the previous model bit for bit). Fitted state is every attribute whose
+    name ends with ``_``.
+
+    Ctrl-C during training ends the training loop early (skorch's
+    convention) and ``fit`` returns, with a ``UserWarning``:
+
+    - a first fit keeps what it learned (``interrupted_ = True``);
+    - a refit with ``warm_start=True`` keeps what it learned so far, on top
+      of the previous model (``interrupted_ = True``);
+    - a refit without ``warm_start`` keeps the previous model, exactly as
+      it was: an interrupted fresh fit is discarded.
+
+    Ctrl-C outside the training loop (while validating or rescaling the
+    data) propagates, the estimator as before.
+
+    The move is one assignment of the estimator's attribute dictionary,
+    never changing the old one, so a call decorated with
+    :func:`consistent_read` running in another thread sees the old model
+    or the new one from its start to its end, never a mixture.
 
     Parameters
     ----------
@@ -287,18 +355,86 @@ def transactional_fit(fit):
 
     @functools.wraps(fit)
     def wrapper(self, *args, **kwargs):
-        keep = {k: v for k, v in vars(self).items() if not _is_fitted_attr(k)}
+        warm = bool(getattr(self, "warm_start", False))
+        previous = _fitted_state(self)
         work = type(self).__new__(type(self))
-        work.__dict__.update(keep)
-        if getattr(self, "warm_start", False):
-            work.__dict__.update(copy.deepcopy({k: v for k, v in vars(self).items() if _is_fitted_attr(k)}))
+        work.__dict__.update({k: v for k, v in vars(self).items() if not _is_fitted_attr(k)})
+        if warm:
+            work.__dict__.update(copy.deepcopy(previous))
         result = fit(work, *args, **kwargs)
-        self.__dict__.clear()
-        self.__dict__.update(vars(work))
+        name = type(self).__name__
+        if _interrupted(work) and previous and not warm:
+            warnings.warn(
+                f"{name}.fit was interrupted (KeyboardInterrupt): the previous model is kept, unchanged (an "
+                "interrupted refit without warm_start is discarded; with warm_start=True it keeps what it learned).",
+                UserWarning,
+                stacklevel=3,
+            )
+            return self
+        if getattr(work, "interrupted_", False) is True:
+            of = f" of {work.net_.max_updates}" if hasattr(work, "net_") else ""
+            warnings.warn(
+                f"{name}.fit was interrupted (KeyboardInterrupt) after {work.n_iter_}{of} updates: the model is "
+                "usable but not fully trained (interrupted_ = True).",
+                UserWarning,
+                stacklevel=3,
+            )
+        self.__dict__ = dict(vars(work))  # the commit: one assignment (see consistent_read)
         return self if result is work else result
 
     # nested estimators (a user's classifier or base mixture) validate their own parameters
     return _fit_context(prefer_skip_nested_validation=False)(wrapper)
+
+
+def consistent_read(method):
+    """Run ``method`` on one fitted state from its start to its end, whatever a concurrent ``fit`` commits.
+
+    The method runs on a view of the estimator that shares the attribute
+    dictionary the estimator has when the call starts. The commit of
+    :func:`transactional_fit` replaces that dictionary in one assignment
+    instead of changing it, so the view keeps reading the model it started
+    with: a sampling or prediction call in one thread during a refit in
+    another answers from the old model or from the new one, never from a
+    mixture (the network of one and the rescaling of the other). Without a
+    concurrent commit the view and the estimator share one dictionary, so
+    the call behaves exactly as on the estimator. Every public method that
+    reads fitted state is decorated with it.
+
+    Parameters
+    ----------
+    method : callable
+
+    Returns
+    -------
+    method : callable
+    """
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        return method(consistent_view(self), *args, **kwargs)
+
+    wrapper.consistent_read = True
+    return wrapper
+
+
+def consistent_view(est):
+    """A view of ``est`` on its fitted state of now, which a later commit of ``fit`` does not change.
+
+    See :func:`consistent_read`; for code that reads an estimator without a
+    decorated method (e.g. :func:`skebm.compose`).
+
+    Parameters
+    ----------
+    est : estimator
+
+    Returns
+    -------
+    view : estimator
+        An object of ``est``'s class sharing its current attribute dictionary.
+    """
+    view = type(est).__new__(type(est))
+    view.__dict__ = est.__dict__  # bound once: a commit replaces est.__dict__, never changes this one
+    return view
 
 
 # ------------------------------------------------------------ label encoding
@@ -352,24 +488,24 @@ class BaseEBM(BaseEstimator):
         "image_shape": ["array-like", None],
         "max_iter": [POSITIVE_INT],
         "batch_size": [POSITIVE_INT],
-        "lr": [POSITIVE],
+        "lr": [SCALE],
         "optimizer": [StrOptions({"adam", "sgd"}), type],
         "n_steps": [NONNEG_INT],
-        "step_size": [POSITIVE],
-        "noise_scale": [NONNEG, None],
-        "temperature": [POSITIVE],
+        "step_size": [SCALE],
+        "noise_scale": [NONNEG_SCALE, None],
+        "temperature": [TEMPERATURE],
         "init": [StrOptions(set(CHAIN_INITS)), ChainInit],
         "buffer_size": [POSITIVE_INT],
         "reinit_prob": [PROB],
         "l2_reg": [NONNEG],
-        "data_noise": [NONNEG],
+        "data_noise": [NONNEG_SCALE],
         "device": [str, torch.device],
         "precision": [StrOptions({"fp32", "bf16"})],
         "callbacks": [list, None],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
         "on_divergence": [StrOptions({"recover", "raise"})],
-        "n_threads": [POSITIVE_INT, StrOptions({"auto"})],
+        "n_threads": [N_THREADS, StrOptions({"auto"})],
         "accelerator": [HasMethods(["prepare", "unwrap_model"]), None],
         "random_state": ["random_state"],
     }
@@ -573,8 +709,9 @@ class BaseEBM(BaseEstimator):
         net_cls, device, extra, callbacks = _distributed_engine(
             self, net_cls, extra, self._callbacks(self._updates_per_fit(), 0, None if Z is None else len(Z))
         )
+        module = self._make_energy(n_outputs, weights, Z)
         net = net_cls(
-            self._make_energy(n_outputs, weights, Z),
+            module,
             sampler=self._sampler(),
             chain_init=self._build_chain_init(),
             source=self._source(),
@@ -597,6 +734,8 @@ class BaseEBM(BaseEstimator):
             **extra,
         )
         _set_engine_threads(self, net)  # threads: n_threads of the sampling and prediction calls
+        with thread_limit(net.threads_):  # threads: the probe is a compute call like any other
+            check_energy_module(module, self._feature_shape, n_outputs, name=_energy_name(module, self.energy))
         return net
 
     def _warm_setters(self):
@@ -664,6 +803,22 @@ class BaseEBM(BaseEstimator):
         """What the engine is fitted on: ``(X, y)`` (an estimator may add fold labels or a split)."""
         return Z, y
 
+    def _check_memory(self):
+        """Refuse a training batch or chain banks that cannot fit in the device's memory (before allocating)."""
+        check_rows_fit(f"batch_size={self.batch_size}", self.batch_size, self._feature_shape, self._device)
+        init = self._build_chain_init()
+        for name in ("buffer_size", "burnin_size"):
+            rows = getattr(init, name, None)
+            if isinstance(rows, Integral):
+                check_rows_fit(f"{name}={rows}", rows, self._feature_shape, self._device, bytes_per_value=4,
+                               bytes_per_row=8)
+        for what, rows in self._extra_rows():
+            check_rows_fit(what, rows, self._feature_shape, self._device)
+
+    def _extra_rows(self):
+        """``(what, n_rows)`` of other arrays a fit allocates (an estimator's grid, ...), checked like the batch."""
+        return []
+
     def _fit_engine(self, X, y=None, *, n_outputs=1):
         """Validate ``X``, rescale, build (or continue) the engine and train it.
 
@@ -679,6 +834,7 @@ class BaseEBM(BaseEstimator):
             self._n_outputs_ = n_outputs
         elif n_outputs != self._n_outputs_:
             raise ValueError(f"warm_start=True cannot change the number of outputs ({self._n_outputs_} -> {n_outputs}).")
+        self._check_memory()
         Z = self._to_model(X)
         if warm:
             self._apply_warm_params(len(Z))
@@ -693,14 +849,7 @@ class BaseEBM(BaseEstimator):
             else:
                 self.net_.fit(*self._engine_data(Z, y))
         self.n_iter_ = self.net_.n_updates()
-        self.interrupted_ = bool(self.net_.interrupted_)
-        if self.interrupted_:
-            warnings.warn(
-                f"{type(self).__name__}.fit was interrupted (KeyboardInterrupt) after {self.n_iter_} of "
-                f"{self.net_.max_updates} updates: the model is usable but not fully trained (interrupted_ = True).",
-                UserWarning,
-                stacklevel=3,
-            )
+        self.interrupted_ = bool(self.net_.interrupted_)  # transactional_fit warns, and decides what is kept
         self._fit_params_ = {k: v for k, v in self.get_params(deep=False).items() if _is_plain(v)}
         return Z
 
@@ -753,6 +902,14 @@ def _set_engine_threads(estimator, net):
         net.threads_ = None if estimator.n_threads == "auto" else int(estimator.n_threads)
         return
     net.threads_ = resolve_n_threads(estimator.n_threads, module, estimator._feature_shape, per_process)
+
+
+def _energy_name(module, energy):
+    """How errors name the built network: its class, and the user's module it wraps, if any."""
+    user = energy if isinstance(energy, type) else type(energy)
+    if isinstance(energy, str) or isinstance(module, user):
+        return type(module).__name__
+    return f"{type(module).__name__} (around energy={user.__name__})"
 
 
 def _is_plain(value):

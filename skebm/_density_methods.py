@@ -35,7 +35,7 @@ from skorch.helper import predefined_split
 from threadpoolctl import threadpool_limits
 
 from ._base import _is_plain, _same
-from ._validation import NONNEG, NONNEG_INT, POSITIVE, POSITIVE_INT, PROB, Float, Int
+from ._validation import NONNEG, NONNEG_INT, NONNEG_SCALE, POSITIVE, POSITIVE_INT, PROB, SCALE, TEMPERATURE, Float, Int
 from .engine import EBMNet, HeldOutEarlyStopping
 from .engine._density import ImportanceNet, QuadratureNet
 from .engine._random import seed_from
@@ -274,6 +274,10 @@ class DensityMethod(BaseEstimator):
         scheduler = LRScheduler(policy=torch.optim.lr_scheduler.LambdaLR, lr_lambda=decay, step_every="epoch")
         return [("lr_decay", scheduler)]
 
+    def extra_rows(self, est):
+        """``(what, n_rows)`` of other arrays a fit of ``est`` allocates, checked like a training batch."""
+        return []
+
     def continue_from(self, fitted, setters):
         """Check a warm start from the ``fitted`` method; apply the changed parameters to the engine (``setters``)."""
         if type(self) is not type(fitted):
@@ -349,8 +353,8 @@ _HELD_OUT_CONSTRAINTS = {
     "validation_fraction": [Float(0, 1, closed="neither")],
     "n_iter_no_change": [POSITIVE_INT],
     "tilt_bound": [POSITIVE, None],
-    "data_noise": [NONNEG],
-    "step_size": [POSITIVE],
+    "data_noise": [NONNEG_SCALE],
+    "step_size": [SCALE],
     "n_sample_steps": [NONNEG_INT],
 }
 
@@ -443,6 +447,13 @@ class QuadratureML(_HeldOutML):
         for k, rows in enumerate(np.array_split(_permutation(n, random_state), self.n_members)):
             folds[rows] = k
         return folds
+
+    def extra_rows(self, est):
+        """The quadrature grid with its tails (8 cells per side): refused before it is built if it cannot fit."""
+        if est.n_features_in_ > 2:  # refused by check: no grid
+            return []
+        cells = (self.grid_resolution + 16) ** est.n_features_in_
+        return [(f"method__grid_resolution={self.grid_resolution}", cells)]
 
     def _networks(self, est, generator):
         return MemberMean([_network(est, self.network, generator) for _ in range(self.n_members)])
@@ -624,8 +635,8 @@ class LongrunML(DensityMethod):
     _warm_applied = ("n_steps", "step_size", "noise_scale", "temperature", "data_noise", "reinit_prob", "l2_reg")
     _parameter_constraints = {
         "n_steps": [NONNEG_INT],
-        "step_size": [POSITIVE],
-        "noise_scale": [NONNEG, None],
+        "step_size": [SCALE],
+        "noise_scale": [NONNEG_SCALE, None],
         "metropolis": ["boolean"],
         "target_acceptance": [Float(0, 1, closed="neither"), None],
         "independence_proposals": ["boolean"],
@@ -634,11 +645,11 @@ class LongrunML(DensityMethod):
         "burnin_size": [POSITIVE_INT],
         "burnin_updates": [POSITIVE_INT],
         "reinit_prob": [PROB],
-        "temperature": [POSITIVE],
-        "tau": [POSITIVE, None],
+        "temperature": [TEMPERATURE],
+        "tau": [SCALE, None],
         "tilt_bound": [POSITIVE, None],
         "l2_reg": [NONNEG],
-        "data_noise": [NONNEG],
+        "data_noise": [NONNEG_SCALE],
         "n_sample_steps": [NONNEG_INT],
         "n_ais_chains": [Int(2)],
         "n_ais_temperatures": [Int(2)],
@@ -747,6 +758,9 @@ class MethodHooks:
 
     def _source(self):  # the chain machinery: None where training runs no chains
         return self.method_.source(self)
+
+    def _extra_rows(self):
+        return self.method_.extra_rows(self)
 
     def _chain_steps_per_update(self):  # what a fit's cost estimate counts: no chains but the longrun method's
         return int(getattr(self.method_, "n_steps", 0) or 0)

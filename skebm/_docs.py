@@ -34,7 +34,10 @@ SHARED_PARAMS = {
     "data_noise": """Standard deviation of Gaussian noise added to the (rescaled)
         training data.""",
     "device": """device : {"auto", "cpu", "cuda"} or str, default="auto"
-        Torch device; ``"auto"`` picks CUDA when available.""",
+        Torch device; ``"auto"`` picks CUDA when available. A device this
+        machine cannot use (``"cuda"`` without a GPU, ``"mps"``, ``"xla"``
+        without their backends, ``"meta"``) raises a ``ValueError`` before
+        anything is built.""",
     "precision": """precision : {"fp32", "bf16"}, default="fp32"
         ``"bf16"`` evaluates the energy network under bfloat16 autocast; the
         chain state stays float32.""",
@@ -50,19 +53,24 @@ SHARED_PARAMS = {
         optimiser, bank, generators and rescaling) for ``max_iter`` more
         updates, with the training parameters changed since (``lr``,
         ``batch_size``, Langevin settings, ...) applied; parameters that
-        fix the network or the bank cannot change (a ``ValueError``).""",
+        fix the network or the bank cannot change (a ``ValueError``).
+        Ctrl-C during a warm fit keeps the updates made so far.""",
     "on_divergence": """on_divergence : {"recover", "raise"}, default="recover"
         What a diverged update (a NaN or infinite loss, exploding
         energies) does: ``"recover"`` rolls back to the last good state,
         halves the learning rate (and the Langevin step size) and goes on,
         with a :class:`~sklearn.exceptions.ConvergenceWarning`, up to 5
-        times; ``"raise"`` stops at once. Either way a fit that cannot
-        finish raises :class:`~skebm.engine.TrainingDivergedError` and
-        leaves the estimator as it was before ``fit``.""",
+        times; ``"raise"`` stops at once. The last update is checked too
+        (by the energies of the model it leaves). Either way a fit that
+        cannot finish, or that keeps none of its updates (every one rolled
+        back), raises :class:`~skebm.engine.TrainingDivergedError` and
+        leaves the estimator as it was before ``fit``, whatever
+        ``max_iter``: a fit never returns a model that diverged.""",
     "n_threads": """n_threads : int or "auto", default="auto"
-        Torch intra-op threads of ``fit`` and of the sampling and prediction
-        calls, set for the call and restored afterwards (per calling thread,
-        so concurrent fits in threads keep their own counts). ``"auto"``: one
+        Torch intra-op threads (an int from 1 to 1024) of ``fit`` and of
+        the sampling and prediction calls, set for the call and restored
+        afterwards (per calling thread, so concurrent fits in threads keep
+        their own counts). ``"auto"``: one
         thread when a forward pass of a training batch costs under 1e9
         FLOPs (small energies are latency-bound, and spinning threads fight
         for shared cores), else the threads the process runs with (which
@@ -101,7 +109,11 @@ SHARED_PARAMS = {
     n_iter_ : int
         Number of parameter updates made.
     interrupted_ : bool
-        Whether training was stopped early by Ctrl-C (the model is usable).""",
+        Whether training was stopped early by Ctrl-C (the model is usable).
+        Ctrl-C ends the training loop and ``fit`` returns with a warning: a
+        first fit, or a refit with ``warm_start=True``, keeps what it
+        learned (``interrupted_ = True``); a refit without ``warm_start``
+        keeps the previous model exactly as it was.""",
 }
 
 

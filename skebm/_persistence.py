@@ -717,6 +717,11 @@ def _same_params(a, b):
 
 
 def _check_folds(value, attrs, estimator):
+    from ._density_methods import DensityMethod
+
+    method = attrs.get("method_")
+    if value is None and isinstance(method, DensityMethod) and type(method).folds is DensityMethod.folds:
+        return  # a method without held-out folds (LongrunML)
     if not (isinstance(value, np.ndarray) and value.dtype == np.int64 and value.ndim == 1):
         raise ValueError("_folds_ must be a 1-D int64 array")
     n_members = getattr(attrs.get("method_"), "n_members", 1)

@@ -10,10 +10,10 @@ from sklearn.utils._param_validation import Hidden, StrOptions
 
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
-from ._base import BaseEBM, _ClassLabelsMixin, transactional_fit
+from ._base import BaseEBM, _ClassLabelsMixin, consistent_read, transactional_fit
 from ._torch_utils import batched
 from ._docs import fill_doc
-from ._validation import NONNEG
+from ._validation import NONNEG, NONNEG_SCALE
 from .engine import NGEBMLoss, NGEBMNet
 from .mcmc import NoiseInit
 
@@ -213,7 +213,7 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         "energy_variance": [NONNEG],
         "approximate_mass": [NONNEG],
         "generative_weight": [NONNEG],
-        "input_noise": [NONNEG, Hidden(StrOptions({"deprecated"}))],
+        "input_noise": [NONNEG_SCALE, Hidden(StrOptions({"deprecated"}))],
     }
     _fitted_attributes = (*BaseEBM._fitted_attributes, "net_", "classes_")
 
@@ -282,6 +282,7 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         return self
 
     # -------------------------------------------------------------- predict
+    @consistent_read
     def torch_logits(self, X):
         """Differentiable logits of a tensor of inputs in the user's value range.
 
@@ -341,6 +342,7 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         out = batched(chunk_outputs, Z, _PREDICT_CHUNK, grad=None, pad=True)
         return (out[0].numpy(), out[1].numpy()) if grad else out.numpy()
 
+    @consistent_read
     def decision_function(self, X):
         """Logits of each class.
 
@@ -360,6 +362,7 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
             return logits[:, 1] - logits[:, 0]
         return logits
 
+    @consistent_read
     def predict_log_proba(self, X):
         """Log of the class probabilities ``log softmax f(x)``.
 
@@ -376,6 +379,7 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         logits = self._outputs(X)
         return logits - logsumexp(logits, axis=1, keepdims=True)
 
+    @consistent_read
     def predict_proba(self, X):
         """Class probabilities ``softmax f(x)``.
 
@@ -391,6 +395,7 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         """
         return softmax(self._outputs(X), axis=1)
 
+    @consistent_read
     def predict(self, X):
         """Predicted class labels.
 
@@ -408,6 +413,7 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         return self.classes_[np.argmax(logits, axis=1)]
 
     # ------------------------------------------------------------ EBM scores
+    @consistent_read
     def score_samples(self, X):
         """Unnormalised log-density ``logsumexp_y f(x)[y] = -E(x)``.
 
@@ -427,6 +433,7 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         """
         return logsumexp(self._outputs(X), axis=1)
 
+    @consistent_read
     def ood_score(self, X, kind="logsumexp"):
         """Out-of-distribution score: higher means more in-distribution.
 

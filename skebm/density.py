@@ -12,11 +12,11 @@ from sklearn.mixture import GaussianMixture
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import BaseEBM, make_generator, transactional_fit
+from ._base import BaseEBM, consistent_read, make_generator, transactional_fit
 from ._density_methods import METHODS, DensityMethod, ImportanceML, LongrunML, QuadratureML, fit_base_density
 from ._density_methods import MethodHooks, resolve_method
 from ._docs import fill_doc
-from ._validation import NONNEG_INT, POSITIVE, POSITIVE_INT, check_params
+from ._validation import NONNEG_INT, POSITIVE_INT, SCALE, check_params
 from .engine._history import training_rows
 from .mcmc import chain_diagnostics
 
@@ -165,7 +165,7 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
         "base": [StrOptions({"auto", "gmm", "gaussian"}), GaussianMixture, None],
         "base_components": [StrOptions({"cv", "bic"}), POSITIVE_INT],
         "max_iter": [NONNEG_INT, None],
-        "lr": [POSITIVE, None],
+        "lr": [SCALE, None],
     }
     _warm_fixed = (*BaseEBM._warm_fixed, "method", "scaling", "base", "base_components")
     _fitted_attributes = (
@@ -250,6 +250,7 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
         self.diagnostics_ = _training_traces(self.net_.history)
         return self
 
+    @consistent_read
     def diagnose(self, X, *, n_steps=100, random_state=None):
         """Steady-state diagnostics: run chains further and compare them with ``X``.
 
@@ -278,6 +279,7 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
         run = chain_diagnostics(self.net_.energy, self._tensor(X[:n]), chains, sampler, n_steps=n_steps, generator=g)
         return {**self.diagnostics_, **{key: run[name] for key, name in _DIAGNOSE.items()}}
 
+    @consistent_read
     def score_samples(self, X):
         """Normalised log-density ``-E(u) / T - log Z + log |du/dx|`` of each sample, in the units of ``X``.
 
@@ -295,6 +297,7 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
         X = self._validate_X(X, reset=False)
         return -self._energies(self._tensor(X)) - self.log_partition_ + self.rescaler_.log_jacobian(X)
 
+    @consistent_read
     def score(self, X, y=None):
         """Mean log-likelihood per sample (nats), higher is better.
 
@@ -312,6 +315,7 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
         """
         return float(np.mean(self.score_samples(X)))
 
+    @consistent_read
     def sample(self, n_samples=1, *, random_state=None, n_steps=None):
         """Draw samples from the model density.
 

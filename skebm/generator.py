@@ -8,9 +8,12 @@ from sklearn.utils._param_validation import StrOptions
 
 from sklearn.utils.validation import _num_samples
 
-from ._base import BaseEBM, _ClassLabelsMixin, make_generator, transactional_fit
+from ._base import (
+    BaseEBM, _ClassLabelsMixin, consistent_read, consistent_view, make_generator, transactional_fit,
+)
 from ._docs import fill_doc
-from ._validation import NONNEG_INT, POSITIVE_INT, check_params
+from ._torch_utils import check_rows_fit
+from ._validation import FINITE, NONNEG_INT, POSITIVE_INT, check_params
 
 __all__ = ["EBMGenerator", "compose"]
 
@@ -23,6 +26,12 @@ def _check_call(n_samples=1, n_steps=None):
         {"n_samples": n_samples, "n_steps": n_steps},
         "sample",
     )
+
+
+def _check_finite_chains(x, hint):
+    """Refuse chains that diverged (non-finite states) instead of returning NaN samples."""
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"The Langevin chains diverged (their states are not finite): {hint}")
 
 
 def _resolve_start(start, init):
@@ -71,7 +80,8 @@ class EBMGenerator(_ClassLabelsMixin, BaseEBM):
         Langevin steps per update, and the default for :meth:`sample`.
     step_size : float or "auto", default="auto"
         Langevin step size epsilon: the drift is ``step_size**2 / 2`` times
-        the energy gradient divided by ``temperature``. ``"auto"`` grows
+        the energy gradient divided by ``temperature`` (a number is at
+        most 1e6, in the rescaled units). ``"auto"`` grows
         it with the image, ``(C * H * W / 64) ** 0.6``: 1.0 on 8x8 digits,
         4.5 on 28x28 and 10.2 on 32x32 colour images (1.0 for flat
         features); a number is used as given. The value used is
@@ -246,6 +256,7 @@ class EBMGenerator(_ClassLabelsMixin, BaseEBM):
         bank = self.net_.chain_init_
         return bank.fresh(n, generator) if start == "source" else bank.starts(n, y, generator)
 
+    @consistent_read
     def sample(self, n_samples=1, *, random_state=None, n_steps=None, y=None, start=None, return_chains=False,
                init=None):
         """Draw samples by shortrun Langevin dynamics.
@@ -276,20 +287,30 @@ class EBMGenerator(_ClassLabelsMixin, BaseEBM):
             Samples in the layout and value range of ``fit``'s ``X``.
         chains : ndarray of shape (n_steps + 1, n_samples, ...)
             Only when ``return_chains``: the trajectories.
+
+        Raises
+        ------
+        ValueError
+            When the chains diverge (non-finite states: a ``step_size`` far
+            too large for the energy), or when ``n_samples`` chains cannot
+            fit in the device's memory.
         """
         self._check_fitted()
         _check_call(n_samples, n_steps)
+        check_rows_fit(f"n_samples={n_samples}", n_samples, self._feature_shape, self.net_.device)
         start = _resolve_start(start, init)
         g = self._generator(random_state)
         y_t = self._label_tensor(y, n_samples, g)
         x0 = self._starts(n_samples, y_t, start, g)
         out = self.net_.run_chains(x0, y_t, generator=g, n_steps=n_steps, return_chains=return_chains)
+        _check_finite_chains(out[0] if return_chains else out, "lower step_size or raise temperature.")
         if return_chains:
             x, chains = out
             return self._from_model(x), self._from_model(chains)
         return self._from_model(out)
 
     # -------------------------------------------------------------- scores
+    @consistent_read
     def score_samples(self, X):
         """Unnormalised log-density ``-E(x) / T`` of each sample.
 
@@ -311,6 +332,7 @@ class EBMGenerator(_ClassLabelsMixin, BaseEBM):
         X = self._validate_X(X, reset=False)
         return -self._energies(self._tensor(X))
 
+    @consistent_read
     def score(self, X, y=None):
         """Sample quality against ``X``: minus the squared MMD.
 
@@ -345,6 +367,7 @@ class EBMGenerator(_ClassLabelsMixin, BaseEBM):
         return -float(mmd(samples, data))
 
     # ------------------------------------------------------------- inpaint
+    @consistent_read
     def inpaint(self, X, mask, *, n_steps=None, random_state=None):
         """Fill the masked entries of ``X`` by Langevin dynamics.
 
@@ -403,12 +426,13 @@ class ComposedGenerator:
     def __init__(self, terms):
         self.terms = terms
 
-    def energy(self, z):
-        """Composed energy of a batch ``z`` in the first generator's space."""
-        first = self.terms[0][0]
+    def energy(self, z, terms=None):
+        """Composed energy of a batch ``z`` in the first generator's space (``terms``: those of one call)."""
+        terms = self.terms if terms is None else terms
+        first = terms[0][0]
         x_user = first.rescaler_.inverse_transform(z, clip=False)
         total = 0.0
-        for gen, label, weight in self.terms:
+        for gen, label, weight in terms:
             zi = gen.rescaler_.transform(x_user).reshape(-1, *gen._feature_shape)
             y = None
             if label is not None:
@@ -436,10 +460,15 @@ class ComposedGenerator:
             Samples in the layout of the first generator's ``X``.
         """
         _check_call(n_samples, n_steps)
-        first = self.terms[0][0]
+        # one fitted state of each generator for the whole call, whatever a concurrent refit commits
+        terms = [(consistent_view(gen), label, weight) for gen, label, weight in self.terms]
+        first = terms[0][0]
+        check_rows_fit(f"n_samples={n_samples}", n_samples, first._feature_shape, first.net_.device)
         g = make_generator(random_state, first.net_.device)
         x0 = first.net_.chain_init_.fresh(n_samples, g)
-        out = first.net_.sampler_(self.energy, x0, generator=g, n_steps=n_steps, return_chains=return_chains)
+        out = first.net_.sampler_(lambda z: self.energy(z, terms), x0, generator=g, n_steps=n_steps,
+                                  return_chains=return_chains)
+        _check_finite_chains(out[0] if return_chains else out, "lower the weights or the first generator's step_size.")
         if return_chains:
             return first._from_model(out[0]), first._from_model(out[1])
         return first._from_model(out)
@@ -458,7 +487,9 @@ def compose(*generators, weights=None):
         Fitted generators with the same number of features; pass a
         ``(generator, label)`` pair to condition a conditional generator.
     weights : sequence of float, default=None
-        Weight of each energy; ``None`` gives 1 to each.
+        Weight of each energy (finite numbers; a negative one repels);
+        ``None`` gives 1 to each. Sampling raises a ``ValueError`` when
+        the chains diverge (non-finite states), e.g. with huge weights.
 
     Returns
     -------
@@ -479,6 +510,9 @@ def compose(*generators, weights=None):
     weights = [1.0] * len(generators) if weights is None else list(weights)
     if len(weights) != len(generators):
         raise ValueError(f"Got {len(weights)} weights for {len(generators)} generators.")
+    bad = [w for w in weights if not FINITE.is_satisfied_by(w)]
+    if bad:
+        raise ValueError(f"compose: each weight must be a finite number (not a bool), got {bad[0]!r} in {weights!r}.")
     for item, weight in zip(generators, weights):
         gen, label = item if isinstance(item, tuple) else (item, None)
         if not isinstance(gen, EBMGenerator):

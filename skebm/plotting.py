@@ -943,15 +943,16 @@ def save_sample_evolution(monitor, path, *, n_cols=None, **kwargs):
 
     Raises
     ------
-    RuntimeError
-        If the monitor has no snapshot yet.
+    sklearn.exceptions.NotFittedError
+        Before any snapshot (no estimator was fitted with the monitor).
     """
     import os
 
     from matplotlib.figure import Figure
+    from sklearn.exceptions import NotFittedError
 
     if not getattr(monitor, "grids_", None):
-        raise RuntimeError("SampleMonitor has no snapshot yet: fit an estimator with it first.")
+        raise NotFittedError("SampleMonitor has no snapshot yet: fit an estimator with it first.")
     kwargs.setdefault("image_shape", getattr(monitor, "image_shape_", None))
     kwargs.setdefault("value_range", getattr(monitor, "value_range_", None))
     kwargs.setdefault("cmap", monitor.cmap)

@@ -16,12 +16,12 @@ from sklearn.base import (
 from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import BaseEBM, transactional_fit
+from ._base import BaseEBM, consistent_read, transactional_fit
 from ._docs import fill_doc
-from ._torch_classifier import as_torch_classifier
-from ._torch_utils import batched
-from ._validation import NONNEG, POSITIVE, POSITIVE_INT, check_params
 from ._random import seed_from
+from ._torch_classifier import as_torch_classifier
+from ._torch_utils import batched, check_rows_fit
+from ._validation import NONNEG_SCALE, POSITIVE_INT, SCALE, check_params
 from .mcmc import RowNoise, row_keys
 
 __all__ = ["EBMPurifier", "PurifiedClassifier"]
@@ -263,10 +263,10 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
     _parameter_constraints = {
         **BaseEBM._shared_constraints,
         "step_size": [*BaseEBM._shared_constraints["step_size"], StrOptions({"auto"})],
-        "init_noise": [NONNEG],
+        "init_noise": [NONNEG_SCALE],
         "n_purify_steps": [POSITIVE_INT],
-        "purify_step_size": [POSITIVE, None],
-        "purify_noise": [NONNEG],
+        "purify_step_size": [SCALE, None],
+        "purify_noise": [NONNEG_SCALE],
         "n_replicates": [POSITIVE_INT],
     }
     _fitted_attributes = (*BaseEBM._fitted_attributes, "net_")
@@ -341,6 +341,7 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
 
         return tqdm(total=n * n_steps, desc="EBMPurifier: purify (image-steps)", unit_scale=True, leave=True)
 
+    @consistent_read
     def purify(self, X, *, n_replicates=None, n_steps=None, random_state=None):
         """Purify each input ``n_replicates`` times, independently.
 
@@ -372,6 +373,8 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
         )
         layout = _input_layout(X, self.n_features_in_)
         X = self._validate_X(X, reset=False)
+        check_rows_fit(f"n_replicates={n_replicates} of {len(X)} inputs", n_replicates * len(X), self._feature_shape,
+                       self.net_.device)
         random_state = self.random_state if random_state is None else random_state
         z = self._tensor(X)
         noise = RowNoise(row_keys(z, seed_from(random_state)))
@@ -383,6 +386,7 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
                 bar.close()
         return self._from_model(out, ("2d" if layout[0] == "frame" else layout[0], layout[1]))
 
+    @consistent_read
     def transform(self, X):
         """Purify ``X``: ``n_purify_steps`` Langevin steps from each input.
 
@@ -405,6 +409,7 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
             return pd.DataFrame(out, columns=self.feature_names_in_, index=X.index)
         return out
 
+    @consistent_read
     def purify_tensor(self, X, *, n_steps=None, noise=None, generator=None, differentiable=False,
                       checkpoint_segments="sqrt"):
         """Purify a torch tensor in the user's value range (for attacks).
@@ -474,6 +479,7 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
         out = self.rescaler_.inverse_transform(out.reshape(len(X), -1))
         return out.reshape(X.shape).to(device=X.device, dtype=X.dtype)
 
+    @consistent_read
     def score_samples(self, X):
         """Unnormalised log-density ``-E(x) / T`` of each sample.
 
@@ -630,6 +636,7 @@ class PurifiedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             return np.log(np.clip(proba, 1e-12, None)).mean(axis=0), "logits"
         return proba.mean(axis=0), "proba"
 
+    @consistent_read
     def predict_proba(self, X):
         """Class probabilities of the defended classifier.
 
@@ -647,6 +654,7 @@ class PurifiedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         out, kind = self._replicate_outputs(X)
         return softmax(out, axis=1) if kind == "logits" else out
 
+    @consistent_read
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`.
 
@@ -660,6 +668,7 @@ class PurifiedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         """
         return np.log(np.clip(self.predict_proba(X), 1e-300, None))
 
+    @consistent_read
     def predict(self, X):
         """Predicted class of each input (the arg-max of the averaged output).
 

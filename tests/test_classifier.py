@@ -248,7 +248,7 @@ def test_warm_start_divergence_keeps_the_good_model():
         clf.fit(X * 1e30, y)  # far outside the fitted scaling: training diverges beyond recovery
     np.testing.assert_array_equal(clf.predict_proba(X[:5]), proba)
     with pytest.raises(TrainingDivergedError):
-        clf.set_params(lr=1e8, on_divergence="raise").fit(X, y)
+        clf.set_params(lr=1e6, on_divergence="raise").fit(X, y)
     np.testing.assert_array_equal(clf.predict_proba(X[:5]), proba)
 
 

@@ -127,13 +127,14 @@ def _msg(name, rule, got):
 _BAD_SETTINGS = [
     ({"n_steps": -1}, _msg("n_steps", "an int in the range [0, inf)", "-1")),
     ({"n_steps": True}, _msg("n_steps", "an int in the range [0, inf)", "True")),
-    ({"step_size": 0.0}, _msg("step_size", "a float in the range (0.0, inf)", "0.0")),
-    ({"step_size": float("inf")}, _msg("step_size", "a float in the range (0.0, inf)", "inf")),
-    ({"step_size": float("nan")}, _msg("step_size", "a float in the range (0.0, inf)", "nan")),
-    ({"noise_scale": float("nan")}, _msg("noise_scale", "a float in the range [0.0, inf) or None", "nan")),
-    ({"noise_scale": float("inf")}, _msg("noise_scale", "a float in the range [0.0, inf) or None", "inf")),
-    ({"temperature": 0}, _msg("temperature", "a float in the range (0.0, inf)", "0")),
-    ({"tau": float("inf")}, _msg("tau", "a float in the range (0.0, inf) or None", "inf")),
+    ({"step_size": 0.0}, _msg("step_size", "a float in the range (0.0, 1000000.0]", "0.0")),
+    ({"step_size": float("inf")}, _msg("step_size", "a float in the range (0.0, 1000000.0]", "inf")),
+    ({"step_size": float("nan")}, _msg("step_size", "a float in the range (0.0, 1000000.0]", "nan")),
+    ({"step_size": 1e300}, _msg("step_size", "a float in the range (0.0, 1000000.0]", "1e+300")),
+    ({"noise_scale": float("nan")}, _msg("noise_scale", "a float in the range [0.0, 1000000.0] or None", "nan")),
+    ({"noise_scale": float("inf")}, _msg("noise_scale", "a float in the range [0.0, 1000000.0] or None", "inf")),
+    ({"temperature": 0}, _msg("temperature", "a float in the range [1e-06, 1000000.0]", "0")),
+    ({"tau": float("inf")}, _msg("tau", "a float in the range (0.0, 1000000.0] or None", "inf")),
 ]
 
 

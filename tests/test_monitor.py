@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from sklearn.exceptions import NotFittedError  # noqa: E402
 import torch  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
@@ -105,9 +106,9 @@ def test_save_evolution_and_plot_sample_evolution(digits, tmp_path):
     np.testing.assert_allclose(mosaic[10:18, 19:27], expected, atol=1e-6)
     with pytest.raises(ValueError, match="no snapshot"):
         plot_sample_evolution([])
-    with pytest.raises(RuntimeError, match="no snapshot"):
+    with pytest.raises(NotFittedError, match="no snapshot"):
         save_sample_evolution(SampleMonitor().initialize(), tmp_path / "x.png")
-    with pytest.raises(RuntimeError, match="no snapshot"):  # not even initialised
+    with pytest.raises(NotFittedError, match="no snapshot"):  # not even initialised
         save_sample_evolution(SampleMonitor(), tmp_path / "x.png")
 
 

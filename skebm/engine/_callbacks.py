@@ -8,7 +8,7 @@ import os
 import warnings
 
 import numpy as np
-
+import torch
 from sklearn.exceptions import ConvergenceWarning
 from skorch.callbacks import Callback, Checkpoint, LRScheduler
 
@@ -32,18 +32,31 @@ class DivergenceGuard(Callback):
     EBM training with MCMC negatives can diverge: the loss becomes NaN, or
     the energies of data and samples drift apart without bound (JEM's
     known failure). After every update this callback checks the loss and
-    the mean energies. It keeps a snapshot of the last good state (every
-    registered module: the network, the chain bank and the random
-    generators; the optimiser) taken every ``snapshot_every`` updates.
+    the mean energies. The values an update records are computed before
+    its parameter step, so they also show whether the previous step broke
+    the model; the model the last update leaves is checked at the end of
+    the fit (the energies of the first training rows and the parameters
+    must be finite, the energies within ``max_abs_energy``). So every
+    update, the last included, is checked the same way.
+
+    It keeps a snapshot of the last good state (every registered module:
+    the network, the chain bank and the random generators; the
+    optimiser): every ``snapshot_every`` updates the state is copied
+    before the next update, and becomes the last good state once that
+    update's values show it is good (a step that broke the model is never
+    kept as "good").
 
     With ``on_divergence="recover"`` a diverged update rolls the engine
     back to that snapshot, halves the learning rate (and the Langevin step
     size, where chains run), records ``"recovered": True`` in the batch
     history, warns with a :class:`~sklearn.exceptions.ConvergenceWarning`
-    and goes on. After ``max_recoveries`` recoveries, or at once with
-    ``on_divergence="raise"``, it raises :class:`TrainingDivergedError`
-    with the advice of the engine (``net.divergence_hint()``); the
-    estimators then leave themselves as they were before ``fit``.
+    and goes on. It raises :class:`TrainingDivergedError`, with the advice
+    of the engine (``net.divergence_hint()``), at once with
+    ``on_divergence="raise"``; after ``max_recoveries`` recoveries; and at
+    the end of a fit that kept none of its updates (every one was rolled
+    back, so the model is the one the fit started from), whatever the
+    number of updates. The estimators then leave themselves as they were
+    before ``fit``; a fit never returns a model that diverged.
 
     Parameters
     ----------
@@ -78,17 +91,21 @@ class DivergenceGuard(Callback):
     def initialize(self):
         check_params(self._parameter_constraints, self.get_params(), type(self).__name__)
         self.n_recoveries_ = 0
-        self._snapshot = None
+        self._snapshot = self._candidate = None
         return self
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         self.n_recoveries_ = 0
-        self._take_snapshot(net)
+        # updates of this fit that the model still holds: from _start (the fit's first) to _kept
+        self._start = self._kept = _n_updates(net)
+        self._snapshot, self._snapshot_at = self._state(net), self._start
+        self._candidate = None
 
-    def _take_snapshot(self, net):
+    @staticmethod
+    def _state(net):
         modules = {name: copy.deepcopy(getattr(net, name + "_").state_dict()) for name in net._modules}
         optimizers = {name: copy.deepcopy(getattr(net, name + "_").state_dict()) for name in net._optimizers}
-        self._snapshot = (modules, optimizers)
+        return modules, optimizers
 
     def _restore(self, net):
         modules, optimizers = self._snapshot
@@ -96,24 +113,69 @@ class DivergenceGuard(Callback):
             getattr(net, name + "_").load_state_dict(state)
         for name, state in optimizers.items():
             getattr(net, name + "_").load_state_dict(state)
+        self._kept = self._snapshot_at
 
     @staticmethod
     def _problem(net, max_abs_energy):
         row = net.history[-1]["batches"][-1]
         values = {k: row[k] for k in ("train_loss", "energy_data", "energy_samples") if k in row}
-        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
-        big = {k: v for k, v in values.items() if k != "train_loss" and abs(v) > max_abs_energy}
-        return bad or big
+        return _bad_values(values, max_abs_energy)
+
+    @staticmethod
+    def _final_problem(net, X, max_abs_energy):
+        """What is wrong with the model the last update left: its parameters, its energies of ``X``'s first rows."""
+        module = net.bare_module()
+        if not all(bool(torch.isfinite(p).all()) for p in module.parameters() if p.is_floating_point()):
+            return {"parameters": "not finite"}
+        if not isinstance(X, (np.ndarray, torch.Tensor)) or len(X) == 0:
+            return {}
+        # the first rows of the training data: the same on every process of a distributed fit
+        x = torch.as_tensor(np.asarray(X[: net.batch_size]) if isinstance(X, np.ndarray) else X[: net.batch_size])
+        was_training = module.training
+        module.train(False)
+        try:
+            with torch.no_grad():
+                energy = net.energy(x.to(net.device).float()).float().mean().item()
+        finally:
+            module.train(was_training)
+        return _bad_values({"energy_data (final model)": energy}, max_abs_energy)
+
+    def on_batch_begin(self, net, batch=None, training=False, **kwargs):
+        # the state before this update's step: the last good state once this update's values show it is good
+        n_iter = _n_updates(net)
+        if training and n_iter % self.snapshot_every == 0 and n_iter != self._snapshot_at:
+            self._candidate = (self._state(net), n_iter)
 
     def on_batch_end(self, net, batch=None, training=False, **kwargs):
         if not training:
             return
         problem = self._problem(net, self.max_abs_energy)
         n_iter = _n_updates(net)
-        if not problem:
-            if n_iter % self.snapshot_every == 0:
-                self._take_snapshot(net)
+        candidate, self._candidate = self._candidate, None
+        if problem:
+            self._recover(net, n_iter, problem)
             return
+        self._kept = n_iter
+        if candidate is not None:
+            self._snapshot, self._snapshot_at = candidate
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        if self._snapshot is None:  # the fit never began
+            return
+        n_iter = _n_updates(net)
+        if n_iter > self._start and self._kept == n_iter:  # the last update's step is checked here
+            problem = self._final_problem(net, X, self.max_abs_energy)
+            if problem:
+                self._recover(net, n_iter, problem)
+        if self.n_recoveries_ and self._kept == self._start:
+            raise TrainingDivergedError(
+                f"Training diverged: none of the {n_iter - self._start} updates of this fit could be kept (every one "
+                f"was rolled back, {self.n_recoveries_} recoveries), so the model is the one the fit started from. "
+                f"{net.divergence_hint()}"
+            )
+
+    def _recover(self, net, n_iter, problem):
+        """Roll back to the last good state and lower the rates, or raise when that is not allowed."""
         if self.on_divergence == "raise" or self.n_recoveries_ >= self.max_recoveries:
             tried = "" if self.on_divergence == "raise" else f" after {self.n_recoveries_} recoveries"
             raise TrainingDivergedError(
@@ -143,6 +205,13 @@ class DivergenceGuard(Callback):
             ConvergenceWarning,
             stacklevel=2,
         )
+
+
+def _bad_values(values, max_abs_energy):
+    """The entries of ``values`` that are not finite, or (energies) larger in size than ``max_abs_energy``."""
+    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+    big = {k: v for k, v in values.items() if k != "train_loss" and abs(v) > max_abs_energy}
+    return {**bad, **big}
 
 
 def _scale_learning_rate(net, factor):
@@ -413,13 +482,14 @@ def _checkpoint_record(net, X, y):
         k: repr(v) for k, v in sorted(params.items())
         if k not in ignored and not k.startswith(("_", "callbacks__", "iterator_", "dataset__"))
     }
-    module, chain = net.bare_module(), net.chain_init_
+    module, chain = net.bare_module(), getattr(net, "chain_init_", None)  # None: a chain-free engine
     return {
         **shaping,
         "engine": type(net).__name__,
         "network": f"{type(module).__name__} {[(k, tuple(v.shape)) for k, v in module.state_dict().items()]}",
-        "chain_init": f"{type(chain).__name__} {({k: getattr(chain, k) for k in chain._params})!r} "
-                      f"{_shapes(chain.state_dict())}",
+        "chain_init": "none" if chain is None else (
+            f"{type(chain).__name__} {({k: getattr(chain, k) for k in chain._params})!r} "
+            f"{_shapes(chain.state_dict())}"),
         "data X": _data_fingerprint(X),
         "data y": _data_fingerprint(y),
     }

@@ -10,6 +10,7 @@ from skorch.callbacks import Callback
 
 from ._history import n_updates
 
+from .._torch_utils import check_rows_fit
 from .._images import check_image_shape, image_mosaic
 from .._validation import NONNEG_INT, POSITIVE_INT, StrOptions, check_params
 
@@ -153,6 +154,7 @@ class SampleMonitor(Callback):
         self._n_classes_ = None
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
+        check_rows_fit(f"SampleMonitor(n_samples={self.n_samples})", self.n_samples, net.feature_shape, net.device)
         self._last_ = _n_updates(net)
         if self._last_ == 0:  # a fresh fit; a warm start keeps the earlier snapshots
             self._reset()
@@ -355,6 +357,11 @@ class SampleMonitor(Callback):
         Returns
         -------
         path : str
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before any snapshot (no estimator was fitted with the monitor).
         """
         warnings.warn(
             "SampleMonitor.save_evolution is deprecated in 0.3 and will be removed in 0.5; use "

@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from .._validation import NONNEG, NONNEG_INT, POSITIVE, check_params
+from .._validation import NONNEG_INT, NONNEG_SCALE, POSITIVE, SCALE, TEMPERATURE, check_params
 from ._noise import GLOBAL_NOISE, as_noise
 
 __all__ = ["LangevinSampler", "langevin", "independence_mh", "autocast_context"]
@@ -287,10 +287,10 @@ def _run(energy_fn, x0, n_steps, step_size, *, noise_scale=None, temperature=1.0
 
 _SETTINGS = {
     "n_steps": [NONNEG_INT],
-    "step_size": [POSITIVE],
-    "noise_scale": [NONNEG, None],
-    "temperature": [POSITIVE],
-    "tau": [POSITIVE, None],
+    "step_size": [SCALE],
+    "noise_scale": [NONNEG_SCALE, None],
+    "temperature": [TEMPERATURE],
+    "tau": [SCALE, None],
     "grad_clip": [POSITIVE, None],
 }
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _sn
 
-__all__ = ["MLPEnergy", "ConvEnergy", "ResNetEnergy", "output_to_energy"]
+__all__ = ["MLPEnergy", "ConvEnergy", "ResNetEnergy", "check_energy_module", "output_to_energy"]
 
 _ACTIVATIONS = {
     "silu": nn.SiLU,
@@ -58,6 +58,67 @@ def output_to_energy(out, y=None):
     if y is None:
         return -torch.logsumexp(out, dim=1)
     return -out.gather(1, y.view(-1, 1).long())[:, 0]
+
+
+def check_energy_module(module, feature_shape, n_outputs=1, *, name=None):
+    """Call ``module`` once on two inputs and check that it follows the output convention.
+
+    The engines check a network this way once, when they are built, so
+    that a module returning the wrong shape (``(2n,)`` values for ``n``
+    inputs, a tuple, a NumPy array) or failing on the estimator's inputs
+    gives one clear ``ValueError`` instead of training silently on wrong
+    energies or failing deep inside a fit. The call runs in evaluation
+    mode (no batch-norm statistics or spectral-norm vectors change) on
+    zeros that require a gradient, as Langevin chains do.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The energy network.
+    feature_shape : tuple of int
+        Shape of one sample as the network sees it.
+    n_outputs : int, default=1
+        1: the module returns ``(n,)`` energies, ``(n, 1)`` or ``(n, k)``
+        logits (read through the marginal); k > 1: it must return
+        ``(n, n_outputs)`` logits, one per class.
+    name : str, default=None
+        How the error names the module (default: its class name).
+
+    Raises
+    ------
+    ValueError
+        When the module raises on the inputs, or returns anything but a
+        floating-point tensor of an accepted shape that depends
+        differentiably on its input.
+    """
+    n = 2
+    name = name or type(module).__name__
+    tensor = next((t for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()), None)
+    x = torch.zeros((n, *feature_shape), device=tensor.device if tensor is not None else "cpu", requires_grad=True)
+    expected = f"({n},) energies or ({n}, k) logits" if n_outputs == 1 else f"({n}, {n_outputs}) logits (one per class)"
+    where = f"for {n} inputs of shape {tuple(feature_shape)}: it must return {expected}"
+    was_training = module.training
+    module.train(False)
+    try:
+        with torch.enable_grad():
+            out = module(x)
+    except Exception as exc:  # noqa: BLE001 - the user's module: any failure becomes the one documented error
+        raise ValueError(f"The energy module {name} failed {where} ({type(exc).__name__}: {exc}).") from exc
+    finally:
+        module.train(was_training)
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(f"The energy module {name} returned a {type(out).__name__} {where}, as a torch.Tensor.")
+    shape = tuple(out.shape)
+    ok = (out.ndim == 1 and n_outputs == 1) or (out.ndim == 2 and (n_outputs == 1 or shape[1] == n_outputs))
+    if not ok or shape[0] != n:
+        raise ValueError(f"The energy module {name} returned an output of shape {shape} {where}.")
+    if not out.is_floating_point():
+        raise ValueError(f"The energy module {name} returned {out.dtype} values {where}, as floating-point values.")
+    if not out.requires_grad:
+        raise ValueError(
+            f"The energy module {name} returned values that do not depend differentiably on its input {where} "
+            "(Langevin chains and training follow their gradient)."
+        )
 
 
 def _as_images(x, image_shape):

@@ -40,10 +40,11 @@ from sklearn.base import clone, is_classifier
 from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
+from skorch.callbacks import Callback
 
 from ._fingerprint import assert_same_state, state_fingerprint
 
-__all__ = ["parametrize_with_checks", "check_estimator", "yield_skebm_checks"]
+__all__ = ["InterruptAt", "parametrize_with_checks", "check_estimator", "yield_skebm_checks"]
 
 
 # --------------------------------------------------------------- test data
@@ -98,6 +99,23 @@ def _params(est):
     params = est.get_params(deep=False)
     return {k: (type(v), v.get_params()) if hasattr(v, "get_params") and not isinstance(v, type) else v
             for k, v in params.items()}
+
+
+class InterruptAt(Callback):
+    """A callback that raises ``KeyboardInterrupt`` (Ctrl-C) once ``at`` updates are made.
+
+    Parameters
+    ----------
+    at : int
+        Update count (of the engine's history) after which to interrupt.
+    """
+
+    def __init__(self, at):
+        self.at = at
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training and net.n_updates() == self.at:
+            raise KeyboardInterrupt
 
 
 # ------------------------------------------------------------------ checks
@@ -237,21 +255,22 @@ def check_divergence(est):
 
 
 def check_interrupt(est):
-    """Ctrl-C during training keeps a usable model, warns, and says so in ``interrupted_``."""
-    from skorch.callbacks import Callback
-
-    class Interrupt(Callback):
-        def on_batch_end(self, net, training=False, **kwargs):
-            if training and net.n_updates() == 2:
-                raise KeyboardInterrupt
-
+    """Ctrl-C during a first fit keeps a usable model, warns, says so in ``interrupted_``; a refit keeps the old one."""
     X, y = _data(est)
-    interrupted = clone(est).set_params(callbacks=[("interrupt", Interrupt())], max_iter=max(est.max_iter, 5))
+    interrupted = clone(est).set_params(callbacks=[("interrupt", InterruptAt(2))], max_iter=max(est.max_iter, 5))
     with pytest.warns(UserWarning, match="interrupted"):
         interrupted.fit(X, y) if y is not None else interrupted.fit(X)
     assert interrupted.interrupted_ and interrupted.n_iter_ == 2
     for key, value in _outputs(interrupted, X).items():
         assert np.all(np.isfinite(value)), key
+    # a refit without warm_start that is interrupted keeps the previous model, exactly
+    refit = _fit(clone(est).set_params(max_iter=max(est.max_iter, 5)), X, y)
+    before, outputs = state_fingerprint(refit), _outputs(refit, X)
+    refit.set_params(callbacks=[("interrupt", InterruptAt(2))])
+    with pytest.warns(UserWarning, match="previous model is kept"):
+        refit.fit(X, y) if y is not None else refit.fit(X)
+    assert_same_state(state_fingerprint(refit), before)
+    _assert_same_outputs(_outputs(refit, X), outputs)
 
 
 def check_warm_start(est):
@@ -272,17 +291,7 @@ def check_warm_start(est):
 
 def check_resume_equals_uninterrupted(est):
     """Interrupted and resumed from a TrainingCheckpoint, a fit ends where an uninterrupted one does."""
-    from skorch.callbacks import Callback
-
     from skebm.engine import TrainingCheckpoint
-
-    class InterruptAt(Callback):
-        def __init__(self, at):
-            self.at = at
-
-        def on_batch_end(self, net, training=False, **kwargs):
-            if training and net.n_updates() == self.at:
-                raise KeyboardInterrupt
 
     X, y = _data(est)
     base = clone(est).set_params(batch_size=32, max_iter=12, random_state=0)  # 4 updates per epoch
