@@ -12,7 +12,9 @@ reported in microseconds:
 - ``torchebm``: torchebm 0.8.9's ``LangevinDynamics`` (the module wrapped in
   a ``torchebm.core.BaseModel``);
 - ``ebmkit``: ebmkit 0.16.0's ``LangevinDynamics`` (import name ``ebm``);
-- ``skebm``: :func:`skebm.mcmc.langevin`, the default path (float32);
+- ``skebm``: :func:`skebm.mcmc.langevin` on the network as skebm's engine
+  holds it (on the CPU its conv weights channels-last, as
+  ``EBMNet.initialize_module`` stores them), the default path (float32);
 - ``skebm bf16``: the same under bfloat16 autocast, skebm's other path. On
   CPUs without AMX it is usually *slower* than float32; it is timed here so
   that this shows.
@@ -54,6 +56,7 @@ Usage::
 """
 
 import argparse
+import copy
 import os
 import statistics
 import sys
@@ -88,8 +91,15 @@ def bare_loop(eps, sigma):
     return run
 
 
-def skebm_sampler(eps, sigma, precision):
-    return lambda net, x0, n_steps: langevin(net, x0, n_steps, eps, noise_scale=sigma, precision=precision)
+def engine_module(net, device):
+    """The network as skebm's engine holds it: on the CPU with channels-last conv weights (``EBMNet.initialize_module``)."""
+    module = copy.deepcopy(net)
+    return module.to(memory_format=torch.channels_last) if torch.device(device).type == "cpu" else module
+
+
+def skebm_sampler(net, device, eps, sigma, precision):
+    module = engine_module(net, device)
+    return lambda _net, x0, n_steps: langevin(module, x0, n_steps, eps, noise_scale=sigma, precision=precision)
 
 
 def torchebm_sampler(net, device, eps, sigma):
@@ -129,8 +139,8 @@ def samplers(net, device, eps=STEP_SIZE, sigma=NOISE):
         "bare": bare_loop(eps, sigma),
         "torchebm": torchebm_sampler(net, device, eps, sigma),
         "ebmkit": ebmkit_sampler(eps, sigma),
-        "skebm": skebm_sampler(eps, sigma, "fp32"),
-        "skebm bf16": skebm_sampler(eps, sigma, "bf16"),
+        "skebm": skebm_sampler(net, device, eps, sigma, "fp32"),
+        "skebm bf16": skebm_sampler(net, device, eps, sigma, "bf16"),
     }
     return {k: v for k, v in runs.items() if v is not None}
 
