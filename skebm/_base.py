@@ -468,6 +468,44 @@ class _ClassLabelsMixin:
         return np.searchsorted(self.classes_, y).astype(np.int64)
 
 
+# ------------------------------------------------------------ the torch view
+class _TorchLogitsMixin:
+    """The protocol of :func:`~skebm.attacks.as_torch_classifier` for an estimator whose engine gives logits.
+
+    The estimator's fitted engine ``net_`` has ``logits`` (the network's, in
+    the model's space); ``rescaler_`` maps the user's values to that space.
+    """
+
+    @consistent_read
+    def torch_logits(self, X):
+        """Differentiable logits of a tensor of inputs in the user's value range.
+
+        The protocol of :func:`skebm.attacks.as_torch_classifier`: attacks
+        perturb the user's values and back-propagate through the rescaling
+        and the network.
+
+        Parameters
+        ----------
+        X : torch.Tensor of shape (n, n_features) or (n, C, H, W)
+            Inputs in the value range of ``fit``'s ``X``.
+
+        Returns
+        -------
+        logits : torch.Tensor of shape (n, n_classes)
+            Columns ordered as ``classes_``.
+        """
+        self._check_fitted()
+        z = self.rescaler_.transform(X.to(self.net_.device).reshape(len(X), -1)).reshape(-1, *self._feature_shape)
+        self.net_.module_.train(False)
+        return self.net_.logits(z)
+
+    @property
+    def torch_device(self):
+        """Device :meth:`torch_logits` computes on (the network's)."""
+        check_is_fitted(self, "net_")
+        return torch.device(self.net_.device)
+
+
 # ------------------------------------------------------------ the estimators
 _ACCEPTED_DTYPES = [np.float64, np.float32, np.uint8]
 class BaseEBM(BaseEstimator):

@@ -8,10 +8,9 @@ from scipy.special import logsumexp, softmax
 from sklearn.base import ClassifierMixin
 from sklearn.utils._param_validation import Hidden, StrOptions
 
-from sklearn.utils.validation import _num_samples, check_is_fitted
+from sklearn.utils.validation import _num_samples
 
-from ._base import BaseEBM, _ClassLabelsMixin, consistent_read, transactional_fit
-from ._torch_utils import batched
+from ._base import BaseEBM, _ClassLabelsMixin, _TorchLogitsMixin, consistent_read, transactional_fit
 from ._docs import fill_doc
 from ._validation import NONNEG, NONNEG_SCALE
 from .engine import NGEBMLoss, NGEBMNet
@@ -20,11 +19,21 @@ from .mcmc import NoiseInit
 __all__ = ["NGEBMClassifier"]
 
 _OOD_KINDS = ("logsumexp", "max_softmax", "approximate_mass")
-_PREDICT_CHUNK = 128
+
+#: What each prediction method reads off the float64 logits (n, n_classes): one path for all of them.
+_FROM_LOGITS = {
+    # two classes, as in scikit-learn: the 1-D score of the positive class
+    "decision_function": lambda logits: logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits,
+    "predict_log_proba": lambda logits: logits - logsumexp(logits, axis=1, keepdims=True),
+    "predict_proba": lambda logits: softmax(logits, axis=1),
+    "predict": lambda logits: np.argmax(logits, axis=1),
+    "logsumexp": lambda logits: logsumexp(logits, axis=1),
+    "max_softmax": lambda logits: softmax(logits, axis=1).max(axis=1),
+}
 
 
 @fill_doc
-class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
+class NGEBMClassifier(_ClassLabelsMixin, _TorchLogitsMixin, ClassifierMixin, BaseEBM):
     r"""Classifier trained with the non-generative EBM loss (NG-EBM).
 
     A network maps ``x`` to logits ``f(x)``; read as an energy-based model
@@ -282,65 +291,13 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         return self
 
     # -------------------------------------------------------------- predict
-    @consistent_read
-    def torch_logits(self, X):
-        """Differentiable logits of a tensor of inputs in the user's value range.
-
-        The protocol of :func:`skebm.attacks.as_torch_classifier`: attacks
-        perturb the user's values and back-propagate through the rescaling
-        and the network.
-
-        Parameters
-        ----------
-        X : torch.Tensor of shape (n, n_features) or (n, C, H, W)
-            Inputs in the value range of ``fit``'s ``X``.
-
-        Returns
-        -------
-        logits : torch.Tensor of shape (n, n_classes)
-            Columns ordered as ``classes_``.
-        """
+    def _outputs(self, X, kind):
+        """Validate ``X``; the output ``kind`` (a key of ``_FROM_LOGITS``, or ``"approximate_mass"``)."""
         self._check_fitted()
-        z = self.rescaler_.transform(X.to(self.net_.device).reshape(len(X), -1)).reshape(-1, *self._feature_shape)
-        self.net_.module_.train(False)
-        return self.net_.logits(z)
-
-    @property
-    def torch_device(self):
-        """Device :meth:`torch_logits` computes on (the network's)."""
-        check_is_fitted(self, "net_")
-        return torch.device(self.net_.device)
-
-    def _logits_tensor(self, Z, *, grad=False):
-        """Logits (float32 tensor) of a model-range tensor; with ``grad``, also d logsumexp / dx norms."""
-        self.net_.module_.train(False)
-        if not grad:
-            with torch.no_grad():
-                return self.net_.logits(Z), None
-        z = Z.detach().clone().requires_grad_(True)
-        with torch.enable_grad():
-            logits = self.net_.logits(z)
-            norms = NGEBMLoss.approximate_mass_term(torch.logsumexp(logits, dim=1), z)
-        return logits.detach(), norms.detach()
-
-    def _outputs(self, X, *, grad=False):
-        """Validate ``X``; return float64 logits (and gradient norms).
-
-        The network always sees chunks of exactly ``_PREDICT_CHUNK`` rows
-        (the last one zero-padded), so the output of a sample does not
-        depend on which other samples are predicted with it (float32 matrix
-        kernels otherwise vary in the last bit with the batch size).
-        """
-        self._check_fitted()
-        X = self._validate_X(X, reset=False)
-        Z = self._tensor(X)
-
-        def chunk_outputs(chunk):
-            lo, no = self._logits_tensor(chunk, grad=grad)
-            return (lo.cpu().double(), no.cpu().double()) if grad else lo.cpu().double()
-
-        out = batched(chunk_outputs, Z, _PREDICT_CHUNK, grad=None, pad=True)
-        return (out[0].numpy(), out[1].numpy()) if grad else out.numpy()
+        Z = self._tensor(self._validate_X(X, reset=False))
+        if kind == "approximate_mass":
+            return -self.net_.predict_logits(Z, approximate_mass=True)[1]
+        return _FROM_LOGITS[kind](self.net_.predict_logits(Z))
 
     @consistent_read
     def decision_function(self, X):
@@ -357,10 +314,7 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
             The logits ``f(x)``; for two classes, as in scikit-learn, the 1-D
             score of the positive class ``f(x)[1] - f(x)[0]``.
         """
-        logits = self._outputs(X)
-        if logits.shape[1] == 2:
-            return logits[:, 1] - logits[:, 0]
-        return logits
+        return self._outputs(X, "decision_function")
 
     @consistent_read
     def predict_log_proba(self, X):
@@ -376,8 +330,7 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         log_proba : ndarray of shape (n_samples, n_classes)
             Columns ordered as ``classes_``.
         """
-        logits = self._outputs(X)
-        return logits - logsumexp(logits, axis=1, keepdims=True)
+        return self._outputs(X, "predict_log_proba")
 
     @consistent_read
     def predict_proba(self, X):
@@ -393,7 +346,7 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         proba : ndarray of shape (n_samples, n_classes)
             Columns ordered as ``classes_``.
         """
-        return softmax(self._outputs(X), axis=1)
+        return self._outputs(X, "predict_proba")
 
     @consistent_read
     def predict(self, X):
@@ -409,8 +362,8 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         y_pred : ndarray of shape (n_samples,)
             Labels from ``classes_``.
         """
-        logits = self._outputs(X)
-        return self.classes_[np.argmax(logits, axis=1)]
+        index = self._outputs(X, "predict")  # before classes_: an unfitted call raises NotFittedError
+        return self.classes_[index]
 
     # ------------------------------------------------------------ EBM scores
     @consistent_read
@@ -431,7 +384,7 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         scores : ndarray of shape (n_samples,)
             The logsumexp of the logits of each sample.
         """
-        return logsumexp(self._outputs(X), axis=1)
+        return self._outputs(X, "logsumexp")
 
     @consistent_read
     def ood_score(self, X, kind="logsumexp"):
@@ -456,9 +409,4 @@ class NGEBMClassifier(_ClassLabelsMixin, ClassifierMixin, BaseEBM):
         """
         if kind not in _OOD_KINDS:
             raise ValueError(f"kind must be one of {_OOD_KINDS}, got {kind!r}.")
-        if kind == "approximate_mass":
-            return -self._outputs(X, grad=True)[1]
-        logits = self._outputs(X)
-        if kind == "logsumexp":
-            return logsumexp(logits, axis=1)
-        return softmax(logits, axis=1).max(axis=1)
+        return self._outputs(X, kind)

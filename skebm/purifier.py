@@ -1,7 +1,5 @@
 """EBMPurifier: midrun Langevin purification, and the defended classifier."""
 
-import math
-
 import numpy as np
 import torch
 from scipy.special import softmax
@@ -20,15 +18,12 @@ from ._base import BaseEBM, consistent_read, transactional_fit
 from ._docs import fill_doc
 from ._random import seed_from
 from ._torch_classifier import as_torch_classifier
-from ._torch_utils import batched, check_rows_fit
+from ._torch_utils import check_rows_fit
 from ._validation import NONNEG_SCALE, POSITIVE_INT, SCALE, check_params
-from .mcmc import RowNoise, row_keys
+from .engine._purify import PurifyChains
+from .mcmc import RowNoise, as_noise, row_keys
 
 __all__ = ["EBMPurifier", "PurifiedClassifier"]
-
-#: Most chains purified in one batch (inputs times replicates).
-_MAX_CHAINS = 4096
-
 
 def _input_layout(X, n_features):
     """Layout ``(kind, dtype)`` of a transform's input, as :meth:`BaseEBM._from_model` takes it."""
@@ -294,52 +289,13 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
         return self
 
     # ------------------------------------------------------------ purify
-    def _purify_settings(self, n_steps=None):
+    def _chains(self, n_steps=None):
+        """The purification chains on the engine (:class:`~skebm.engine._purify.PurifyChains`)."""
         train_step = self._step_size()
         step = train_step if self.purify_step_size is None else self.purify_step_size
         noise = None if self.noise_scale is None else self.noise_scale * step / train_step
-        return {
-            "n_steps": self.n_purify_steps if n_steps is None else n_steps,
-            "step_size": step,
-            "noise_scale": noise,
-        }
-
-    def _purify_model(self, z, n_replicates, noise, n_steps=None, bar=None):
-        """Purify model-range ``z`` (n, *shape) -> (n_replicates, n, *shape), without gradients.
-
-        ``noise`` is a noise stream: a :class:`~skebm.mcmc.RowNoise` keyed
-        by the rows of ``z`` makes each row's replicates a function of that
-        row alone; a :class:`~skebm.mcmc.GeneratorNoise` draws afresh.
-        """
-        settings = self._purify_settings(n_steps)
-        total = settings.pop("n_steps")
-        per_chunk = max(1, _MAX_CHAINS // n_replicates)
-        # a bar updates every `seg` steps; splitting a Markov chain leaves it unchanged
-        seg = total if bar is None else max(1, math.ceil(total / 20))
-
-        def purify_chunk(index):  # the rows `index` of z, every replicate: (n_replicates, len(index), *shape)
-            chunk = z[index.to(z.device)].float()
-            x = chunk.unsqueeze(0).expand(n_replicates, *chunk.shape).reshape(-1, *chunk.shape[1:])
-            rows = noise.subset(index).replicate(n_replicates)
-            if self.purify_noise:
-                x = x + self.purify_noise * rows.randn_like(x)
-            done = 0
-            while done < total:
-                k = min(seg, total - done)
-                x = self.net_.run_chains(x, None, noise=rows, **settings, n_steps=k)
-                done += k
-                if bar is not None:
-                    bar.update(k * len(chunk))
-            return x.view(n_replicates, *chunk.shape)
-
-        return batched(purify_chunk, torch.arange(len(z)), per_chunk, dim=1)
-
-    def _progress(self, n, n_steps):
-        if not self.verbose:
-            return None
-        from tqdm.auto import tqdm
-
-        return tqdm(total=n * n_steps, desc="EBMPurifier: purify (image-steps)", unit_scale=True, leave=True)
+        n_steps = self.n_purify_steps if n_steps is None else n_steps
+        return PurifyChains(self.net_, n_steps, step, noise, start_noise=self.purify_noise)
 
     @consistent_read
     def purify(self, X, *, n_replicates=None, n_steps=None, random_state=None):
@@ -378,12 +334,7 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
         random_state = self.random_state if random_state is None else random_state
         z = self._tensor(X)
         noise = RowNoise(row_keys(z, seed_from(random_state)))
-        bar = self._progress(len(X) * n_replicates, self._purify_settings(n_steps)["n_steps"])
-        try:
-            out = self._purify_model(z, n_replicates, noise, n_steps, bar)
-        finally:
-            if bar is not None:
-                bar.close()
+        out = self._chains(n_steps).run(z, n_replicates, noise, progress=bool(self.verbose))
         return self._from_model(out, ("2d" if layout[0] == "frame" else layout[0], layout[1]))
 
     @consistent_read
@@ -443,8 +394,6 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
             Same shape, dtype and device as ``X``; detached unless
             ``differentiable``.
         """
-        from .mcmc import as_noise
-
         self._check_fitted()
         if not isinstance(X, torch.Tensor):
             raise TypeError(f"purify_tensor takes a torch.Tensor, got {type(X).__name__}.")
@@ -452,30 +401,10 @@ class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
             raise ValueError(
                 f"X has {X[0].numel()} features per sample, but the purifier was fitted on {self.n_features_in_}."
             )
-        device = self.net_.device
-        z = self.rescaler_.transform(X.to(device=device, dtype=torch.float32).reshape(len(X), -1))
+        z = self.rescaler_.transform(X.to(device=self.net_.device, dtype=torch.float32).reshape(len(X), -1))
         z = z.reshape(len(X), *self._feature_shape)
-        noise = as_noise(noise, generator)
-        if differentiable:
-            from .mcmc import unrolled_langevin
-
-            # the sampler's chain, every setting included; only the graph differs
-            settings = {**self.net_.sampler_.settings(), **self._purify_settings(n_steps)}
-            if settings.pop("metropolis") or settings.pop("proposal") is not None:
-                raise ValueError(
-                    "differentiable=True runs unadjusted Langevin steps; this purifier's sampler uses Metropolis "
-                    "adjustment or independence moves, which have no differentiable counterpart."
-                )
-            noise = noise.replicate(1)  # the stream _purify_model gives one replicate: the same chain
-            if self.purify_noise:
-                z = z + self.purify_noise * noise.randn_like(z)
-            self.net_.module_.train(False)
-            out = unrolled_langevin(
-                self.net_.energy, z, settings.pop("n_steps"), settings.pop("step_size"), noise=noise,
-                checkpoint_segments=checkpoint_segments, **settings,
-            )
-        else:
-            out = self._purify_model(z, 1, noise, n_steps)[0]
+        chains, noise = self._chains(n_steps), as_noise(noise, generator)
+        out = chains.run_differentiable(z, noise, checkpoint_segments) if differentiable else chains.run(z, 1, noise)[0]
         out = self.rescaler_.inverse_transform(out.reshape(len(X), -1))
         return out.reshape(X.shape).to(device=X.device, dtype=X.dtype)
 

@@ -4,12 +4,16 @@ import torch
 from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
 
+from .._torch_utils import batched
 from ..mcmc import autocast_context
 from ..nn import output_to_energy
 from ._losses import NGEBMLoss
 from ._ml import EBMNet
 
 __all__ = ["NGEBMNet"]
+
+#: Rows per network call when predicting (the last chunk zero-padded).
+_PREDICT_CHUNK = 128
 
 
 class NGEBMNet(EBMNet):
@@ -96,6 +100,41 @@ class NGEBMNet(EBMNet):
         if out.ndim != 2:
             raise ValueError(f"A classifier network must return (n, n_classes) logits, got shape {tuple(out.shape)}.")
         return out.float()
+
+    def predict_logits(self, z, *, approximate_mass=False):
+        """Float64 logits of model-range inputs, in evaluation mode and without gradients.
+
+        The network always sees chunks of exactly ``_PREDICT_CHUNK`` rows
+        (the last one zero-padded), so the output of a sample does not
+        depend on which other samples are predicted with it (float32 matrix
+        kernels otherwise vary in the last bit with the batch size).
+
+        Parameters
+        ----------
+        z : torch.Tensor of shape ``(n, *feature_shape)``
+            Inputs in the model's (rescaled) space, on the device.
+        approximate_mass : bool, default=False
+            Also return ``||grad_x logsumexp f(x)||_2`` of each input.
+
+        Returns
+        -------
+        logits : ndarray of shape (n, n_classes)
+            Float64 logits; a pair ``(logits, norms)`` with ``approximate_mass``.
+        """
+
+        def chunk_outputs(chunk):
+            self.module_.train(False)
+            if not approximate_mass:
+                with torch.no_grad():
+                    return self.logits(chunk).cpu().double()
+            x = chunk.detach().clone().requires_grad_(True)
+            with torch.enable_grad():
+                logits = self.logits(x)
+                norms = NGEBMLoss.approximate_mass_term(torch.logsumexp(logits, dim=1), x)
+            return logits.detach().cpu().double(), norms.detach().cpu().double()
+
+        out = batched(chunk_outputs, z, _PREDICT_CHUNK, grad=None, pad=True)
+        return (out[0].numpy(), out[1].numpy()) if approximate_mass else out.numpy()
 
     def train_step_single(self, batch, **fit_params):
         """Noisy inputs, logits, (JEM: negatives), loss, back-propagation.
