@@ -508,6 +508,40 @@ class _TorchLogitsMixin:
 
 # ------------------------------------------------------------ the estimators
 _ACCEPTED_DTYPES = [np.float64, np.float32, np.uint8]
+
+
+class _PresetMixin:
+    """``from_preset``: an estimator configured as a paper's published setting (:mod:`skebm.presets`)."""
+
+    @classmethod
+    def from_preset(cls, name, **overrides):
+        """The estimator configured as a published paper's setting (:mod:`skebm.presets`).
+
+        Parameters
+        ----------
+        name : str
+            A name in :data:`skebm.presets.PRESET_NAMES` that configures this
+            class (:func:`skebm.presets.get` tells which and lists the
+            settings, their sources and what skebm cannot express).
+        **overrides
+            Parameters that replace the preset's (``device``, ``max_iter``,
+            ``verbose``, ...).
+
+        Returns
+        -------
+        estimator : an unfitted instance of this class
+
+        Raises
+        ------
+        ValueError
+            If ``name`` is no preset, a preset of another class, or an
+            override is no parameter of this class.
+        """
+        from .presets import _build
+
+        return _build(cls, name, overrides)
+
+
 class BaseEBM(BaseEstimator):
     """Base class of the skebm estimators (not for direct use).
 
@@ -563,33 +597,6 @@ class BaseEBM(BaseEstimator):
         "_layout_", "_fit_params_", "_n_outputs_",
     )
 
-    @classmethod
-    def from_preset(cls, name, **overrides):
-        """The estimator configured as a published paper's setting (:mod:`skebm.presets`).
-
-        Parameters
-        ----------
-        name : str
-            A name in :data:`skebm.presets.PRESET_NAMES` that configures this
-            class (:func:`skebm.presets.get` tells which and lists the
-            settings, their sources and what skebm cannot express).
-        **overrides
-            Parameters that replace the preset's (``device``, ``max_iter``,
-            ``verbose``, ...).
-
-        Returns
-        -------
-        estimator : an unfitted instance of this class
-
-        Raises
-        ------
-        ValueError
-            If ``name`` is no preset, a preset of another class, or an
-            override is no parameter of this class.
-        """
-        from .presets import _build
-
-        return _build(cls, name, overrides)
 
     # ----------------------------------------------------------- validation
     def _check_params(self):

@@ -10,7 +10,7 @@ from sklearn.utils._param_validation import Hidden, StrOptions
 
 from sklearn.utils.validation import _num_samples
 
-from ._base import BaseEBM, _ClassLabelsMixin, _TorchLogitsMixin, consistent_read, transactional_fit
+from ._base import BaseEBM, _ClassLabelsMixin, _PresetMixin, _TorchLogitsMixin, consistent_read, transactional_fit
 from ._docs import fill_doc
 from ._validation import NONNEG, NONNEG_SCALE
 from .engine import NGEBMLoss, NGEBMNet
@@ -33,7 +33,7 @@ _FROM_LOGITS = {
 
 
 @fill_doc
-class NGEBMClassifier(_ClassLabelsMixin, _TorchLogitsMixin, ClassifierMixin, BaseEBM):
+class NGEBMClassifier(_ClassLabelsMixin, _TorchLogitsMixin, _PresetMixin, ClassifierMixin, BaseEBM):
     r"""Classifier trained with the non-generative EBM loss (NG-EBM).
 
     A network maps ``x`` to logits ``f(x)``; read as an energy-based model

@@ -9,7 +9,7 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import _num_samples
 
 from ._base import (
-    BaseEBM, _ClassLabelsMixin, consistent_read, consistent_view, make_generator, transactional_fit,
+    BaseEBM, _ClassLabelsMixin, _PresetMixin, consistent_read, consistent_view, make_generator, transactional_fit,
 )
 from ._docs import fill_doc
 from ._torch_utils import check_rows_fit
@@ -49,7 +49,7 @@ def _resolve_start(start, init):
 
 
 @fill_doc
-class EBMGenerator(_ClassLabelsMixin, BaseEBM):
+class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
     """Energy-based generator trained for shortrun Langevin synthesis.
 
     The energy ``E(x)`` is trained by maximum likelihood with Langevin

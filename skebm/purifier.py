@@ -14,7 +14,7 @@ from sklearn.base import (
 from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import BaseEBM, consistent_read, transactional_fit
+from ._base import BaseEBM, _PresetMixin, consistent_read, transactional_fit
 from ._docs import fill_doc
 from ._random import seed_from
 from ._torch_classifier import as_torch_classifier
@@ -37,7 +37,7 @@ def _input_layout(X, n_features):
 
 
 @fill_doc
-class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, BaseEBM):
+class EBMPurifier(OneToOneFeatureMixin, TransformerMixin, _PresetMixin, BaseEBM):
     """Energy-based purifier: midrun Langevin dynamics from each input.
 
     ``fit`` learns an energy ``E(x)`` by maximum likelihood with Langevin
