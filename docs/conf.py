@@ -362,7 +362,10 @@ numpydoc_validation_checks = {
 # cuda_dependent_attributes_, the namedtuple fields of ChainDraw) are not ours to validate.
 numpydoc_validation_exclude = (
     {r"\.__init__$", r"\.forward$", r"\.cuda_dependent_attributes_$", r"\.TrainingCheckpoint\.(save_model|get_formatted_files)$",
-     r"^skebm\.mcmc\.ChainDraw\.\w+$"}
+     r"^skebm\.mcmc\.ChainDraw\.\w+$",
+     # class-level constants (a str, a dict): autodoc shows the value, numpydoc would validate str's own docstring
+     r"^skebm\.density\.\w+\.(name|defaults|network|schedule|updates_per_epoch)$",
+     r"\.TrainingCheckpoint\.record_file$"}
     | {f"^{name}$" for name in API_DATA}
 )
 

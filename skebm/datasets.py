@@ -1284,7 +1284,7 @@ class _CifarPickleReader:
     A pickle is a program for a stack machine that may call any function it
     names and may build any object graph: sharing one list many times over
     ("billion laughs") makes a few kilobytes stand for billions of elements.
-    This reader walks the opcodes with :func:`pickletools.genops` and
+    This reader walks the opcodes with ``pickletools.genops`` and
     interprets only what the CIFAR files use: one dict with str or bytes keys
     among the known CIFAR keys, whose values are strings, numbers, flat lists
     of them, or numpy arrays of a simple numeric dtype.  Numpy's
@@ -1799,7 +1799,7 @@ _CIFAR_RETURNS = """
 
 _CIFAR_SAFETY = """\
     The files are Python pickles.  They are not unpickled: a reader walks the
-    pickle's opcodes (:func:`pickletools.genops`) and accepts only the CIFAR
+    pickle's opcodes (``pickletools.genops``) and accepts only the CIFAR
     layout, one dict of the known CIFAR entries holding strings, numbers,
     flat lists of them and numpy arrays of a numeric dtype, which it makes
     with :func:`numpy.frombuffer` without calling anything the file names.

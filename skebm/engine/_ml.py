@@ -49,6 +49,8 @@ class EBMNet(NeuralNet):
     ----------
     module : torch.nn.Module
         The energy network (see :mod:`skebm.nn` for the output convention).
+    feature_shape : tuple of int
+        Shape of one sample as the network sees it.
     sampler : LangevinSampler or None, default=None
         Langevin settings of the negatives (copied into ``sampler_``); a
         string ``proposal`` names a submodule of ``module`` (shared).
@@ -61,8 +63,6 @@ class EBMNet(NeuralNet):
         Source of fresh chain starts (e.g. a :class:`~skebm.mcmc.NoiseSource`),
         or the name of a submodule of ``module`` that is one (``"base"``:
         the base density of a tilted energy), shared, not copied.
-    feature_shape : tuple of int
-        Shape of one sample as the network sees it.
     criterion : type, default=MaxLikelihoodLoss
         The loss module, called on ``(e_pos, e_neg)``.
     temperature : float, default=1.0
