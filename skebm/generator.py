@@ -132,11 +132,10 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
     Cost of a default fit: 800 updates of 64 chains of 10 Langevin steps
     (about 0.5 million network evaluations with their input gradients),
     about a minute of one CPU core on 8x8 digits with the default conv
-    net, whose first layer downsamples images above 16x16 (28x28 and 32x32
-    fits then cost about twice the 8x8 one). The measured times and sample
-    quality on three image sets against GaussianMixture and BernoulliRBM
-    (from ``benchmarks/reports/``) are in the :ref:`User Guide
-    <images>`.
+    net; above 16x16 the net downsamples in its first layer and is twice
+    as wide. The measured times and sample quality on 8x8, 28x28 and 32x32
+    colour images against GaussianMixture and BernoulliRBM (from
+    ``benchmarks/reports/``) are in the :ref:`User Guide <images>`.
 
     Examples
     --------
