@@ -709,7 +709,11 @@ class BaseEBM(BaseEstimator):
     def step_size_(self):
         """Langevin step size of the chains (``step_size`` resolved, after any adaptation)."""
         check_is_fitted(self, "net_")
-        return float(self.net_.sampler_.step_size)
+        return float(self._chain_sampler().step_size)
+
+    def _chain_sampler(self):
+        """The sampler whose step size ``step_size_`` reports: the engine's."""
+        return self.net_.sampler_
 
     def _sampler(self):
         """The training sampler from the estimator's Langevin parameters."""

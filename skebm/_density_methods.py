@@ -762,6 +762,9 @@ class MethodHooks:
     def _extra_rows(self):
         return self.method_.extra_rows(self)
 
+    def _chain_sampler(self):  # step_size_: a chain-free engine samples with the method's sampler
+        return self.method_.sampler(self)
+
     def _chain_steps_per_update(self):  # what a fit's cost estimate counts: no chains but the longrun method's
         return int(getattr(self.method_, "n_steps", 0) or 0)
 

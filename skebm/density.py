@@ -138,12 +138,8 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
 
     Notes
     -----
-    Cost of a default fit: on 5,000 2-D points about a minute of one CPU
-    core (exact maximum likelihood on a grid, three members, early
-    stopping). Measured times and held-out log-likelihoods against
-    KernelDensity, GaussianMixture and a normalising flow (from
-    ``benchmarks/reports/``): :ref:`User Guide <density>`, or run
-    ``benchmarks/bench_density.py``.
+    Measured costs and held-out log-likelihoods against KernelDensity,
+    GaussianMixture and a normalising flow: :ref:`User Guide <density>`.
 
     Examples
     --------
@@ -210,12 +206,6 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
         """The base density in model units (a :class:`~skebm.mcmc.GaussianMixtureSource`, or None)."""
         check_is_fitted(self, "net_")
         return self.net_.bare_module().base
-
-    @property
-    def step_size_(self):
-        """Langevin step size of the chains."""
-        check_is_fitted(self, "net_")
-        return float(self.method_.sampler(self).step_size)
 
     @transactional_fit
     def fit(self, X, y=None):
