@@ -16,6 +16,7 @@ import numpy as np
 
 import skebm
 from skebm import EBMDensity, EBMGenerator, EBMPurifier, NGEBMClassifier, PurifiedClassifier
+from skebm.density import QuadratureML
 
 assert "site-packages" in skebm.__file__, f"skebm imported from {skebm.__file__}, not from the installed wheel"
 print("skebm", skebm.__version__, "from", os.path.dirname(skebm.__file__))
@@ -56,7 +57,7 @@ assert clf.predict(X[:4]).shape == (4,) and 0 <= clf.score(X[:50], y[:50]) <= 1
 from skebm.datasets import make_toy_2d  # noqa: E402
 
 X2 = make_toy_2d("moons", 300, random_state=0)
-dens = EBMDensity(max_iter=10, grid_resolution=32, random_state=0).fit(X2)
+dens = EBMDensity(max_iter=10, method=QuadratureML(grid_resolution=32), random_state=0).fit(X2)
 assert np.isfinite(dens.score(X2)) and dens.sample(4, random_state=0).shape == (4, 2)
 roundtrip(dens, lambda e: e.score_samples(X2[:5]))
 
