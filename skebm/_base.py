@@ -723,7 +723,7 @@ class BaseEBM(BaseEstimator):
         """The chain-initialisation strategy from ``init`` and the bank parameters (one table)."""
         params = {
             name: getattr(self, name)
-            for name in ("buffer_size", "reinit_prob", "init_noise", "burnin_size", "burnin_updates")
+            for name in ("buffer_size", "reinit_prob", "init_noise", "burnin_buffer_size", "burnin_updates")
             if hasattr(self, name)
         }
         return make_chain_init(self.init, **{**params, **self._chain_init_defaults})
@@ -856,7 +856,7 @@ class BaseEBM(BaseEstimator):
         """Refuse a training batch or chain banks that cannot fit in the device's memory (before allocating)."""
         check_rows_fit(f"batch_size={self.batch_size}", self.batch_size, self._feature_shape, self._device)
         init = self._build_chain_init()
-        for name in ("buffer_size", "burnin_size"):
+        for name in ("buffer_size", "burnin_buffer_size"):
             rows = getattr(init, name, None)
             if isinstance(rows, Integral):
                 check_rows_fit(f"{name}={rows}", rows, self._feature_shape, self._device, bytes_per_value=4,

@@ -21,6 +21,7 @@ Langevin negatives from longrun chains.
 """
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.covariance import LedoitWolf
 from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import GridSearchCV, KFold
-from sklearn.utils._param_validation import StrOptions
+from sklearn.utils._param_validation import Hidden, StrOptions
 from skorch.callbacks import Callback, LRScheduler
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
@@ -41,6 +42,7 @@ from .engine._density import ImportanceNet, QuadratureNet
 from .engine._random import seed_from
 from .mcmc import CHAIN_INITS, CellGrid, ChainInit, GaussianMixtureSource, LangevinSampler, NoiseSource
 from .mcmc import estimate_log_partition, make_chain_init
+from .mcmc._init import _BURNIN_SIZE_RENAMED
 from .nn import MemberMean, TiltedEnergy, make_energy, zero_init_output
 
 __all__ = [
@@ -556,7 +558,7 @@ class LongrunML(DensityMethod):
     """Maximum likelihood with Langevin negatives from longrun chains: the method ``"longrun"``.
 
     The chains of EBM Life Cycle (:class:`~skebm.mcmc.LongrunInit` with the
-    default ``init``): a burn-in bank of ``burnin_size`` chains drawn from
+    default ``init``): a burn-in bank of ``burnin_buffer_size`` chains drawn from
     the base with staggered update counters feeds an update bank of
     ``buffer_size`` chains that is never reset and supplies the negatives.
     The chains are Metropolis-adjusted (MALA), with a step size adapted to
@@ -595,7 +597,7 @@ class LongrunML(DensityMethod):
     buffer_size : int, default=4096
         Size of the update bank (or of the bank or buffer of the other
         strategies).
-    burnin_size : int, default=1024
+    burnin_buffer_size : int, default=1024
         Chains in the longrun burn-in bank.
     burnin_updates : int, default=20
         Updates (of ``n_steps`` steps) a burn-in chain receives before it
@@ -624,14 +626,16 @@ class LongrunML(DensityMethod):
         AIS chains of the final ``log Z`` (without a base).
     n_ais_temperatures : int, default=500
         AIS temperatures (one MALA step each).
+    burnin_size : int, default="deprecated"
+        Deprecated alias of ``burnin_buffer_size``; will be removed in 0.5.
     """
 
     name = "longrun"
     defaults = {"scaling": "standard", "base": "gmm", "max_iter": 1500, "lr": 3e-3}
     network = {"hidden_units": (128, 128, 128), "fourier_features": 64, "fourier_scale": None}
     schedule = "linear"
-    _warm_fixed = ("init", "buffer_size", "burnin_size", "burnin_updates", "tau", "tilt_bound", "metropolis",
-                   "independence_proposals")
+    _warm_fixed = ("init", "buffer_size", "burnin_buffer_size", "burnin_updates", "tau", "tilt_bound", "metropolis",
+                   "independence_proposals", "burnin_size")
     _warm_applied = ("n_steps", "step_size", "noise_scale", "temperature", "data_noise", "reinit_prob", "l2_reg")
     _parameter_constraints = {
         "n_steps": [NONNEG_INT],
@@ -642,7 +646,7 @@ class LongrunML(DensityMethod):
         "independence_proposals": ["boolean"],
         "init": [StrOptions(set(CHAIN_INITS)), ChainInit],
         "buffer_size": [POSITIVE_INT],
-        "burnin_size": [POSITIVE_INT],
+        "burnin_buffer_size": [POSITIVE_INT],
         "burnin_updates": [POSITIVE_INT],
         "reinit_prob": [PROB],
         "temperature": [TEMPERATURE],
@@ -653,13 +657,14 @@ class LongrunML(DensityMethod):
         "n_sample_steps": [NONNEG_INT],
         "n_ais_chains": [Int(2)],
         "n_ais_temperatures": [Int(2)],
+        "burnin_size": [POSITIVE_INT, Hidden(StrOptions({"deprecated"}))],
     }
 
     def __init__(
         self, n_steps=20, step_size=0.1, noise_scale=None, metropolis=True, target_acceptance=0.6,
-        independence_proposals=True, init="longrun", buffer_size=4096, burnin_size=1024, burnin_updates=20,
+        independence_proposals=True, init="longrun", buffer_size=4096, burnin_buffer_size=1024, burnin_updates=20,
         reinit_prob=0.0, temperature=1.0, tau=None, tilt_bound=6.0, l2_reg=0.01, data_noise=0.03, n_sample_steps=200,
-        n_ais_chains=512, n_ais_temperatures=500,
+        n_ais_chains=512, n_ais_temperatures=500, burnin_size="deprecated",
     ):
         self.n_steps = n_steps
         self.step_size = step_size
@@ -669,7 +674,7 @@ class LongrunML(DensityMethod):
         self.independence_proposals = independence_proposals
         self.init = init
         self.buffer_size = buffer_size
-        self.burnin_size = burnin_size
+        self.burnin_buffer_size = burnin_buffer_size
         self.burnin_updates = burnin_updates
         self.reinit_prob = reinit_prob
         self.temperature = temperature
@@ -680,6 +685,7 @@ class LongrunML(DensityMethod):
         self.n_sample_steps = n_sample_steps
         self.n_ais_chains = n_ais_chains
         self.n_ais_temperatures = n_ais_temperatures
+        self.burnin_size = burnin_size
 
     def check(self, n_features, base):
         if base is None and self.tau is None:
@@ -698,9 +704,16 @@ class LongrunML(DensityMethod):
         )
 
     def chain_init(self, est):
-        params = dict(buffer_size=self.buffer_size, reinit_prob=self.reinit_prob, burnin_size=self.burnin_size,
-                      burnin_updates=self.burnin_updates)
+        params = dict(buffer_size=self.buffer_size, reinit_prob=self.reinit_prob,
+                      burnin_buffer_size=self._burnin_buffer_size(), burnin_updates=self.burnin_updates)
         return make_chain_init(self.init, **params)
+
+    def _burnin_buffer_size(self):
+        """``burnin_buffer_size``, or the deprecated ``burnin_size`` (with a FutureWarning) where it is set."""
+        if isinstance(self.burnin_size, str) and self.burnin_size == "deprecated":
+            return self.burnin_buffer_size
+        warnings.warn(_BURNIN_SIZE_RENAMED, FutureWarning, stacklevel=2)
+        return self.burnin_size
 
     def source(self, est):
         if _base_kind(est, self) is not None:

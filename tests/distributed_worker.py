@@ -216,7 +216,7 @@ def main():
 
     section(report, "generator_extras", generator_extras)
     def density_extras():  # longrun training adapts the step size to the acceptance: alike on every rank
-        method = LongrunML(n_steps=3, buffer_size=64, burnin_size=32, burnin_updates=2)
+        method = LongrunML(n_steps=3, buffer_size=64, burnin_buffer_size=32, burnin_updates=2)
         longrun = EBMDensity(method=method, base="gaussian", energy_params=small,
                              **{k: v for k, v in common.items() if k != "n_steps"}).fit(X)
         return {"step_sizes_equal": len(set(gather(longrun.step_size_))) == 1}

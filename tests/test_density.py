@@ -240,7 +240,7 @@ def test_diagnostics_and_plot(fitted, moons):
 def test_longrun_method_trains_with_chains_and_stays_normalised():
     X = make_toy_2d("8gaussians", 800, random_state=0)
     est = EBMDensity(
-        method=LongrunML(buffer_size=512, burnin_size=256), max_iter=60, batch_size=128,
+        method=LongrunML(buffer_size=512, burnin_buffer_size=256), max_iter=60, batch_size=128,
         energy_params={"hidden_units": (32, 32), "fourier_features": 16}, random_state=0,
     ).fit(X)
     assert est.method_.name == "longrun" and int(est.net_.chain_init_.n_graduated_) > 0
@@ -250,7 +250,7 @@ def test_longrun_method_trains_with_chains_and_stays_normalised():
 
 def test_base_none_with_tau_prior():
     X = np.random.RandomState(0).randn(200, 2)
-    method = LongrunML(tau=2.0, buffer_size=32, burnin_size=16, burnin_updates=2)
+    method = LongrunML(tau=2.0, buffer_size=32, burnin_buffer_size=16, burnin_updates=2)
     est = fast(method=method, base=None, max_iter=10).fit(X)
     assert est.base_ is None
     assert abs(_user_grid_integral(est, X, 201) - 1.0) < 0.02
@@ -313,7 +313,7 @@ def test_method_objects_are_nested_parameters(moons):
 
 def test_warm_start_applies_or_refuses_method_parameters(moons):
     X = moons[0][:200]
-    method = LongrunML(n_steps=2, buffer_size=32, burnin_size=16, burnin_updates=2, target_acceptance=None)
+    method = LongrunML(n_steps=2, buffer_size=32, burnin_buffer_size=16, burnin_updates=2, target_acceptance=None)
     est = fast(method=method, warm_start=True, max_iter=2, base="gaussian").fit(X)
     assert est.step_size_ == pytest.approx(0.1)
     est.set_params(method__step_size=0.05, method__n_steps=3).fit(X)

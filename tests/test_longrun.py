@@ -72,7 +72,7 @@ def assert_seeded(run):
 
 # ------------------------------------------------------------------ longrun
 def test_longrun_staggered_counters_and_negatives_while_filling():
-    init = _setup(LongrunInit(buffer_size=50, burnin_size=40, burnin_updates=5, burnin_batch=8))
+    init = _setup(LongrunInit(buffer_size=50, burnin_buffer_size=40, burnin_updates=5, burnin_batch=8))
     counts = init.burnin_count_
     assert counts.min() >= 0 and counts.max() < 5 and len(torch.unique(counts)) > 1  # staggered
     assert init.n_filled_.shape == () and int(init.n_filled_) == 0 and int(init.n_graduated_) == 0
@@ -86,7 +86,7 @@ def test_longrun_staggered_counters_and_negatives_while_filling():
 
 
 def test_longrun_graduation_moves_burnin_chains_into_update_bank():
-    init = _setup(LongrunInit(buffer_size=1000, burnin_size=20, burnin_updates=4, burnin_batch=20))
+    init = _setup(LongrunInit(buffer_size=1000, burnin_buffer_size=20, burnin_updates=4, burnin_batch=20))
     init.burnin_count_.zero_()  # synchronise to check the exact count
     data = torch.zeros(5, 3)
     for i in range(3):
@@ -104,7 +104,7 @@ def test_longrun_graduation_moves_burnin_chains_into_update_bank():
 
 
 def test_longrun_update_bank_supplies_negatives_and_is_never_reset():
-    init = _setup(LongrunInit(buffer_size=30, burnin_size=60, burnin_updates=3, burnin_batch=20))
+    init = _setup(LongrunInit(buffer_size=30, burnin_buffer_size=60, burnin_updates=3, burnin_batch=20))
     data = torch.zeros(10, 3)
     for _ in range(40):
         x0, draw, neg = _step(init, data)
@@ -125,7 +125,7 @@ def test_longrun_update_bank_supplies_negatives_and_is_never_reset():
 
 def test_longrun_rate_of_graduation_is_steady():
     # staggered counters: about burnin_batch / burnin_updates graduates per update from the start
-    init = _setup(LongrunInit(buffer_size=100000, burnin_size=400, burnin_updates=10, burnin_batch=100))
+    init = _setup(LongrunInit(buffer_size=100000, burnin_buffer_size=400, burnin_updates=10, burnin_batch=100))
     data = torch.zeros(10, 3)
     per_update = []
     for _ in range(30):
@@ -136,7 +136,7 @@ def test_longrun_rate_of_graduation_is_steady():
 
 
 def test_longrun_starts_data_rejuvenation_and_errors():
-    init = _setup(LongrunInit(buffer_size=10, burnin_size=10, burnin_updates=1, rejuvenate="data"))
+    init = _setup(LongrunInit(buffer_size=10, burnin_buffer_size=10, burnin_updates=1, rejuvenate="data"))
     assert init.starts(4).min() >= 10.0  # empty bank: burn-in chains
     data = torch.full((10, 3), -7.0)
     _, draw, _ = _step(init, data)  # every burn-in chain graduates and restarts from the data
@@ -162,14 +162,14 @@ def test_longrun_starts_data_rejuvenation_and_errors():
         LongrunInit(burnin_updates=0)
     with pytest.raises(InvalidParameterError, match=r"The 'burnin_batch' parameter of LongrunInit must be an int"):
         LongrunInit(burnin_batch=0)
-    made = make_chain_init("longrun", buffer_size=7, reinit_prob=0.3, burnin_size=5)
-    assert isinstance(made, LongrunInit) and made.buffer_size == 7 and made.burnin_size == 5
+    made = make_chain_init("longrun", buffer_size=7, reinit_prob=0.3, burnin_buffer_size=5)
+    assert isinstance(made, LongrunInit) and made.buffer_size == 7 and made.burnin_buffer_size == 5
     assert not hasattr(made, "reinit_prob")  # a parameter longrun does not take is ignored
     assert int(pickle.loads(pickle.dumps(init)).n_filled_) == int(init.n_filled_) == 10
 
 
 def _longrun_run(generator):
-    init = _setup(LongrunInit(buffer_size=12, burnin_size=16, burnin_updates=2, burnin_batch=8), generator)
+    init = _setup(LongrunInit(buffer_size=12, burnin_buffer_size=16, burnin_updates=2, burnin_batch=8), generator)
     out = [init.burnin_bank_.clone(), init.burnin_count_.clone()]
     for _ in range(8):  # fills the bank, then graduates replace drawn chains
         x0, draw, _ = _step(init, torch.zeros(6, 3), generator=generator)
@@ -191,7 +191,7 @@ def _longrun_continue(init):
 
 def test_longrun_state_dict_and_pickle_round_trip():
     def make(seed):
-        return _setup(LongrunInit(buffer_size=40, burnin_size=16, burnin_updates=3, burnin_batch=8),
+        return _setup(LongrunInit(buffer_size=40, burnin_buffer_size=16, burnin_updates=3, burnin_batch=8),
                       torch.Generator().manual_seed(seed))
 
     init = make(0)
@@ -221,7 +221,7 @@ def test_generator_engine_trains_with_longrun():
 
     X = np.random.RandomState(0).randn(64, 2)
     gen = EBMGenerator(
-        init=LongrunInit(buffer_size=32, burnin_size=32, burnin_updates=2),
+        init=LongrunInit(buffer_size=32, burnin_buffer_size=32, burnin_updates=2),
         max_iter=6,
         batch_size=16,
         n_steps=2,
@@ -476,3 +476,30 @@ def test_chain_diagnostics_detects_a_wrong_chain():
     assert bad["acceptance"] == []
     with pytest.raises(TypeError):
         chain_diagnostics(energy, data, data, "not a sampler")
+
+
+def test_burnin_size_is_a_deprecated_alias_of_burnin_buffer_size():
+    from sklearn.base import clone
+
+    from skebm.density import LongrunML
+
+    renamed = re.escape("`burnin_size` was renamed `burnin_buffer_size` in 0.2 and will be removed in 0.5")
+    new = LongrunInit(buffer_size=8, burnin_buffer_size=5, burnin_updates=2)
+    with pytest.warns(FutureWarning, match=renamed):
+        old = LongrunInit(buffer_size=8, burnin_size=5, burnin_updates=2)
+    # the same object: only the new name is a parameter (so only it is saved)
+    assert old._params == new._params and old.burnin_buffer_size == 5 and not hasattr(old, "burnin_size")
+    with pytest.warns(FutureWarning, match=renamed):
+        made = make_chain_init("longrun", buffer_size=8, burnin_size=5)
+    assert made.burnin_buffer_size == 5
+    # the same behaviour: equal banks from equal generators
+    banks = [_setup(init, torch.Generator().manual_seed(0)).burnin_bank_ for init in (old, new)]
+    assert banks[0].shape == (5, *SHAPE) and torch.equal(*banks)
+
+    # LongrunML: the old name stays a parameter (clone, set_params) and warns when the chains are built
+    method = clone(LongrunML(burnin_size=6))
+    assert method.get_params()["burnin_size"] == 6
+    with pytest.warns(FutureWarning, match=renamed):
+        init = method.chain_init(None)
+    assert isinstance(init, LongrunInit) and init.burnin_buffer_size == 6
+    assert init._params == LongrunML(burnin_buffer_size=6).chain_init(None)._params

@@ -469,7 +469,7 @@ def test_make_chain_init_and_errors():
     custom = PersistentInit(buffer_size=3)
     assert make_chain_init(custom) is not custom
     # one set of estimator parameters serves every strategy: those a strategy does not take are ignored
-    params = dict(buffer_size=5, reinit_prob=0.5, init_noise=0.2, rejuvenate="data", burnin_size=3)
+    params = dict(buffer_size=5, reinit_prob=0.5, init_noise=0.2, rejuvenate="data", burnin_buffer_size=3)
     assert isinstance(make_chain_init("noise", **params), NoiseInit)
     data = make_chain_init("data", **params)
     assert isinstance(data, DataInit) and data.init_noise == 0.2 and not hasattr(data, "buffer_size")

@@ -19,6 +19,7 @@ uses torch's global generator. The estimators build one by name through
 """
 
 import copy
+import inspect
 import warnings
 from typing import NamedTuple, Optional
 
@@ -40,6 +41,10 @@ __all__ = [
     "make_chain_init",
     "CHAIN_INITS",
 ]
+
+
+#: Message of the deprecated ``burnin_size`` (LongrunInit, LongrunML).
+_BURNIN_SIZE_RENAMED = "`burnin_size` was renamed `burnin_buffer_size` in 0.2 and will be removed in 0.5"
 
 
 def _rejuvenate(value):
@@ -476,7 +481,7 @@ class PersistentInit(ChainInit):
 class LongrunInit(ChainInit):
     """Longrun chains: a burn-in bank feeding an update bank (EBM Life Cycle).
 
-    Two banks. The *burn-in bank* holds ``burnin_size`` chains that start
+    Two banks. The *burn-in bank* holds ``burnin_buffer_size`` chains that start
     from the source (or the data) with *staggered* update counters, drawn
     uniformly in ``[0, burnin_updates)`` at set-up so that chains mature at
     a steady rate. Every draw advances a random batch of burn-in chains
@@ -504,16 +509,18 @@ class LongrunInit(ChainInit):
     ----------
     buffer_size : int, default=10000
         Capacity of the update bank.
-    burnin_size : int, default=1000
+    burnin_buffer_size : int, default=1000
         Number of chains in the burn-in bank.
     burnin_updates : int, default=750
         Updates a burn-in chain receives before it graduates.
     burnin_batch : int, default=None
         Burn-in chains advanced per draw; ``None`` uses the batch size of
-        the draw (capped at ``burnin_size``).
+        the draw (capped at ``burnin_buffer_size``).
     rejuvenate : {"source", "data"}, default="source"
         Where burn-in chains (re)start: a draw of the source or the data
         batch.
+    burnin_size : int, default=None
+        Deprecated alias of ``burnin_buffer_size``.
 
     Attributes
     ----------
@@ -523,7 +530,7 @@ class LongrunInit(ChainInit):
     n_filled_ : torch.Tensor
         Number of chains in the update bank (a 0-d tensor).
     burnin_bank_ : torch.Tensor
-        The burn-in chains, shape ``(burnin_size, *shape)``.
+        The burn-in chains, shape ``(burnin_buffer_size, *shape)``.
     burnin_count_ : torch.Tensor
         Updates received by each burn-in chain since its (re)start.
     n_graduated_ : torch.Tensor
@@ -533,7 +540,7 @@ class LongrunInit(ChainInit):
     --------
     >>> import torch
     >>> from skebm.mcmc import LongrunInit, NoiseSource
-    >>> init = LongrunInit(buffer_size=100, burnin_size=20, burnin_updates=3)
+    >>> init = LongrunInit(buffer_size=100, burnin_buffer_size=20, burnin_updates=3)
     >>> init = init.setup(NoiseSource("gaussian"), (2,))
     >>> draw = init.draw(torch.zeros(8, 2))
     >>> draw.x0.shape  # 8 burn-in chains (the update bank is still empty)
@@ -546,16 +553,22 @@ class LongrunInit(ChainInit):
     name = "longrun"
     _parameter_constraints = {
         "buffer_size": [POSITIVE_INT],
-        "burnin_size": [POSITIVE_INT],
+        "burnin_buffer_size": [POSITIVE_INT],
         "burnin_updates": [POSITIVE_INT],
         "burnin_batch": [POSITIVE_INT, None],
         "rejuvenate": [StrOptions({"source", "data"}), Hidden(StrOptions({"noise"}))],
     }
 
-    def __init__(self, buffer_size=10000, burnin_size=1000, burnin_updates=750, burnin_batch=None, rejuvenate="source"):
+    def __init__(
+        self, buffer_size=10000, burnin_buffer_size=1000, burnin_updates=750, burnin_batch=None, rejuvenate="source",
+        burnin_size=None,
+    ):
+        if burnin_size is not None:
+            warnings.warn(_BURNIN_SIZE_RENAMED, FutureWarning, stacklevel=2)
+            burnin_buffer_size = burnin_size
         super().__init__(
             buffer_size=buffer_size,
-            burnin_size=burnin_size,
+            burnin_buffer_size=burnin_buffer_size,
             burnin_updates=burnin_updates,
             burnin_batch=burnin_batch,
             rejuvenate=_rejuvenate(rejuvenate),
@@ -566,10 +579,9 @@ class LongrunInit(ChainInit):
         self._bank("update_bank_", torch.zeros((self.buffer_size, *self.shape_), device=dev))
         self._bank("n_filled_", torch.zeros((), dtype=torch.long, device=dev))
         self._bank("n_graduated_", torch.zeros((), dtype=torch.long, device=dev))
-        self._bank("burnin_bank_", self.fresh(self.burnin_size, generator))
-        self._bank(
-            "burnin_count_", torch.randint(self.burnin_updates, (self.burnin_size,), generator=generator, device=dev)
-        )
+        self._bank("burnin_bank_", self.fresh(self.burnin_buffer_size, generator))
+        counts = torch.randint(self.burnin_updates, (self.burnin_buffer_size,), generator=generator, device=dev)
+        self._bank("burnin_count_", counts)
 
     def _restart(self, n, x_data, generator):
         if self.rejuvenate == "data" and x_data is not None and len(x_data):
@@ -581,8 +593,8 @@ class LongrunInit(ChainInit):
         if y is not None:
             raise ValueError("LongrunInit does not support class-conditional energies.")
         n, dev, n_filled = len(x_data), self.device, int(self.n_filled_)
-        m = min(self.burnin_batch or n, self.burnin_size)
-        burnin_idx = torch.randperm(self.burnin_size, generator=generator, device=dev)[:m]
+        m = min(self.burnin_batch or n, self.burnin_buffer_size)
+        burnin_idx = torch.randperm(self.burnin_buffer_size, generator=generator, device=dev)[:m]
         update_idx = None
         if n_filled >= min(n, self.buffer_size):
             if n <= n_filled:
@@ -640,7 +652,7 @@ class LongrunInit(ChainInit):
             raise ValueError("LongrunInit does not support class-conditional energies.")
         n_filled = int(self.n_filled_)
         if n_filled == 0:
-            rows = torch.randint(self.burnin_size, (n,), generator=generator, device=self.device)
+            rows = torch.randint(self.burnin_buffer_size, (n,), generator=generator, device=self.device)
             return self.burnin_bank_[rows].clone()
         rows = torch.randint(n_filled, (n,), generator=generator, device=self.device)
         return self.update_bank_[rows].clone()
@@ -665,8 +677,9 @@ def make_chain_init(init, **params):
         A name in :data:`CHAIN_INITS` or a :class:`ChainInit` instance
         (returned as a fresh copy so the caller's object is not mutated).
     **params
-        Constructor arguments; those the chosen strategy does not take are
-        ignored, so one set of estimator parameters serves every strategy.
+        Constructor arguments (deprecated aliases included); those the
+        chosen strategy does not take are ignored, so one set of estimator
+        parameters serves every strategy.
 
     Returns
     -------
@@ -677,5 +690,5 @@ def make_chain_init(init, **params):
     if init not in CHAIN_INITS:
         raise ValueError(f"init must be one of {sorted(CHAIN_INITS)} or a ChainInit instance, got {init!r}.")
     cls = CHAIN_INITS[init]
-    accepted = cls._parameter_constraints
+    accepted = inspect.signature(cls).parameters
     return cls(**{k: v for k, v in params.items() if k in accepted})
