@@ -40,7 +40,7 @@ from sklearn.utils import check_random_state
 from skebm import EBMGenerator
 from skebm.datasets import load_digits_images
 from skebm.metrics import frechet_distance
-from _common import parse_set
+from _common import ebm_params, rbm_samples
 
 SEED = 0
 COVERED_SHARE = 0.025
@@ -87,13 +87,7 @@ def fit_rbm(X_train, n_samples, n_gibbs=1000):
     """BernoulliRBM on [0, 1] pixels; Gibbs chains from random binary images."""
     rbm = BernoulliRBM(n_components=256, learning_rate=0.02, batch_size=20, n_iter=100, random_state=SEED)
     rbm.fit(X_train / 16.0)
-    rng = check_random_state(SEED)
-    v = (rng.uniform(size=(n_samples, X_train.shape[1])) < 0.5).astype(np.float64)
-    rbm.random_state = rng
-    for _ in range(n_gibbs):
-        v = rbm.gibbs(v)
-    h = rbm._sample_hiddens(v, rng)
-    p_v = 1.0 / (1.0 + np.exp(-(h @ rbm.components_ + rbm.intercept_visible_)))
+    p_v = rbm_samples(rbm, n_samples, SEED, n_gibbs)
     return 16.0 * p_v, f"BernoulliRBM (256 hidden, {n_gibbs} Gibbs steps)"
 
 
@@ -136,16 +130,7 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="folder for PNG sample grids")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-
-    params = parse_set(args.set)
-    if args.max_iter is not None:
-        params["max_iter"] = args.max_iter
-    elif args.quick:
-        params.setdefault("max_iter", 200)
+    params = ebm_params(args, quick_max_iter=200)
 
     X_train, X_test, y_train, y_test = split_digits()
     n = len(X_test)

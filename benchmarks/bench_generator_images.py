@@ -52,7 +52,7 @@ from sklearn.utils import check_random_state
 
 from skebm import EBMGenerator
 from skebm.metrics import ClassifierFeatures, frechet_distance
-from _common import parse_set
+from _common import ebm_params, parse_set, rbm_samples
 
 SEED = 0
 N_SAMPLES = 1000
@@ -136,13 +136,7 @@ def fit_rbm(X_train, value_range, n_components=256, n_gibbs=1000):
     low, high = value_range
     rbm = BernoulliRBM(n_components=n_components, learning_rate=0.01, batch_size=20, n_iter=40, random_state=SEED)
     rbm.fit((np.asarray(X_train) > (low + high) / 2).astype(np.float64))
-    rng = check_random_state(SEED)
-    v = (rng.uniform(size=(N_SAMPLES, X_train.shape[1])) < 0.5).astype(np.float64)
-    rbm.random_state = rng
-    for _ in range(n_gibbs):
-        v = rbm.gibbs(v)
-    h = rbm._sample_hiddens(v, rng)
-    p_v = 1.0 / (1.0 + np.exp(-(h @ rbm.components_ + rbm.intercept_visible_)))
+    p_v = rbm_samples(rbm, N_SAMPLES, SEED, n_gibbs)
     return low + (high - low) * p_v, f"BernoulliRBM ({n_components} hidden, binarised, {n_gibbs} Gibbs steps)"
 
 
@@ -251,15 +245,7 @@ def main(argv=None):
     parser.add_argument("--jsonl", default=None, help="append one JSON line per model to this file")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    params = parse_set(args.set)
-    if args.max_iter is not None:
-        params["max_iter"] = args.max_iter
-    elif args.quick:
-        params.setdefault("max_iter", 100)
+    params = ebm_params(args, quick_max_iter=100)
     results = [row for name in args.sets for row in run_set(name, args, params, args.grid)]
     if args.out:
         with open(os.path.join(args.out, "results.json"), "w") as f:
