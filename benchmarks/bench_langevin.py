@@ -1,7 +1,8 @@
 """Side-by-side speed of Langevin samplers: the papers' bare loop, torchebm, ebmkit and skebm.
 
-For each energy network (an MLP on 2-D points, skebm's small conv net on
-8x8 and on 28x28 images, the SNGAN-style ResNet on 32x32 colour images)
+For each energy network (an MLP on 2-D points, skebm's default conv net
+(``energy="auto"``) on 8x8, 28x28 and 32x32 colour images, the SNGAN-style
+ResNet on 32x32 colour images)
 every sampler runs the same dynamics on the same module from the same
 starts, and the time per image-step (one chain advanced by one step) is
 reported in microseconds:
@@ -151,6 +152,7 @@ def cases(quick):
         ("MLP", "2-D", lambda: MLPEnergy(2), (1000, 2), 10 if quick else 100),
         ("conv", "8x8", lambda: ConvEnergy((1, 8, 8)), (64 if quick else 128, 1, 8, 8), 3 if quick else 20),
         ("conv", "28x28", lambda: ConvEnergy((1, 28, 28)), (32 if quick else 64, 1, 28, 28), 2 if quick else 5),
+        ("conv", "32x32 colour", lambda: ConvEnergy((3, 32, 32)), (16 if quick else 32, 3, 32, 32), 2 if quick else 5),
         ("ResNet", "32x32", lambda: ResNetEnergy((3, 32, 32)), (8 if quick else 32, 3, 32, 32), 1 if quick else 3),
     ]
 
