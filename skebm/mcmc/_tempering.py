@@ -106,14 +106,14 @@ class ParallelTempering:
     Examples
     --------
     >>> import torch
-    >>> from skebm.mcmc import LangevinSampler, ParallelTempering
+    >>> from skebm.mcmc import HMCSampler, ParallelTempering
     >>> def two_modes(x):  # modes at -4 and +4, sd 0.5: a barrier of 32 nats
     ...     return -torch.logsumexp(-2.0 * (x - torch.tensor([-4.0, 4.0])) ** 2, dim=1)
-    >>> mala = LangevinSampler(step_size=0.3, metropolis=True)
-    >>> pt = ParallelTempering(mala, n_temperatures=6, max_temperature=50.0, n_steps=300)
-    >>> g = torch.Generator().manual_seed(0)
-    >>> x = pt(two_modes, torch.full((400, 1), -4.0), generator=g)
-    >>> bool(abs(float((x > 0).float().mean()) - 0.5) < 0.1)
+    >>> hmc = HMCSampler(step_size=0.3, n_leapfrog=3, n_warmup=30)
+    >>> pt = ParallelTempering(hmc, n_temperatures=6, max_temperature=60.0, n_steps=150, swap_every=2)
+    >>> g, x0 = torch.Generator().manual_seed(0), torch.full((400, 1), -4.0)  # all in the left mode
+    >>> x = pt(two_modes, x0, generator=g)
+    >>> bool(abs(float((x > 0).float().mean()) - 0.5) < 0.1)  # HMC alone: none crosses
     True
     """
 
