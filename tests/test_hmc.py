@@ -77,7 +77,8 @@ def test_hmc_temperature_scales_the_covariance():
     "weights, means, covs",
     [
         ([0.3, 0.7], [[-1.5], [1.5]], [[[0.5]], [[0.8]]]),
-        ([0.35, 0.65], [[-1.0, 0.0], [1.5, 1.0]], [[[0.5, 0.0], [0.0, 0.5]], [[0.6, 0.2], [0.2, 0.4]]]),
+        pytest.param([0.35, 0.65], [[-1.0, 0.0], [1.5, 1.0]], [[[0.5, 0.0], [0.0, 0.5]], [[0.6, 0.2], [0.2, 0.4]]],
+                     marks=pytest.mark.slow),
     ],
     ids=["1d", "2d"],
 )
@@ -202,7 +203,7 @@ def two_modes(x):
     return -torch.logsumexp(torch.stack([-2.0 * ((x - centre) ** 2).sum(1), -2.0 * ((x + centre) ** 2).sum(1)]), 0)
 
 
-@pytest.mark.parametrize("d", [1, 2])
+@pytest.mark.parametrize("d", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_parallel_tempering_balances_two_separated_modes(d):
     x0 = torch.zeros(400, d)
     x0[:, 0] = -4.0

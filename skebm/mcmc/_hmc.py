@@ -13,6 +13,7 @@ import torch
 from .._validation import NONNEG_INT, POSITIVE_INT, SCALE, TEMPERATURE, Float, StrOptions, check_params
 from ._langevin import _energy_grad, autocast_context
 from ._noise import as_noise
+from ._protocol import SamplerSettings
 
 __all__ = ["HMCSampler"]
 
@@ -72,7 +73,7 @@ def _check_clamp(clamp):
     return low, high
 
 
-class HMCSampler:
+class HMCSampler(SamplerSettings):
     r"""Hamiltonian Monte Carlo, Metropolis-adjusted, with step-size adaptation.
 
     Each step draws a momentum :math:`p \sim N(0, I)` for every chain, runs
@@ -185,10 +186,6 @@ class HMCSampler:
         self.precision = precision
         self._check(self.settings())
 
-    def settings(self):
-        """Return the stored settings as a dict."""
-        return {k: v for k, v in vars(self).items() if not k.endswith("_")}
-
     def _check(self, settings):
         check_params(self._parameter_constraints, settings, type(self).__name__)
         _check_clamp(settings["clamp"])
@@ -255,9 +252,6 @@ class HMCSampler:
             out.append(trace)
         return out[0] if len(out) == 1 else tuple(out)
 
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.settings().items())
-        return f"HMCSampler({args})"
 
 
 def _hmc(energy_fn, x0, *, n_steps, step_size, n_leapfrog, temperature, n_warmup, target_acceptance, jitter, clamp,

@@ -15,7 +15,7 @@ lists ``"energy"``, ``"grad_norm"`` and, for Metropolis samplers,
 
 import inspect
 
-__all__ = ["check_sampler", "run_sampler"]
+__all__ = ["SamplerSettings", "check_sampler", "run_sampler"]
 
 
 def check_sampler(sampler, name="sampler"):
@@ -53,3 +53,15 @@ def run_sampler(sampler, energy_fn, x0, *, generator=None, **overrides):
     flags = ("return_chains", "return_trace")
     kwargs = {k: v for k, v in overrides.items() if v is not None and not (k in flags and v is False)}
     return sampler(energy_fn, x0, generator=generator, **kwargs)
+
+
+class SamplerSettings:
+    """What skebm's samplers share: the settings are the attributes without a trailing ``_``."""
+
+    def settings(self):
+        """Return the stored settings as a dict."""
+        return {k: v for k, v in vars(self).items() if not k.endswith("_")}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.settings().items())
+        return f"{type(self).__name__}({args})"

@@ -8,7 +8,7 @@ import torch
 
 from .._validation import NONNEG_INT, POSITIVE_INT, Float, Int, MAX_SCALE, check_params
 from ._noise import as_noise
-from ._protocol import check_sampler
+from ._protocol import SamplerSettings, check_sampler
 
 __all__ = ["ParallelTempering"]
 
@@ -30,7 +30,7 @@ def _ladder(temperatures, n_temperatures, max_temperature):
     return ladder
 
 
-class ParallelTempering:
+class ParallelTempering(SamplerSettings):
     r"""Replica exchange over a temperature ladder, around any sampler.
 
     Every chain start is replicated at each temperature
@@ -134,10 +134,6 @@ class ParallelTempering:
         self.n_steps = n_steps
         self.swap_every = swap_every
         self._settings(self.settings())
-
-    def settings(self):
-        """Return the stored settings as a dict."""
-        return {k: v for k, v in vars(self).items() if not k.endswith("_")}
 
     def _settings(self, settings):
         """Check ``settings``; return ``(ladder, n_steps)``."""
@@ -267,7 +263,3 @@ class ParallelTempering:
                                             torch.where(accept, energies[k], energies[k + 1]))
             tried[k] += len(accept)
             accepted[k] += float(accept.sum())
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.settings().items())
-        return f"ParallelTempering({args})"
