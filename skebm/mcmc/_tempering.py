@@ -1,7 +1,6 @@
 """Parallel tempering (replica exchange) around any sampler."""
 
 import copy
-import math
 
 import numpy as np
 import torch
