@@ -142,11 +142,13 @@ API_SECTIONS = [
     {
         "module": "skebm.mcmc",
         "slug": "mcmc",
-        "title": "Sampler and chain initialisations",
-        "description": "The Langevin sampler, where chains start, noise streams, normalising constants.",
+        "title": "Samplers and chain initialisations",
+        "description": "The samplers (Langevin, HMC, parallel tempering), where chains start, noise streams, "
+                       "normalising constants.",
         "groups": [
-            ("Sampler", _any(_names("LangevinSampler", "langevin"), _defined_in("skebm.mcmc._langevin"),
-                             _defined_in("skebm.mcmc._unrolled"))),
+            ("Samplers", _any(_names("LangevinSampler", "langevin"), _defined_in("skebm.mcmc._langevin"),
+                              _defined_in("skebm.mcmc._hmc"), _defined_in("skebm.mcmc._tempering"),
+                              _defined_in("skebm.mcmc._unrolled"))),
             ("Chain initialisations", _any(_subclass_of("skebm.mcmc.ChainInit"), _names("CHAIN_INITS"),
                                           _defined_in("skebm.mcmc._init"))),
             ("Chain start sources", _any(_names("NoiseSource", "GaussianMixtureSource"),
@@ -155,7 +157,8 @@ API_SECTIONS = [
             ("Normalising constants", _any(_defined_in("skebm.mcmc._ais"), _defined_in("skebm.mcmc._partition"))),
             ("Diagnostics", _defined_in("skebm.mcmc._diagnostics")),
         ],
-        "order": ["LangevinSampler", "langevin", "ChainInit", "make_chain_init", "CHAIN_INITS"],
+        "order": ["LangevinSampler", "HMCSampler", "ParallelTempering", "langevin", "ChainInit", "make_chain_init",
+                  "CHAIN_INITS"],
     },
     {
         "module": "skebm.nn",

@@ -19,6 +19,7 @@ from ._docs import fill_doc
 from ._validation import NONNEG_INT, POSITIVE_INT, SCALE, check_params
 from .engine._history import training_rows
 from .mcmc import chain_diagnostics
+from .mcmc._protocol import check_sampler, run_sampler
 
 __all__ = ["EBMDensity", "DensityMethod", "QuadratureML", "ImportanceML", "LongrunML", "fit_base_density"]
 
@@ -241,7 +242,7 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
         return self
 
     @consistent_read
-    def diagnose(self, X, *, n_steps=100, random_state=None):
+    def diagnose(self, X, *, n_steps=100, random_state=None, sampler=None):
         """Steady-state diagnostics: run chains further and compare them with ``X``.
 
         Parameters
@@ -252,6 +253,10 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
             Further MALA steps.
         random_state : int, RandomState instance or None, default=None
             Seed of the chains.
+        sampler : object, default=None
+            A sampler that runs the further steps instead of the method's
+            MALA chains, as in :meth:`sample`; it must accept
+            ``return_trace=True`` (see :func:`~skebm.mcmc.chain_diagnostics`).
 
         Returns
         -------
@@ -265,7 +270,7 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
         check_params({"n_steps": [POSITIVE_INT]}, {"n_steps": n_steps}, "diagnose")
         X = self._validate_X(X, reset=False)
         g, n = self._generator(random_state), min(512, len(X))
-        chains, sampler = self.method_.starts(self, n, g), self.method_.sampler(self)
+        chains, sampler = self.method_.starts(self, n, g), self.method_.sampler(self) if sampler is None else sampler
         run = chain_diagnostics(self.net_.energy, self._tensor(X[:n]), chains, sampler, n_steps=n_steps, generator=g)
         return {**self.diagnostics_, **{key: run[name] for key, name in _DIAGNOSE.items()}}
 
@@ -306,12 +311,13 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
         return float(np.mean(self.score_samples(X)))
 
     @consistent_read
-    def sample(self, n_samples=1, *, random_state=None, n_steps=None):
+    def sample(self, n_samples=1, *, random_state=None, n_steps=None, sampler=None):
         """Draw samples from the model density.
 
         MALA chains from the base density (after ``"longrun"`` training,
         from the update bank), with an independence move from the base
         first: they leave the model density invariant however long they run.
+        A ``sampler`` given here runs from the same starts instead.
 
         Parameters
         ----------
@@ -320,20 +326,41 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
         random_state : int, RandomState instance or None, default=None
             Seed of the chains.
         n_steps : int, default=None
-            Langevin steps; ``None`` uses the method's ``n_sample_steps``.
+            Langevin steps; ``None`` uses the method's ``n_sample_steps``
+            (with a ``sampler``: that sampler's own ``n_steps``).
+        sampler : object, default=None
+            A sampler that replaces the method's MALA chains for this call,
+            e.g. :class:`~skebm.mcmc.HMCSampler` (which adapts its step
+            size to the model during its ``n_warmup`` steps, whatever the
+            step size training adapted) or a
+            :class:`~skebm.mcmc.ParallelTempering` for well separated
+            modes: any callable ``sampler(energy_fn, x0, generator=...,
+            n_steps=...)`` (see :ref:`samplers`). It runs on the energy
+            ``E(u) / T`` in the model's (standardised) units and makes no
+            independence move from the base. ``None``: the method's MALA.
 
         Returns
         -------
         X_new : ndarray or DataFrame
             Samples in the layout and value range of ``fit``'s ``X``.
+
+        Raises
+        ------
+        TypeError
+            When ``sampler`` is not a sampler.
         """
         self._check_fitted()
         limits = {"n_samples": [POSITIVE_INT], "n_steps": [NONNEG_INT, None]}
         check_params(limits, {"n_samples": n_samples, "n_steps": n_steps}, "sample")
-        n_steps = self.method_.n_sample_steps if n_steps is None else n_steps
+        if sampler is not None:
+            check_sampler(sampler)
         g = self._generator(random_state)
-        x0, sampler = self.method_.starts(self, n_samples, g), self.method_.sampler(self)
+        x0 = self.method_.starts(self, n_samples, g)
         with self.net_.thread_scope():  # threads: n_threads for the whole chain
+            if sampler is not None:
+                return self._from_model(run_sampler(sampler, self.net_.energy, x0, generator=g, n_steps=n_steps))
+            n_steps = self.method_.n_sample_steps if n_steps is None else n_steps
+            sampler = self.method_.sampler(self)
             return self._from_model(sampler(self.net_.energy, x0, generator=g, n_steps=n_steps))
 
     def __sklearn_tags__(self):

@@ -257,8 +257,8 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
 
     @consistent_read
     def sample(self, n_samples=1, *, random_state=None, n_steps=None, y=None, start=None, return_chains=False,
-               init=None):
-        """Draw samples by shortrun Langevin dynamics.
+               init=None, sampler=None):
+        """Draw samples by shortrun Langevin dynamics (or the ``sampler`` given).
 
         Parameters
         ----------
@@ -279,6 +279,16 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
             Also return every intermediate state.
         init : {"noise", "bank"}, default=None
             Deprecated alias of ``start``.
+        sampler : object, default=None
+            A sampler that replaces the fitted Langevin sampler
+            (``net_.sampler_``) for this call, e.g.
+            :class:`~skebm.mcmc.HMCSampler` or a
+            :class:`~skebm.mcmc.ParallelTempering`: any callable
+            ``sampler(energy_fn, x0, generator=..., n_steps=...)`` that
+            returns the final states (see :ref:`samplers`). It runs on the
+            model's energy ``E(x) / T`` in the model's value space, with its
+            own settings (``n_steps`` overrides its ``n_steps`` when given).
+            ``None`` samples exactly as before.
 
         Returns
         -------
@@ -293,15 +303,26 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
             When the chains diverge (non-finite states: a ``step_size`` far
             too large for the energy), or when ``n_samples`` chains cannot
             fit in the device's memory.
+        TypeError
+            When ``sampler`` is not a sampler.
         """
         self._check_fitted()
         _check_call(n_samples, n_steps)
+        from .mcmc._protocol import check_sampler, run_sampler
+
+        if sampler is not None:
+            check_sampler(sampler)
         check_rows_fit(f"n_samples={n_samples}", n_samples, self._feature_shape, self.net_.device)
         start = _resolve_start(start, init)
         g = self._generator(random_state)
         y_t = self._label_tensor(y, n_samples, g)
         x0 = self._starts(n_samples, y_t, start, g)
-        out = self.net_.run_chains(x0, y_t, generator=g, n_steps=n_steps, return_chains=return_chains)
+        if sampler is None:
+            out = self.net_.run_chains(x0, y_t, generator=g, n_steps=n_steps, return_chains=return_chains)
+        else:
+            with self.net_.thread_scope():  # threads: n_threads for the whole chain
+                out = run_sampler(sampler, lambda x: self.net_.energy(x, y_t), x0, generator=g, n_steps=n_steps,
+                                  return_chains=return_chains)
         _check_finite_chains(out[0] if return_chains else out, "lower step_size or raise temperature.")
         if return_chains:
             x, chains = out
@@ -439,7 +460,7 @@ class ComposedGenerator:
             total = total + weight * gen.net_.energy(zi, y)
         return total
 
-    def sample(self, n_samples=1, *, random_state=None, n_steps=None, return_chains=False):
+    def sample(self, n_samples=1, *, random_state=None, n_steps=None, return_chains=False, sampler=None):
         """Draw samples from the composed energy (see :meth:`EBMGenerator.sample`).
 
         Parameters
@@ -452,6 +473,9 @@ class ComposedGenerator:
             Langevin steps; ``None`` uses the first generator's ``n_steps``.
         return_chains : bool, default=False
             Also return every intermediate state.
+        sampler : object, default=None
+            A sampler that replaces the first generator's fitted sampler for
+            this call (see :meth:`EBMGenerator.sample`).
 
         Returns
         -------
@@ -459,14 +483,22 @@ class ComposedGenerator:
             Samples in the layout of the first generator's ``X``.
         """
         _check_call(n_samples, n_steps)
+        from .mcmc._protocol import check_sampler, run_sampler
+
+        if sampler is not None:
+            check_sampler(sampler)
         # one fitted state of each generator for the whole call, whatever a concurrent refit commits
         terms = [(consistent_view(gen), label, weight) for gen, label, weight in self.terms]
         first = terms[0][0]
         check_rows_fit(f"n_samples={n_samples}", n_samples, first._feature_shape, first.net_.device)
         g = make_generator(random_state, first.net_.device)
         x0 = first.net_.chain_init_.fresh(n_samples, g)
-        out = first.net_.sampler_(lambda z: self.energy(z, terms), x0, generator=g, n_steps=n_steps,
-                                  return_chains=return_chains)
+        if sampler is None:
+            out = first.net_.sampler_(lambda z: self.energy(z, terms), x0, generator=g, n_steps=n_steps,
+                                      return_chains=return_chains)
+        else:
+            out = run_sampler(sampler, lambda z: self.energy(z, terms), x0, generator=g, n_steps=n_steps,
+                              return_chains=return_chains)
         _check_finite_chains(out[0] if return_chains else out, "lower the weights or the first generator's step_size.")
         if return_chains:
             return first._from_model(out[0]), first._from_model(out[1])

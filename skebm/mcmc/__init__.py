@@ -1,4 +1,4 @@
-"""MCMC: the Langevin sampler, chain sources and initialisation strategies, normalising constants.
+"""MCMC: the samplers (Langevin, HMC, parallel tempering), chain sources and initialisation strategies, normalising constants.
 
 Everything here takes an energy function (a callable mapping a batch to one
 energy per sample) and tensors, so research code can use it directly; every
@@ -7,6 +7,7 @@ random draw takes an optional :class:`torch.Generator`.
 
 from ._ais import ais_log_partition, grid_log_partition, sigmoid_schedule
 from ._diagnostics import chain_diagnostics
+from ._hmc import HMCSampler
 from ._init import (
     CHAIN_INITS,
     ChainDraw,
@@ -23,6 +24,7 @@ from ._partition import estimate_log_partition, grid_box, importance_log_partiti
 from ._quadrature import CellGrid, cell_edges
 from ._noise import GLOBAL_NOISE, GeneratorNoise, RowNoise, as_noise, row_keys
 from ._sources import GaussianMixtureSource, NoiseSource
+from ._tempering import ParallelTempering
 from ._unrolled import unrolled_langevin
 
 __all__ = [
@@ -34,10 +36,12 @@ __all__ = [
     "DataInit",
     "GaussianMixtureSource",
     "GeneratorNoise",
+    "HMCSampler",
     "LangevinSampler",
     "LongrunInit",
     "NoiseInit",
     "NoiseSource",
+    "ParallelTempering",
     "PersistentInit",
     "ReplayInit",
     "RowNoise",

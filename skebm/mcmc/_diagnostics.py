@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .._torch_utils import batched
-from ._langevin import LangevinSampler
+from ._protocol import check_sampler
 
 __all__ = ["chain_diagnostics"]
 
@@ -30,8 +30,13 @@ def chain_diagnostics(energy_fn, x_data, x_chains, sampler, *, n_steps=100, gene
         A batch of data, in the space the energy sees.
     x_chains : torch.Tensor
         Chain states to continue (e.g. the longrun bank).
-    sampler : LangevinSampler
-        Langevin settings (``metropolis=True`` also reports acceptance).
+    sampler : object
+        A sampler (:class:`LangevinSampler`, :class:`HMCSampler`,
+        :class:`ParallelTempering` or any callable with their protocol
+        that accepts ``return_trace=True`` and then returns ``(x, trace)``,
+        the trace a dict of per-step lists ``"energy"``, ``"grad_norm"``
+        and optionally ``"acceptance"``). A Metropolis sampler
+        (``metropolis=True``, HMC) also reports acceptance.
     n_steps : int, default=100
         Number of further steps.
     generator : torch.Generator, default=None
@@ -43,8 +48,8 @@ def chain_diagnostics(energy_fn, x_data, x_chains, sampler, *, n_steps=100, gene
         ``"energy_data"`` (float, mean energy of the data),
         ``"energy_chains"`` (list, the chains' mean energy per step),
         ``"grad_norm"`` (list, mean gradient norm of the energy per step),
-        ``"acceptance"`` (list, MALA acceptance per step; empty without
-        MALA), ``"energy_gap"`` (float, mean energy of the final chains
+        ``"acceptance"`` (list, acceptance per step; empty without
+        a Metropolis test), ``"energy_gap"`` (float, mean energy of the final chains
         minus that of the data: near 0 in a steady state) and
         ``"chains"`` (the final states).
 
@@ -59,8 +64,7 @@ def chain_diagnostics(energy_fn, x_data, x_chains, sampler, *, n_steps=100, gene
     >>> abs(diag["energy_gap"]) < 0.2
     True
     """
-    if not isinstance(sampler, LangevinSampler):
-        raise TypeError(f"sampler must be a LangevinSampler, got {type(sampler).__name__}.")
+    check_sampler(sampler)
     x, trace = sampler(energy_fn, x_chains, n_steps=n_steps, return_trace=True, generator=generator)
     e_data = _mean_energy(energy_fn, x_data)
     e_end = _mean_energy(energy_fn, x)

@@ -12,6 +12,7 @@ import torch
 
 from .._validation import NONNEG_INT, NONNEG_SCALE, POSITIVE, SCALE, TEMPERATURE, check_params
 from ._noise import GLOBAL_NOISE, as_noise
+from ._protocol import SamplerSettings
 
 __all__ = ["LangevinSampler", "langevin", "independence_mh", "autocast_context"]
 
@@ -453,7 +454,7 @@ def independence_mh(
     return x
 
 
-class LangevinSampler:
+class LangevinSampler(SamplerSettings):
     """Langevin settings bundled as a reusable, picklable sampler.
 
     Calling the sampler runs :func:`langevin` with the stored settings; any
@@ -528,10 +529,6 @@ class LangevinSampler:
         self.metropolis = metropolis
         self.proposal = proposal
 
-    def settings(self):
-        """Return the stored settings as a dict."""
-        return {k: v for k, v in vars(self).items() if not k.endswith("_")}
-
     def __call__(self, energy_fn, x0, *, generator=None, noise=None, **overrides):
         """Run the chains from ``x0`` on ``energy_fn`` (see :func:`langevin`).
 
@@ -570,9 +567,6 @@ class LangevinSampler:
             self.acceptance_rate_ = rate
         return out
 
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.settings().items())
-        return f"LangevinSampler({args})"
 
 
 def expected_stationary_std(step_size, temperature=1.0):
