@@ -188,3 +188,10 @@ def split_rhat(chains, *, method="rank"):
 
     with np.errstate(invalid="ignore", divide="ignore"):
         return _per_element(rhat, ary, shape)
+
+
+def _energy_convergence(chain_energy):
+    """``(ESS, R-hat)`` of the energy traces ``(n_chains, n_steps)`` of a run; NaN with fewer than 4 steps."""
+    if chain_energy is None or chain_energy.ndim != 2 or chain_energy.shape[1] < 4:
+        return float("nan"), float("nan")
+    return float(effective_sample_size(chain_energy)), float(split_rhat(chain_energy))
