@@ -153,7 +153,7 @@ API_SECTIONS = [
                                         _defined_in("skebm.mcmc._sources"))),
             ("Langevin noise streams", _defined_in("skebm.mcmc._noise")),
             ("Normalising constants", _any(_defined_in("skebm.mcmc._ais"), _defined_in("skebm.mcmc._partition"))),
-            ("Diagnostics", _defined_in("skebm.mcmc._diagnostics")),
+            ("Diagnostics", _defined_in("skebm.mcmc._diagnostics", "skebm.mcmc._convergence")),
         ],
         "order": ["LangevinSampler", "langevin", "ChainInit", "make_chain_init", "CHAIN_INITS"],
     },

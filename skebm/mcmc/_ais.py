@@ -109,6 +109,27 @@ def grid_log_partition(energy_fn, low, high, *, resolution=None, batch_size=6553
     return log_z, abs(log_z - trapezoid(coarse, 2 * steps)) + rounding
 
 
+#: The annealing parameters the AIS functions share, written once (``{anneal}`` in their docstrings).
+_ANNEAL_PARAMS = """n_steps : int, default=1
+        Langevin steps per temperature.
+    adapt_step_size : bool, default=True
+        After each temperature, multiply the step size by
+        ``exp(acceptance - target_acceptance)`` (population-level
+        adaptation, MALA only).
+    target_acceptance : float, default=0.6
+        Target MALA acceptance rate of the adaptation.
+    metropolis : bool, default=True
+        MALA transitions; ``False`` uses unadjusted Langevin (biased).
+    batch_size : int, default=None
+        Chains per evaluation of ``energy_fn``; ``None`` runs all at once."""
+
+
+def _anneal_doc(fn):
+    if fn.__doc__:  # None under python -OO
+        fn.__doc__ = fn.__doc__.replace("{anneal}", _ANNEAL_PARAMS)
+    return fn
+
+
 def sigmoid_schedule(n_temperatures, sharpness=4.0):
     """Inverse temperatures from 0 to 1 on a sigmoid (Grosse et al., 2013).
 
@@ -131,6 +152,7 @@ def sigmoid_schedule(n_temperatures, sharpness=4.0):
     return (s - s[0]) / (s[-1] - s[0])
 
 
+@_anneal_doc
 def ais_log_partition(
     energy_fn,
     base,
@@ -179,20 +201,9 @@ def ais_log_partition(
     n_temperatures : int, default=200
         Number of distributions on the path, ends included (sigmoid
         schedule, :func:`sigmoid_schedule`).
-    n_steps : int, default=1
-        Langevin steps per temperature.
     step_size : float, default=0.1
         Initial Langevin step size.
-    adapt_step_size : bool, default=True
-        After each temperature, multiply the step size by
-        ``exp(acceptance - target_acceptance)`` (population-level
-        adaptation, MALA only).
-    target_acceptance : float, default=0.6
-        Target MALA acceptance rate of the adaptation.
-    metropolis : bool, default=True
-        MALA transitions; ``False`` uses unadjusted Langevin (biased).
-    batch_size : int, default=None
-        Chains per evaluation of ``energy_fn``; ``None`` runs all at once.
+    {anneal}
     generator : torch.Generator, default=None
         Generator of every random draw (base samples, Langevin noise, MALA
         acceptance), on the base's device; ``None`` uses the global one.
@@ -233,6 +244,7 @@ def ais_log_partition(
 
 
 
+@_anneal_doc
 def reverse_ais_log_partition(
     energy_fn,
     base,
@@ -273,18 +285,9 @@ def reverse_ais_log_partition(
         starts one reverse chain.
     n_temperatures : int, default=200
         Number of distributions on the path, ends included.
-    n_steps : int, default=1
-        Langevin steps per temperature.
     step_size : float, default=0.1
         Initial Langevin step size (at the model's end of the path).
-    adapt_step_size : bool, default=True
-        Adapt the step size to ``target_acceptance`` after each temperature.
-    target_acceptance : float, default=0.6
-        Target MALA acceptance rate of the adaptation.
-    metropolis : bool, default=True
-        MALA transitions; ``False`` uses unadjusted Langevin (biased).
-    batch_size : int, default=None
-        Chains per evaluation of ``energy_fn``; ``None`` runs all at once.
+    {anneal}
     generator : torch.Generator, default=None
         Generator of the Langevin noise and MALA acceptance draws.
 
@@ -320,6 +323,7 @@ def reverse_ais_log_partition(
     return -log_inv_z, std_err
 
 
+@_anneal_doc
 def log_partition_bracket(
     energy_fn,
     base,
@@ -369,18 +373,9 @@ def log_partition_bracket(
         Forward AIS chains.
     n_temperatures : int, default=200
         Distributions on the path, ends included, in each direction.
-    n_steps : int, default=1
-        Langevin steps per temperature.
     step_size : float, default=0.1
         Initial Langevin step size of each direction.
-    adapt_step_size : bool, default=True
-        Adapt the step size to ``target_acceptance`` after each temperature.
-    target_acceptance : float, default=0.6
-        Target MALA acceptance rate of the adaptation.
-    metropolis : bool, default=True
-        MALA transitions; ``False`` uses unadjusted Langevin (biased).
-    batch_size : int, default=None
-        Chains per evaluation of ``energy_fn``; ``None`` runs all at once.
+    {anneal}
     generator : torch.Generator, default=None
         Generator of every random draw, on the base's device.
 
