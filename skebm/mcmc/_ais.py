@@ -112,6 +112,8 @@ def grid_log_partition(energy_fn, low, high, *, resolution=None, batch_size=6553
 #: The annealing parameters the AIS functions share, written once (``{anneal}`` in their docstrings).
 _ANNEAL_PARAMS = """n_steps : int, default=1
         Langevin steps per temperature.
+    step_size : float, default=0.1
+        Initial Langevin step size (at the start of the path).
     adapt_step_size : bool, default=True
         After each temperature, multiply the step size by
         ``exp(acceptance - target_acceptance)`` (population-level
@@ -201,8 +203,6 @@ def ais_log_partition(
     n_temperatures : int, default=200
         Number of distributions on the path, ends included (sigmoid
         schedule, :func:`sigmoid_schedule`).
-    step_size : float, default=0.1
-        Initial Langevin step size.
     {anneal}
     generator : torch.Generator, default=None
         Generator of every random draw (base samples, Langevin noise, MALA
@@ -280,13 +280,11 @@ def reverse_ais_log_partition(
     base : GaussianMixtureSource or object
         The normalised end density, with ``log_prob(x)`` (as in
         :func:`ais_log_partition`; ``sample`` is not used).
-    samples : torch.Tensor of shape (n_chains, *shape)
+    samples : torch.Tensor of shape (n_chains, ...)
         Draws of the model (at least 2), e.g. from long MALA chains; each
         starts one reverse chain.
     n_temperatures : int, default=200
         Number of distributions on the path, ends included.
-    step_size : float, default=0.1
-        Initial Langevin step size (at the model's end of the path).
     {anneal}
     generator : torch.Generator, default=None
         Generator of the Langevin noise and MALA acceptance draws.
@@ -364,7 +362,7 @@ def log_partition_bracket(
     base : GaussianMixtureSource or object
         The normalised base density: ``base.sample(n, generator=...)`` and
         ``base.log_prob(x)``, as in :func:`ais_log_partition`.
-    samples : torch.Tensor of shape (m, *shape), default=None
+    samples : torch.Tensor of shape (m, ...), default=None
         Draws of the model that start the reverse chains (e.g. long MALA
         chains); ``None`` resamples the forward chains' final states by
         their importance weights (``n_chains`` draws), an approximation
@@ -373,8 +371,6 @@ def log_partition_bracket(
         Forward AIS chains.
     n_temperatures : int, default=200
         Distributions on the path, ends included, in each direction.
-    step_size : float, default=0.1
-        Initial Langevin step size of each direction.
     {anneal}
     generator : torch.Generator, default=None
         Generator of every random draw, on the base's device.
@@ -386,7 +382,8 @@ def log_partition_bracket(
 
     See Also
     --------
-    ais_log_partition, reverse_ais_log_partition
+    ais_log_partition : The forward estimate alone.
+    reverse_ais_log_partition : The reverse estimate alone.
 
     Examples
     --------
