@@ -20,7 +20,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 import skebm
 from skebm import EBMDensity, EBMGenerator
-from skebm.density import ImportanceML
+from skebm.density import ImportanceML, LongrunML
 from skebm.engine import SampleMonitor
 from skebm.mcmc import (
     GaussianMixtureSource,
@@ -246,3 +246,13 @@ def test_density_bracket_refuses_bad_input_and_a_refit_drops_it(gaussian_10d):
     warm.log_partition_bracket(n_chains=8, n_temperatures=5, random_state=0)
     warm.set_params(max_iter=4).fit(X)
     assert not hasattr(warm, "log_partition_bracket_")  # the previous model's bracket is gone
+
+
+def test_density_bracket_without_a_base_anneals_from_a_gaussian_of_the_samples():
+    X = np.random.RandomState(0).randn(200, 3)
+    method = LongrunML(tau=2.0, buffer_size=32, burnin_buffer_size=16, burnin_updates=2, n_sample_steps=20)
+    est = EBMDensity(method=method, base=None, max_iter=10, energy_params={"hidden_units": (8,)},
+                     random_state=0).fit(X)
+    assert est.log_partition_method_ == "ais"
+    lower, upper = est.log_partition_bracket(n_chains=64, n_temperatures=100, random_state=0)
+    assert abs(upper - lower) < 0.2 and min(lower, upper) - 0.1 < est.log_partition_ < max(lower, upper) + 0.1
