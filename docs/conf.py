@@ -155,7 +155,7 @@ API_SECTIONS = [
                                         _defined_in("skebm.mcmc._sources"))),
             ("Langevin noise streams", _defined_in("skebm.mcmc._noise")),
             ("Normalising constants", _any(_defined_in("skebm.mcmc._ais"), _defined_in("skebm.mcmc._partition"))),
-            ("Diagnostics", _defined_in("skebm.mcmc._diagnostics")),
+            ("Diagnostics", _defined_in("skebm.mcmc._diagnostics", "skebm.mcmc._convergence")),
         ],
         "order": ["LangevinSampler", "HMCSampler", "ParallelTempering", "langevin", "ChainInit", "make_chain_init",
                   "CHAIN_INITS"],

@@ -616,7 +616,7 @@ def _check_fitted_values(cls, estimator, attrs, fitted):
         if attrs:
             raise ValueError("an unfitted estimator with fitted attributes")
         return
-    optional = {"feature_names_in_", "classes_"}
+    optional = {"feature_names_in_", "classes_", "log_partition_bracket_"}  # the last: set after fit, on request
     missing = sorted(declared - optional - set(attrs))
     if missing:
         raise ValueError(f"fitted attributes {missing} are missing")
@@ -750,6 +750,10 @@ _CLASS_CHECKS = {
             "diagnostics_ must map names to lists of numbers",
         ),
         "_folds_": _check_folds,
+        "log_partition_bracket_": _expect(
+            lambda v: isinstance(v, tuple) and len(v) == 2 and all(_is_number(b) and math.isfinite(b) for b in v),
+            "log_partition_bracket_ must be a (lower, upper) tuple of finite numbers",
+        ),
     },
 }
 

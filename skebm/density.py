@@ -16,9 +16,10 @@ from ._base import BaseEBM, consistent_read, make_generator, transactional_fit
 from ._density_methods import METHODS, DensityMethod, ImportanceML, LongrunML, QuadratureML, fit_base_density
 from ._density_methods import MethodHooks, resolve_method
 from ._docs import fill_doc
-from ._validation import NONNEG_INT, POSITIVE_INT, SCALE, check_params
+from ._validation import NONNEG_INT, POSITIVE_INT, SCALE, Int, check_params
 from .engine._history import training_rows
-from .mcmc import chain_diagnostics
+from .mcmc import chain_diagnostics, log_partition_bracket
+from .mcmc._partition import _annealing_base
 from .mcmc._protocol import check_sampler, run_sampler
 
 __all__ = ["EBMDensity", "DensityMethod", "QuadratureML", "ImportanceML", "LongrunML", "fit_base_density"]
@@ -26,7 +27,7 @@ __all__ = ["EBMDensity", "DensityMethod", "QuadratureML", "ImportanceML", "Longr
 
 #: The keys of ``diagnose``'s output, from those of :func:`~skebm.mcmc.chain_diagnostics`.
 _DIAGNOSE = {"chain_energy": "energy_chains", "chain_grad_norm": "grad_norm", "chain_acceptance": "acceptance",
-             "data_energy": "energy_data", "energy_gap": "energy_gap"}
+             "data_energy": "energy_data", "energy_gap": "energy_gap", "chain_ess": "ess", "chain_rhat": "rhat"}
 
 
 def _training_traces(history):
@@ -123,6 +124,11 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
         grid, or the standard error).
     log_partition_method_ : str
         ``"grid"``, ``"importance"`` or ``"ais"``.
+    log_partition_bracket_ : tuple of float
+        ``(lower, upper)``: stochastic bounds of ``log Z`` by forward and
+        reverse AIS, set by :meth:`log_partition_bracket` (not by ``fit``;
+        absent until it is called). Their gap bounds the error of
+        ``log_partition_``; a wide one means the chains do not mix.
     step_size_ : float
         Langevin step size of the chains (after adaptation in ``"longrun"``).
     diagnostics_ : dict
@@ -167,7 +173,7 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
     _warm_fixed = (*BaseEBM._warm_fixed, "method", "scaling", "base", "base_components")
     _fitted_attributes = (
         *BaseEBM._fitted_attributes, "net_", "method_", "log_partition_", "log_partition_se_",
-        "log_partition_method_", "diagnostics_", "_folds_",
+        "log_partition_method_", "diagnostics_", "_folds_", "log_partition_bracket_",
     )
 
     def __init__(
@@ -239,7 +245,63 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
         g = make_generator(self.random_state, self.net_.device)
         self.log_partition_, self.log_partition_se_, self.log_partition_method_ = method.log_partition(self, Z, g)
         self.diagnostics_ = _training_traces(self.net_.history)
+        vars(self).pop("log_partition_bracket_", None)  # a warm start's copy belongs to the previous model
         return self
+
+    @consistent_read
+    def log_partition_bracket(self, *, n_chains=256, n_temperatures=200, n_steps=None, random_state=None):
+        r"""Bracket ``log Z`` between forward and reverse AIS; also sets ``log_partition_bracket_``.
+
+        Forward annealed importance sampling from the base density gives a
+        stochastic lower bound of the model's ``log Z``, reverse AIS from
+        samples of the model (the chains of :meth:`sample`) a stochastic
+        upper one (:func:`skebm.mcmc.log_partition_bracket`, bidirectional
+        Monte Carlo). The width ``upper - lower`` bounds the error of
+        both and of ``log_partition_`` when it lies inside: a narrow
+        bracket (a few hundredths of a nat) says the normalisation, hence
+        :meth:`score_samples`, can be trusted to that much; a wide one that
+        the chains do not mix (the model has modes the base or the sampler
+        miss) and neither estimate, nor ``log_partition_``, should be
+        trusted. Not computed by ``fit`` (it costs about
+        ``n_chains * (n_steps + 2 n_temperatures)`` gradient evaluations):
+        call it once after fitting; a refit drops the attribute. Most useful
+        for the ``"importance"`` and ``"longrun"`` methods, whose
+        ``log_partition_`` is a sampling estimate.
+
+        Parameters
+        ----------
+        n_chains : int, default=256
+            AIS chains in each direction.
+        n_temperatures : int, default=200
+            Distributions on the annealing path, ends included (one MALA
+            step each).
+        n_steps : int, default=None
+            MALA steps of the chains that draw the model samples of reverse
+            AIS (from where :meth:`sample` starts); ``None``: the method's
+            ``n_sample_steps``.
+        random_state : int, RandomState instance or None, default=None
+            Seed of the chains.
+
+        Returns
+        -------
+        bracket : tuple of float
+            ``(lower, upper)``, stochastic bounds of ``log Z`` in model
+            units (those of ``log_partition_``).
+        """
+        self._check_fitted()
+        limits = {"n_chains": [Int(2)], "n_temperatures": [Int(2)], "n_steps": [NONNEG_INT, None]}
+        check_params(limits, {"n_chains": n_chains, "n_temperatures": n_temperatures, "n_steps": n_steps},
+                     "log_partition_bracket")
+        n_steps = self.method_.n_sample_steps if n_steps is None else n_steps
+        g, energy = self._generator(random_state), self.net_.energy
+        with self.net_.thread_scope():
+            x0, sampler = self.method_.starts(self, n_chains, g), self.method_.sampler(self)
+            samples = sampler(energy, x0, generator=g, n_steps=n_steps)
+            base = _annealing_base(self.base_, self._feature_shape, samples.cpu().numpy(), g)
+            bracket = log_partition_bracket(energy, base, samples, n_chains=n_chains, n_temperatures=n_temperatures,
+                                            step_size=float(getattr(sampler, "step_size", 0.1)), generator=g)
+        self.log_partition_bracket_ = tuple(float(v) for v in bracket)
+        return self.log_partition_bracket_
 
     @consistent_read
     def diagnose(self, X, *, n_steps=100, random_state=None, sampler=None):
@@ -264,7 +326,11 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
             ``diagnostics_`` plus, per further step, ``"chain_energy"``,
             ``"chain_grad_norm"`` and ``"chain_acceptance"``, and
             ``"data_energy"`` and ``"energy_gap"`` (chains minus data: near 0
-            in a steady state). Plot with :func:`skebm.plotting.plot_diagnostics`.
+            in a steady state), ``"chain_ess"`` and ``"chain_rhat"`` (the
+            effective sample size and split-R-hat of the chains' energies
+            over the steps: an R-hat above 1.01 or an ESS far below
+            ``n_chains * n_steps`` says the chains mix slowly). Plot with
+            :func:`skebm.plotting.plot_diagnostics`.
         """
         self._check_fitted()
         check_params({"n_steps": [POSITIVE_INT]}, {"n_steps": n_steps}, "diagnose")

@@ -156,6 +156,7 @@ def test_return_chains_and_trace_and_call_overrides():
     x, chains, trace = sampler(lambda x: 0.5 * (x**2).sum(1), torch.zeros(20, 2), generator=_gen(), n_steps=12,
                                return_chains=True, return_trace=True)
     assert chains.shape == (13, 20, 2) and torch.equal(chains[-1], x) and torch.equal(chains[0], torch.zeros(20, 2))
+    assert trace.pop("chain_energy").shape == (20, 12)  # each chain's energy before each step
     assert {k: len(v) for k, v in trace.items()} == {"energy": 12, "grad_norm": 12, "acceptance": 12, "step_size": 12}
     assert sampler.n_steps == 30  # overrides are for one call
 
@@ -169,6 +170,9 @@ def test_chain_diagnostics_runs_hmc_and_parallel_tempering():
                                  generator=_gen())
         assert abs(diag["energy_gap"]) < 0.15
         assert len(diag["grad_norm"]) == len(diag["acceptance"]) == 20
+        # the per-chain energy trace gives ESS and R-hat (NaN without it); 20 correlated draws per chain: R-hat
+        # a little above 1, far below that of chains that disagree
+        assert 0 < diag["ess"] <= 2000 * 20 and 0.99 < diag["rhat"] < 1.5
 
 
 BAD_HMC = [

@@ -13,6 +13,7 @@ from ._history import n_updates
 from .._torch_utils import check_rows_fit
 from .._images import check_image_shape, image_mosaic
 from .._validation import NONNEG_INT, POSITIVE_INT, StrOptions, check_params
+from ..mcmc._convergence import _energy_convergence
 
 __all__ = ["SampleMonitor"]
 
@@ -105,8 +106,13 @@ class SampleMonitor(Callback):
         energy of the monitor's samples), ``langevin_grad_norm`` (mean norm
         of the energy's input gradient along the monitor's chains),
         ``grad_norm`` (mean parameter gradient norm since the previous
-        snapshot), ``acceptance`` (MALA only), ``path`` (the PNG, or
-        ``None``) and ``seconds`` (time the snapshot took).
+        snapshot), ``acceptance`` (MALA only), ``ess`` and ``rhat`` (the
+        effective sample size and split-R-hat of the energy of each monitor
+        chain over its steps, :func:`~skebm.mcmc.effective_sample_size`,
+        :func:`~skebm.mcmc.split_rhat`: R-hat well above 1 means the chains
+        are still drifting or disagree; NaN with fewer than 4 steps),
+        ``path`` (the PNG, or ``None``) and ``seconds`` (time the snapshot
+        took).
     paths_ : list of str
         The PNG files written.
     image_shape_ : tuple of int or None
@@ -277,6 +283,7 @@ class SampleMonitor(Callback):
             "acceptance": trace.get("acceptance_rate", math.nan),
             "path": None,
         }
+        record["ess"], record["rhat"] = _energy_convergence(trace.get("chain_energy"))
         self._grad_norms_ = []
         self._last_ = n
         if self.folder is not None:

@@ -6,6 +6,8 @@ random draw takes an optional :class:`torch.Generator`.
 """
 
 from ._ais import ais_log_partition, grid_log_partition, sigmoid_schedule
+from ._ais import log_partition_bracket, reverse_ais_log_partition
+from ._convergence import effective_sample_size, split_rhat
 from ._diagnostics import chain_diagnostics
 from ._hmc import HMCSampler
 from ._init import (
@@ -50,6 +52,7 @@ __all__ = [
     "autocast_context",
     "cell_edges",
     "chain_diagnostics",
+    "effective_sample_size",
     "estimate_log_partition",
     "expected_stationary_std",
     "grid_box",
@@ -57,8 +60,11 @@ __all__ = [
     "importance_log_partition",
     "independence_mh",
     "langevin",
+    "log_partition_bracket",
     "make_chain_init",
+    "reverse_ais_log_partition",
     "row_keys",
     "sigmoid_schedule",
+    "split_rhat",
     "unrolled_langevin",
 ]

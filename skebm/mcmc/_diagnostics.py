@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .._torch_utils import batched
+from ._convergence import _energy_convergence
 from ._protocol import check_sampler
 
 __all__ = ["chain_diagnostics"]
@@ -51,7 +52,11 @@ def chain_diagnostics(energy_fn, x_data, x_chains, sampler, *, n_steps=100, gene
         ``"acceptance"`` (list, acceptance per step; empty without
         a Metropolis test), ``"energy_gap"`` (float, mean energy of the final chains
         minus that of the data: near 0 in a steady state) and
-        ``"chains"`` (the final states).
+        ``"chains"`` (the final states); ``"ess"`` and ``"rhat"`` (floats,
+        :func:`effective_sample_size` and :func:`split_rhat` of the energy
+        of each chain over the steps, shape ``(n_chains, n_steps)``: an ESS
+        near ``n_chains * n_steps`` and an R-hat below 1.01 say the chains
+        mix and agree; NaN with fewer than 4 steps).
 
     Examples
     --------
@@ -68,6 +73,7 @@ def chain_diagnostics(energy_fn, x_data, x_chains, sampler, *, n_steps=100, gene
     x, trace = sampler(energy_fn, x_chains, n_steps=n_steps, return_trace=True, generator=generator)
     e_data = _mean_energy(energy_fn, x_data)
     e_end = _mean_energy(energy_fn, x)
+    ess, rhat = _energy_convergence(trace.get("chain_energy"))
     return {
         "energy_data": e_data,
         "energy_chains": [float(v) for v in trace["energy"]] + [e_end],
@@ -75,4 +81,6 @@ def chain_diagnostics(energy_fn, x_data, x_chains, sampler, *, n_steps=100, gene
         "acceptance": [float(v) for v in trace.get("acceptance", [])],
         "energy_gap": float(np.float64(e_end) - e_data),
         "chains": x,
+        "ess": ess,
+        "rhat": rhat,
     }

@@ -264,7 +264,7 @@ def _hmc(energy_fn, x0, *, n_steps, step_size, n_leapfrog, temperature, n_warmup
         mask = mask.to(device=x.device, dtype=x.dtype)
     n, shape = len(x), (-1,) + (1,) * (x.ndim - 1)
     chains = [x.clone()] if return_chains else None
-    trace = {"energy": [], "grad_norm": [], "acceptance": [], "step_size": []} if return_trace else None
+    trace = {"energy": [], "grad_norm": [], "acceptance": [], "step_size": [], "chain_energy": []} if return_trace else None
     n_warmup = min(n_warmup, n_steps)
     adapt = _StepSizeAdaptation(step_size, target_acceptance) if n_warmup else None
     eps, accepted, counted = float(step_size), 0.0, 0
@@ -306,6 +306,7 @@ def _hmc(energy_fn, x0, *, n_steps, step_size, n_leapfrog, temperature, n_warmup
             trace["grad_norm"].append(float(grad.flatten(1).norm(dim=1).mean() * temperature))
             trace["acceptance"].append(float(accept.float().mean()))
             trace["step_size"].append(eps)
+            trace["chain_energy"].append(energy.detach().float().clone())  # each chain before the step: ESS, R-hat
         a = accept.view(shape)
         x = torch.where(a, y, x)
         grad = torch.where(a, g, grad)
@@ -321,4 +322,7 @@ def _hmc(energy_fn, x0, *, n_steps, step_size, n_leapfrog, temperature, n_warmup
         if return_chains:
             chains.append(x.clone())
     rate = accepted / counted if counted else float("nan")
+    if return_trace:  # (n_chains, n_steps), as the Langevin trace
+        energies = trace["chain_energy"]
+        trace["chain_energy"] = torch.stack(energies, 1) if energies else torch.zeros(len(x), 0, device=x.device)
     return x, chains, trace, eps, rate

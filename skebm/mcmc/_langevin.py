@@ -132,7 +132,11 @@ def langevin(
     return_trace : bool, default=False
         Also return a dict with the per-step mean energy and mean gradient
         norm (steady-state diagnostics), plus the per-step acceptance rate
-        under ``"acceptance"`` when ``metropolis=True``.
+        under ``"acceptance"`` when ``metropolis=True``, and the energy of
+        every chain before every step under ``"chain_energy"`` (a tensor
+        ``(n_chains, n_steps)``: the draws of
+        :func:`~skebm.mcmc.effective_sample_size` and
+        :func:`~skebm.mcmc.split_rhat`).
 
     Returns
     -------
@@ -141,8 +145,9 @@ def langevin(
     chains : torch.Tensor
         Only if ``return_chains``.
     trace : dict
-        Only if ``return_trace``: ``{"energy": [...], "grad_norm": [...]}``
-        (and ``"acceptance"`` with ``metropolis=True``). Energies and
+        Only if ``return_trace``: ``{"energy": [...], "grad_norm": [...],
+        "chain_energy": tensor}`` (and ``"acceptance"`` with
+        ``metropolis=True``). Energies and
         gradient norms are those of ``energy_fn`` itself at the state before
         each step.
     """
@@ -228,7 +233,8 @@ def langevin_step(energy_fn, x, xi, dynamics, *, create_graph=False, trace=None)
         sampler's step.
     trace : dict, default=None
         Appends the mean energy and mean gradient norm at ``x`` to
-        ``trace["energy"]`` and ``trace["grad_norm"]``.
+        ``trace["energy"]`` and ``trace["grad_norm"]``, and the energy of
+        each chain to ``trace["chain_energy"]``.
 
     Returns
     -------
@@ -239,6 +245,7 @@ def langevin_step(energy_fn, x, xi, dynamics, *, create_graph=False, trace=None)
     if trace is not None:
         trace["energy"].append(float(energy.detach().float().mean()))
         trace["grad_norm"].append(float(grad.detach().flatten(1).norm(dim=1).mean()))
+        trace["chain_energy"].append(energy.detach().float())
     if not create_graph:
         x = x.detach()
     drift = dynamics.drift(grad, x)
@@ -258,7 +265,7 @@ def _ula(energy_fn, x0, n_steps, dynamics, return_chains, return_trace, noise):
     """Unadjusted Langevin; see :func:`langevin`."""
     x = x0.detach().to(torch.float32).clone()
     chains = [x.clone()] if return_chains else None
-    trace = {"energy": [], "grad_norm": []} if return_trace else None
+    trace = {"energy": [], "grad_norm": [], "chain_energy": []} if return_trace else None
     for _ in range(n_steps):
         x = langevin_step(energy_fn, x, noise.randn_like(x), dynamics, trace=trace)
         if return_chains:
@@ -281,7 +288,9 @@ def _run(energy_fn, x0, n_steps, step_size, *, noise_scale=None, temperature=1.0
     out = [x]
     if return_chains:
         out.append(torch.stack(chains))
-    if return_trace:
+    if return_trace:  # the energy of each chain before each step: (n_chains, n_steps), for ESS and R-hat
+        energies = trace["chain_energy"]
+        trace["chain_energy"] = torch.stack(energies, 1) if energies else torch.zeros(len(x), 0, device=x.device)
         out.append(trace)
     return (out[0] if len(out) == 1 else tuple(out)), rate
 
@@ -323,7 +332,7 @@ def _mala(energy_fn, x0, n_steps, dynamics, return_chains, return_trace, noise, 
     sigma, mask = dynamics.sigma, dynamics.mask
     x = x0.detach().to(torch.float32).clone()
     chains = [x.clone()] if return_chains else None
-    trace = {"energy": [], "grad_norm": [], "acceptance": []} if return_trace else None
+    trace = {"energy": [], "grad_norm": [], "acceptance": [], "chain_energy": []} if return_trace else None
     n_accepted = torch.zeros((), device=x.device)
 
     def potential(x):  # energy, its gradient, and the potential E/T + |x|^2/(2 tau^2)
@@ -360,6 +369,7 @@ def _mala(energy_fn, x0, n_steps, dynamics, return_chains, return_trace, noise, 
             trace["energy"].append(float(energy.mean()))
             trace["grad_norm"].append(float(grad.flatten(1).norm(dim=1).mean()))
             trace["acceptance"].append(float(accept.float().mean()))
+            trace["chain_energy"].append(energy.clone())
         n_accepted += accept.sum()
         a = accept.view(-1, *([1] * (x.ndim - 1)))
         x = torch.where(a, y, x)

@@ -66,6 +66,17 @@ class _FlatBase:
         return self.base.log_prob(x.reshape(len(x), -1))
 
 
+def _annealing_base(base, shape, points, generator=None):
+    """The start of AIS in the feature shape ``shape``: ``base``, or a Gaussian fitted to ``points`` without one."""
+    if base is None:  # a Gaussian fitted to the data starts the annealing
+        flat = np.asarray(points, dtype=np.float64).reshape(len(points), -1)
+        cov = np.atleast_2d(np.cov(flat, rowvar=False)) + 1e-3 * np.eye(flat.shape[1])
+        base = GaussianMixtureSource([1.0], flat.mean(0, keepdims=True), cov[None])
+        if generator is not None:
+            base = base.to(generator.device)
+    return _FlatBase(base, shape)
+
+
 def importance_log_partition(energy_fn, base, shape, *, n_samples=2**18, batch_size=32768, generator=None):
     """``log Z`` of ``exp(-energy_fn)`` by importance sampling from a normalised base density.
 
@@ -190,15 +201,9 @@ def estimate_log_partition(
             energy_fn, base, shape, n_samples=n_importance_samples, generator=generator
         )
         return log_z, error, "importance"
-    if base is None:  # a Gaussian fitted to the data starts the annealing
-        flat = np.asarray(points[0], dtype=np.float64).reshape(len(points[0]), -1)
-        cov = np.atleast_2d(np.cov(flat, rowvar=False)) + 1e-3 * np.eye(n_dims)
-        base = GaussianMixtureSource([1.0], flat.mean(0, keepdims=True), cov[None])
-        if generator is not None:
-            base = base.to(generator.device)
     log_z, error = ais_log_partition(
         energy_fn,
-        _FlatBase(base, shape),
+        _annealing_base(base, shape, points[0], generator),
         n_chains=n_ais_chains,
         n_temperatures=n_ais_temperatures,
         step_size=step_size,

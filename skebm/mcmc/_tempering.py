@@ -228,7 +228,10 @@ class ParallelTempering(SamplerSettings):
                     chains.extend(rest.pop(0)[1:])
                 if "return_trace" in flags:
                     for key, values in rest.pop(0).items():
-                        trace.setdefault(key, []).extend(values)
+                        if torch.is_tensor(values):  # per-chain values, (n_chains, n_steps): join the segments
+                            trace[key] = values if key not in trace else torch.cat([trace[key], values], 1)
+                        else:
+                            trace.setdefault(key, []).extend(values)
                 if r == 0 and warmup and hasattr(samplers[k], "step_size_"):
                     extra[k].update(step_size=samplers[k].step_size_, n_warmup=0)
             self._swap(energy_fn, xs, ladder, r % 2, draws, tried, accepted)
