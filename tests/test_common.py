@@ -15,6 +15,9 @@ def flat_estimators():
     """Small, fast instances of every estimator on flat features."""
     return [
         EBMGenerator(max_iter=4, batch_size=16, n_steps=3, buffer_size=64, energy_params=SMALL_MLP, random_state=0),
+        # denoising score matching: no chains in training, annealed Langevin over 3 noise levels in sample
+        EBMGenerator(objective="dsm", n_noise_levels=3, max_iter=4, batch_size=16, n_steps=3, energy_params=SMALL_MLP,
+                     random_state=0),
         EBMPurifier(max_iter=4, batch_size=16, n_steps=2, n_purify_steps=3, energy_params=SMALL_MLP, random_state=0),
         # method="auto": quadrature on 2 features, importance sampling on the wider data of scikit-learn's checks
         EBMDensity(
@@ -35,6 +38,7 @@ def image_estimators():
     common = dict(image_shape=(1, 8, 8), max_iter=4, batch_size=16, n_steps=2, energy_params=SMALL_CONV, random_state=0)
     return [
         EBMGenerator(buffer_size=64, **common),
+        EBMGenerator(objective="dsm", n_noise_levels=3, **common),
         EBMPurifier(n_purify_steps=3, **common),
         NGEBMClassifier(**{k: v for k, v in common.items() if k != "n_steps"}),
     ]
