@@ -134,7 +134,7 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
         ``"auto"``: the largest distance between two training rows (of a
         seeded subsample of 2,000), as NCSN v2 advises; at least
         ``sigma_min``.
-    sigma_min : float, default=0.01
+    sigma_min : float, default=0.05
         Smallest noise level of ``objective="dsm"``: :meth:`score_samples`
         and :meth:`inpaint`'s last step use the energy at this level.
     n_noise_levels : int, default=10
@@ -221,7 +221,7 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
         data_noise=0.01,
         objective="ml",
         sigma_max="auto",
-        sigma_min=0.01,
+        sigma_min=0.05,
         n_noise_levels=10,
         device="auto",
         precision="fp32",
