@@ -451,6 +451,8 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
         The value is a log-density only up to the unknown constant
         ``log Z``; compare samples under one model, not models with each
         other. For a normalised density use :class:`~skebm.EBMDensity`.
+        With ``objective="dsm"`` it is the energy at the smallest noise
+        level, ``-E(x) / (sigma_min * T)``.
 
         Parameters
         ----------
