@@ -92,6 +92,11 @@ class DSMNet(EBMNet):
         Decreasing positive noise levels (copied into ``noise_levels_``).
     criterion : type, default=DenoisingScoreMatchingLoss
         The loss module, called on ``((grad, sigma), z)``.
+    scale_energy : bool, default=True
+        Divide the energy by the level (NCSN v2's output scaling, so one
+        network serves every level); ``False``: the energy is the
+        network's at every level, for one level (Vincent's DSM, as
+        :class:`~skebm.density.ScoreMatching` trains a density).
     **kwargs
         The arguments of :class:`~skebm.engine.EBMNet`; ``sampler`` is the
         Langevin sampler of the smallest level (its ``noise_scale`` is
@@ -103,8 +108,9 @@ class DSMNet(EBMNet):
         The levels, as its buffer ``sigmas`` (decreasing).
     """
 
-    def __init__(self, module, *, noise_levels, criterion=DenoisingScoreMatchingLoss, **kwargs):
+    def __init__(self, module, *, noise_levels, criterion=DenoisingScoreMatchingLoss, scale_energy=True, **kwargs):
         self.noise_levels = noise_levels
+        self.scale_energy = scale_energy
         super().__init__(module, criterion=criterion, **kwargs)
 
     def initialize_module(self):
@@ -131,7 +137,7 @@ class DSMNet(EBMNet):
 
     # ------------------------------------------------- energies and chains
     def energy(self, x, y=None, *, module=None, sigma=None):
-        """``E(x) / (sigma T)``: the energy at noise level ``sigma`` (default: the smallest).
+        """``E(x) / (sigma T)``: the energy at noise level ``sigma`` (default: the smallest; ``E / T`` unscaled).
 
         Parameters
         ----------
@@ -148,8 +154,10 @@ class DSMNet(EBMNet):
         -------
         energy : torch.Tensor of shape (n,)
         """
-        sigma = self.sigma_min if sigma is None else sigma
-        return super().energy(x, y, module=module) / sigma
+        energy = super().energy(x, y, module=module)
+        if not self.scale_energy:
+            return energy
+        return energy / (self.sigma_min if sigma is None else sigma)
 
     def _score_step(self, x, y, sigma, mask):
         """Tweedie's denoising step ``x + sigma^2 s(x, sigma)`` (only where ``mask`` is nonzero)."""
