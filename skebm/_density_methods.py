@@ -779,9 +779,8 @@ class ScoreMatching(_HeldOutML):
     tilt_bound : float or None, default=None
         Soft bound ``f = M tanh(g / M)`` of the tilt. None by default: the
         score-matching loss does not see a constant added to the tilt, so
-        the tilt drifts and a bound saturates (on a 2-D mixture of six
-        Gaussians, held-out log-likelihood -3.19 with a bound of 6 against
-        -2.45 without).
+        the tilt drifts and a bound saturates (measured in
+        ``benchmarks/reports/dsm.md``).
     step_size : float, default=0.1
         Langevin step size of the MALA chains of ``sample`` and ``diagnose``.
     n_sample_steps : int, default=200

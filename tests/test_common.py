@@ -4,7 +4,7 @@ import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks as sklearn_checks
 
 from skebm import EBMDensity, EBMGenerator, EBMPurifier, NGEBMClassifier, PurifiedClassifier
-from skebm.density import LongrunML
+from skebm.density import LongrunML, ScoreMatching
 from skebm.utils.estimator_checks import parametrize_with_checks as skebm_checks
 
 SMALL_MLP = {"hidden_units": (16,)}
@@ -28,6 +28,9 @@ def flat_estimators():
             max_iter=4, batch_size=32, base_components=2, energy_params={"hidden_units": (16,), "fourier_features": 8},
             random_state=0,
         ),
+        # denoising score matching at one noise level, log Z once after training
+        EBMDensity(method=ScoreMatching(n_sample_steps=3), max_iter=4, batch_size=32, energy_params={"hidden_units": (16,)},
+                   random_state=0),
         # sklearn's check_classifiers_train wants accuracy > 0.83: a little more training
         NGEBMClassifier(max_iter=60, batch_size=32, lr=1e-2, energy_params=SMALL_MLP, random_state=0),
     ]

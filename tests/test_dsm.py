@@ -6,8 +6,10 @@ import torch
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import pairwise_distances
 
-from skebm import EBMGenerator
+from skebm import EBMDensity, EBMGenerator
+from skebm.density import ScoreMatching
 from skebm.engine import DenoisingScoreMatchingLoss
+from skebm.engine._density import ScoreMatchingNet
 from skebm.mcmc import NoiseInit
 
 SMALL = {"hidden_units": (64, 64)}
@@ -97,3 +99,58 @@ def test_seeded_dsm_fits_are_reproducible():
     np.testing.assert_array_equal(a.sample(5, random_state=1), b.sample(5, random_state=1))
     chains = a.sample(3, random_state=1, n_steps=2, return_chains=True)[1]
     assert chains.shape == (a.n_noise_levels * 2 + 2, 3, 2)  # every level's steps, the start, the denoising step
+
+
+# --------------------------------------------------------------- EBMDensity(method=ScoreMatching())
+def _mixture(n, seed):
+    """Three well separated Gaussians in 2-D."""
+    rng = np.random.RandomState(seed)
+    centers = np.array([[0.0, 0.0], [4.0, 0.0], [2.0, 3.5]])
+    return centers[rng.randint(3, size=n)] + 0.4 * rng.randn(n, 2)
+
+
+@pytest.fixture(scope="module")
+def score_matching_fit():
+    X = _mixture(1200, 0)
+    est = EBMDensity(method=ScoreMatching(), base="gaussian", max_iter=1500, random_state=0).fit(X)
+    return est, X
+
+
+def test_score_matching_is_normalised(score_matching_fit):
+    est, X = score_matching_fit
+    assert est.log_partition_method_ == "grid"
+    assert isinstance(est.net_, ScoreMatchingNet) and not est.net_.runs_chains
+    # the density integrates to one on an independent fine grid in the units of X (midpoint rule)
+    lo, hi, n = X.min(0) - 3.0, X.max(0) + 3.0, 400
+    axes = [lo[i] + (np.arange(n) + 0.5) * (hi[i] - lo[i]) / n for i in range(2)]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 2)
+    cell = np.prod((hi - lo) / n)
+    assert np.exp(est.score_samples(grid)).sum() * cell == pytest.approx(1.0, abs=0.02)
+
+
+def test_score_matching_learns_beyond_the_base(score_matching_fit):
+    est, X = score_matching_fit
+    X_test = _mixture(2000, 1)
+    base = EBMDensity(method=ScoreMatching(), base="gaussian", max_iter=0, random_state=0).fit(X)
+    assert est.score(X_test) > base.score(X_test) + 0.5  # one Gaussian cannot hold three modes
+    assert est.net_.stopped_early_ or len(est.net_.history) * 25 >= 1500
+    assert np.isfinite(est.diagnostics_["valid_loss"]).all()
+
+
+def test_score_matching_by_name_and_in_more_dimensions():
+    X = np.random.RandomState(0).randn(300, 4)
+    est = EBMDensity(method="score_matching", max_iter=10, random_state=0).fit(X)
+    assert est.method_.name == "score_matching" and est.log_partition_method_ == "importance"
+    assert np.isfinite(est.score(X))
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [({"noise_level": 0.0}, "noise_level"), ({"noise_level": -1.0}, "noise_level"),
+     ({"n_iter_no_change": 0}, "n_iter_no_change"), ({"validation_fraction": 1.0}, "validation_fraction")],
+)
+def test_score_matching_bad_parameters(params, match):
+    est = EBMDensity(method=ScoreMatching(**params), max_iter=2)
+    with pytest.raises(ValueError, match=match):
+        est.fit(_mixture(50, 0))
+    assert not hasattr(est, "net_") and est.method.get_params()[next(iter(params))] == next(iter(params.values()))
