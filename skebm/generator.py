@@ -15,7 +15,7 @@ from ._base import (
 from ._docs import fill_doc
 from ._torch_utils import batched, check_rows_fit
 from ._validation import FINITE, NONNEG_INT, POSITIVE, POSITIVE_INT, SCALE, check_params
-from .engine._dsm import DSMNet, geometric_noise_levels
+from .engine._dsm import DSMNet, geometric_noise_levels, overlapping_n_levels
 from .mcmc import LangevinSampler, make_chain_init
 
 __all__ = ["EBMGenerator", "compose"]
@@ -194,7 +194,7 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
         "objective": [StrOptions(set(_OBJECTIVES))],
         "sigma_max": [SCALE, StrOptions({"auto"})],
         "sigma_min": [SCALE],
-        "n_noise_levels": [POSITIVE_INT],
+        "n_noise_levels": [POSITIVE_INT, StrOptions({"auto"})],
     }
     _fitted_attributes = (*BaseEBM._fitted_attributes, "net_", "classes_")
     _warm_fixed = (*BaseEBM._warm_fixed, "objective", "sigma_max", "sigma_min", "n_noise_levels")
@@ -276,8 +276,8 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
 
     def _noise_levels(self, Z):
         """The noise levels of a DSM fit on the model-range data ``Z`` (None: loading, the file sets them)."""
-        if Z is None:
-            return [1.0] * self.n_noise_levels
+        if Z is None:  # "auto": one level here, the file's count replaces it
+            return [1.0] * (1 if isinstance(self.n_noise_levels, str) else self.n_noise_levels)
         sigma_max = self.sigma_max
         if isinstance(sigma_max, str):  # "auto": the largest distance between two rows (NCSN v2, technique 1)
             from sklearn.metrics import pairwise_distances
@@ -289,7 +289,11 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
                 )
                 flat = flat[np.sort(rows)]
             sigma_max = float(pairwise_distances(flat.astype(np.float64)).max()) if len(flat) > 1 else 0.0
-        return geometric_noise_levels(max(float(sigma_max), self.sigma_min), self.sigma_min, self.n_noise_levels)
+        sigma_max = max(float(sigma_max), self.sigma_min)
+        n_levels = self.n_noise_levels
+        if isinstance(n_levels, str):  # "auto": consecutive levels overlap in this dimension (NCSN v2, technique 2)
+            n_levels = overlapping_n_levels(sigma_max, self.sigma_min, int(np.prod(Z.shape[1:])))
+        return geometric_noise_levels(sigma_max, self.sigma_min, n_levels)
 
     def _engine_params(self, Z=None):
         if not self._dsm:
