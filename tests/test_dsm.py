@@ -154,3 +154,21 @@ def test_score_matching_bad_parameters(params, match):
     with pytest.raises(ValueError, match=match):
         est.fit(_mixture(50, 0))
     assert not hasattr(est, "net_") and est.method.get_params()[next(iter(params))] == next(iter(params.values()))
+
+
+def test_auto_levels_overlap_by_dimension_and_survive_save(tmp_path):
+    from skebm import load, save
+    from skebm.engine._dsm import overlapping_n_levels
+
+    # the ratio of consecutive levels shrinks with the dimension: more levels on larger inputs
+    assert overlapping_n_levels(20.0, 0.05, 2) == 2 < overlapping_n_levels(20.0, 0.05, 64)
+    assert overlapping_n_levels(20.0, 0.05, 64) < overlapping_n_levels(20.0, 0.05, 784)
+    assert overlapping_n_levels(0.05, 0.05, 784) == 1
+    X = np.random.RandomState(0).rand(60, 16)
+    gen = EBMGenerator(objective="dsm", n_noise_levels="auto", max_iter=2, energy_params=SMALL, random_state=0).fit(X)
+    levels = gen.noise_levels_
+    assert len(levels) == overlapping_n_levels(levels[0], 0.05, 16) > 2
+    save(gen, tmp_path / "gen.skebm")
+    np.testing.assert_allclose(load(tmp_path / "gen.skebm").noise_levels_, levels)
+    with pytest.raises(ValueError, match="n_noise_levels"):
+        EBMGenerator(objective="dsm", n_noise_levels="many").fit(X)
