@@ -758,9 +758,10 @@ class ScoreMatching(_HeldOutML):
     normalised. The cost per update is one forward and one double-backward
     pass of a batch: no grid, no importance draws. With
     :class:`~skebm.EBMDensity`'s ``"auto"`` settings: standardised
-    features, the best of 1, 2 and 4 Gaussian components on the held-out
-    split as the base, an MLP of two layers of 128, 3,000 updates at most
-    (25 per epoch), lr 1e-3.
+    features, one Gaussian base (a mixture base leaves regions between
+    its components where the tilt extrapolates freely; measured in
+    ``benchmarks/reports/dsm.md``), an MLP of two layers of 128, 3,000
+    updates at most (25 per epoch), lr 1e-3.
 
     Parameters
     ----------
@@ -800,7 +801,7 @@ class ScoreMatching(_HeldOutML):
     """
 
     name = "score_matching"
-    defaults = {"scaling": "standard", "base": "select", "max_iter": 3000, "lr": 1e-3}
+    defaults = {"scaling": "standard", "base": "gaussian", "max_iter": 3000, "lr": 1e-3}
     network = {"hidden_units": (128, 128), "fourier_features": 0, "fourier_scale": 1.0}
     updates_per_epoch = 25
     _warm_fixed = (*_HeldOutML._warm_fixed, "noise_level")

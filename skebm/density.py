@@ -89,9 +89,9 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
         (Yeo-Johnson for ``"importance"``).
     base : {"auto", "gaussian", "gmm"}, GaussianMixture or None, default="auto"
         Base density :math:`q` (see ``skebm.density.fit_base_density``). ``"auto"``:
-        the method's (one Gaussian for ``"quadrature"``, the best of 1, 2
-        and 4 components on the held-out split for ``"importance"`` and
-        ``"score_matching"``,
+        the method's (one Gaussian for ``"quadrature"`` and
+        ``"score_matching"``, the best of 1, 2 and 4 components on the
+        held-out split for ``"importance"``,
         ``"gmm"`` for ``"longrun"``). ``None``: no base
         (``LongrunML(tau=...)`` then bounds the density).
     base_components : int, "cv" or "bic", default="cv"
