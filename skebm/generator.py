@@ -143,7 +143,8 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
         are ``noise_levels_``. ``"auto"``: as many as make consecutive
         levels overlap in the data's dimension ``D`` (NCSN v2's technique
         2: the ratio of two levels about 1.36 for ``D = 64``, 1.08 for
-        784, so more levels in more dimensions).
+        784, so more levels in more dimensions); with the default step and
+        800 updates it samples worse on MNIST than 10 levels.
     {device}
     {precision}
     {callbacks}
