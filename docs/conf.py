@@ -137,7 +137,7 @@ API_SECTIONS = [
         "title": "Density training methods",
         "description": "How EBMDensity trains its network: each method an object with its own parameters.",
         "groups": [("Methods", _subclass_of("skebm.density.DensityMethod"))],
-        "order": ["QuadratureML", "ImportanceML", "LongrunML", "DensityMethod", "fit_base_density"],
+        "order": ["QuadratureML", "ImportanceML", "LongrunML", "ScoreMatching", "DensityMethod", "fit_base_density"],
     },
     {
         "module": "skebm.mcmc",

@@ -38,7 +38,7 @@ from threadpoolctl import threadpool_limits
 from ._base import _is_plain, _same
 from ._validation import NONNEG, NONNEG_INT, NONNEG_SCALE, POSITIVE, POSITIVE_INT, PROB, SCALE, TEMPERATURE, Float, Int
 from .engine import EBMNet, HeldOutEarlyStopping
-from .engine._density import ImportanceNet, QuadratureNet
+from .engine._density import ImportanceNet, QuadratureNet, ScoreMatchingNet
 from .engine._random import seed_from
 from .mcmc import CHAIN_INITS, CellGrid, ChainInit, GaussianMixtureSource, LangevinSampler, NoiseSource
 from .mcmc import estimate_log_partition, make_chain_init
@@ -46,8 +46,8 @@ from .mcmc._init import _BURNIN_SIZE_RENAMED
 from .nn import MemberMean, TiltedEnergy, make_energy, zero_init_output
 
 __all__ = [
-    "DensityMethod", "QuadratureML", "ImportanceML", "LongrunML", "METHODS", "MethodHooks", "fit_base_density",
-    "resolve_method",
+    "DensityMethod", "QuadratureML", "ImportanceML", "LongrunML", "ScoreMatching", "METHODS", "MethodHooks",
+    "fit_base_density", "resolve_method",
 ]
 
 _BASE_COMPONENTS = (1, 2, 4, 8, 16, 32, 48, 64)
@@ -743,6 +743,98 @@ class LongrunML(DensityMethod):
         return est.net_.sampler_
 
 
+class ScoreMatching(_HeldOutML):
+    """Denoising score matching at one noise level, then ``log Z`` once: the method ``"score_matching"``.
+
+    Trains the tilt without ``log Z`` and without chains: each update
+    perturbs a batch by ``noise_level * z`` (:math:`z \\sim N(0, I)`) and
+    minimises :class:`~skebm.engine.DenoisingScoreMatchingLoss` (Vincent's
+    DSM, one level, the energy not scaled by it), whose minimiser is the
+    score of the data smoothed by :math:`N(0, \\sigma^2)`. Early stopping
+    on the same loss over a held-out split (fixed noise draws). The
+    normalising constant is computed once after training, as the other
+    methods do (the grid in one or two dimensions, importance sampling from
+    the base with 2**18 draws beyond), so ``score_samples`` stays
+    normalised. The cost per update is one forward and one double-backward
+    pass of a batch: no grid, no importance draws. With
+    :class:`~skebm.EBMDensity`'s ``"auto"`` settings: standardised
+    features, one Gaussian base (a mixture base leaves regions between
+    its components where the tilt extrapolates freely; measured in
+    ``benchmarks/reports/dsm.md``), an MLP of two layers of 128, 3,000
+    updates at most (25 per epoch), lr 1e-3.
+
+    Parameters
+    ----------
+    noise_level : float, default=0.1
+        Standard deviation :math:`\\sigma` of the noise, in model units
+        (standardised features): the model is the data smoothed at this
+        scale, like a kernel bandwidth.
+    early_stopping : bool, default=True
+        Stop when the held-out score-matching loss has not improved for
+        ``n_iter_no_change`` epochs and keep the best state.
+    validation_fraction : float, default=0.15
+        Share of the data held out for early stopping (and for choosing the
+        base).
+    n_iter_no_change : int, default=12
+        Epochs (of 25 updates) without improvement before stopping.
+    tilt_bound : float or None, default=None
+        Soft bound ``f = M tanh(g / M)`` of the tilt. None by default: the
+        score-matching loss does not see a constant added to the tilt, so
+        the tilt drifts and a bound saturates (measured in
+        ``benchmarks/reports/dsm.md``).
+    step_size : float, default=0.1
+        Langevin step size of the MALA chains of ``sample`` and ``diagnose``.
+    n_sample_steps : int, default=200
+        MALA steps ``sample`` runs from the base.
+
+    Examples
+    --------
+    >>> from skebm import EBMDensity
+    >>> from skebm.datasets import make_toy_2d
+    >>> from skebm.density import ScoreMatching
+    >>> X = make_toy_2d("moons", 300, random_state=0)
+    >>> est = EBMDensity(method=ScoreMatching(noise_level=0.2), max_iter=20, random_state=0).fit(X)
+    >>> est.log_partition_method_
+    'grid'
+    >>> est.score_samples(X[:3]).shape
+    (3,)
+    """
+
+    name = "score_matching"
+    defaults = {"scaling": "standard", "base": "gaussian", "max_iter": 3000, "lr": 1e-3}
+    network = {"hidden_units": (128, 128), "fourier_features": 0, "fourier_scale": 1.0}
+    updates_per_epoch = 25
+    _warm_fixed = (*_HeldOutML._warm_fixed, "noise_level")
+    _warm_applied = ()
+    _select_base_on_held_out = True
+    _parameter_constraints = {
+        **{k: v for k, v in _HELD_OUT_CONSTRAINTS.items() if k != "data_noise"}, "noise_level": [SCALE],
+    }
+    #: The data are not noised beside the score-matching perturbation (read by the engine, not a parameter).
+    data_noise = 0.0
+
+    def __init__(
+        self, noise_level=0.1, early_stopping=True, validation_fraction=0.15, n_iter_no_change=12, tilt_bound=None,
+        step_size=0.1, n_sample_steps=200,
+    ):
+        self.noise_level = noise_level
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tilt_bound = tilt_bound
+        self.step_size = step_size
+        self.n_sample_steps = n_sample_steps
+
+    def engine_params(self, est, Z):
+        extra = {"updates_per_epoch": self.updates_per_epoch, "noise_levels": [float(self.noise_level)]}
+        if Z is not None:
+            held_out = predefined_split(Dataset(Z[est._folds_ == 0], None))
+            extra.update(train_split=held_out, iterator_valid__batch_size=-1)
+        return ScoreMatchingNet, extra
+
+    engine_data = ImportanceML.engine_data
+
+
 class MethodHooks:
     """How :class:`~skebm.EBMDensity` answers the hooks of ``BaseEBM``: from its fitted method ``method_``.
 
@@ -821,7 +913,7 @@ class MethodHooks:
 
 
 #: The methods by their string shortcut.
-METHODS = {cls.name: cls for cls in (QuadratureML, ImportanceML, LongrunML)}
+METHODS = {cls.name: cls for cls in (QuadratureML, ImportanceML, LongrunML, ScoreMatching)}
 
 
 def resolve_method(method, shape, image_shape=None, base="auto"):

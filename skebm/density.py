@@ -1,7 +1,8 @@
 """EBMDensity: an energy-based density estimator with a normalised likelihood.
 
 The estimator is a facade over its training method (:class:`QuadratureML`,
-:class:`ImportanceML` or :class:`LongrunML`, see ``skebm/_density_methods.py``):
+:class:`ImportanceML`, :class:`LongrunML` or :class:`ScoreMatching`, see
+``skebm/_density_methods.py``):
 it holds the parameters every method shares and asks the method for the
 rest of a fit.
 """
@@ -13,8 +14,8 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseEBM, consistent_read, make_generator, transactional_fit
-from ._density_methods import METHODS, DensityMethod, ImportanceML, LongrunML, QuadratureML, fit_base_density
-from ._density_methods import MethodHooks, resolve_method
+from ._density_methods import METHODS, DensityMethod, ImportanceML, LongrunML, QuadratureML, ScoreMatching
+from ._density_methods import MethodHooks, fit_base_density, resolve_method
 from ._docs import fill_doc
 from ._validation import NONNEG_INT, POSITIVE_INT, SCALE, Int, check_params
 from .engine._history import training_rows
@@ -22,7 +23,9 @@ from .mcmc import chain_diagnostics, log_partition_bracket
 from .mcmc._partition import _annealing_base
 from .mcmc._protocol import check_sampler, run_sampler
 
-__all__ = ["EBMDensity", "DensityMethod", "QuadratureML", "ImportanceML", "LongrunML", "fit_base_density"]
+__all__ = [
+    "EBMDensity", "DensityMethod", "QuadratureML", "ImportanceML", "LongrunML", "ScoreMatching", "fit_base_density",
+]
 
 
 #: The keys of ``diagnose``'s output, from those of :func:`~skebm.mcmc.chain_diagnostics`.
@@ -61,7 +64,8 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
     grid, one or two features), :class:`~skebm.density.ImportanceML`
     (importance-sampled maximum likelihood, more features) or
     :class:`~skebm.density.LongrunML` (Langevin negatives from longrun
-    chains, images). After fitting it computes ``log Z`` once more, so
+    chains, images) or :class:`~skebm.density.ScoreMatching` (denoising
+    score matching at one noise level, no ``log Z`` in training). After fitting it computes ``log Z`` once more, so
     :meth:`score_samples` is a normalised log-density in the units of
     ``X``; :meth:`sample` runs Metropolis-adjusted Langevin chains, which
     leave the model density invariant however long they run.
@@ -75,7 +79,7 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
         otherwise.
     {energy_params}
     {image_shape}
-    method : {"auto", "quadrature", "importance", "longrun"} or DensityMethod, default="auto"
+    method : {"auto", "quadrature", "importance", "longrun", "score_matching"} or DensityMethod, default="auto"
         How the network is trained: a method object (its parameters are
         nested ones, ``method__grid_resolution``), or the name of one with
         its defaults. ``"auto"``: ``"quadrature"`` for one or two
@@ -87,15 +91,16 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
         (Yeo-Johnson for ``"importance"``).
     base : {"auto", "gaussian", "gmm"}, GaussianMixture or None, default="auto"
         Base density :math:`q` (see ``skebm.density.fit_base_density``). ``"auto"``:
-        the method's (one Gaussian for ``"quadrature"``, the best of 1, 2
-        and 4 components on the held-out split for ``"importance"``,
+        the method's (one Gaussian for ``"quadrature"`` and
+        ``"score_matching"``, the best of 1, 2 and 4 components on the
+        held-out split for ``"importance"``,
         ``"gmm"`` for ``"longrun"``). ``None``: no base
         (``LongrunML(tau=...)`` then bounds the density).
     base_components : int, "cv" or "bic", default="cv"
         Components of a ``"gmm"`` base.
     max_iter : int or None, default=None
         At most this many parameter updates (0: the base alone); ``None``:
-        the method's (600, 3,000 or 1,500).
+        the method's (600, 3,000, 1,500 or 3,000).
     batch_size : int, default=256
         Data samples per update (``"quadrature"`` takes them all).
     lr : float or None, default=None

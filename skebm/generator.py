@@ -6,18 +6,31 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import StrOptions
 
-from sklearn.utils.validation import _num_samples
+from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from ._base import (
-    BaseEBM, _ClassLabelsMixin, _PresetMixin, consistent_read, consistent_view, make_generator, transactional_fit,
+    BaseEBM, _ClassLabelsMixin, _PresetMixin, consistent_read, consistent_view, make_generator, seed_from,
+    transactional_fit,
 )
 from ._docs import fill_doc
-from ._torch_utils import check_rows_fit
-from ._validation import FINITE, NONNEG_INT, POSITIVE_INT, check_params
+from ._torch_utils import batched, check_rows_fit
+from ._validation import FINITE, NONNEG_INT, POSITIVE, POSITIVE_INT, SCALE, check_params
+from .engine._dsm import DSMNet, geometric_noise_levels, overlapping_n_levels
+from .mcmc import LangevinSampler, make_chain_init
 
 __all__ = ["EBMGenerator", "compose"]
 
 _START = {"source", "bank"}
+#: The training objectives of ``objective``.
+_OBJECTIVES = ("ml", "dsm")
+#: ``step_size="auto"`` with ``objective="dsm"``: the Langevin step at each noise level in units of the level
+#: (NCSN's alpha_i = eps * sigma_i^2 / sigma_min^2 with sqrt(eps) / sigma_min = this value); the sweep that chose it
+#: is in benchmarks/reports/dsm.md.
+_DSM_AUTO_STEP = 1.0
+#: Rows of the data whose largest pairwise distance gives ``sigma_max="auto"`` (a seeded subsample beyond).
+_SIGMA_MAX_ROWS = 2000
+#: Rows per network call of a DSM generator's score_samples (the last chunk zero-padded).
+_SCORE_CHUNK = 128
 
 
 def _check_call(n_samples=1, n_steps=None):
@@ -104,6 +117,34 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
         {l2_reg}
     data_noise : float, default=0.01
         {data_noise}
+    objective : {{"ml", "dsm"}}, default="ml"
+        Training objective. ``"ml"``: maximum likelihood with Langevin
+        negatives (the chains above). ``"dsm"``: denoising score matching
+        over ``n_noise_levels`` noise levels (Song & Ermon's NCSN with the
+        energy scaled by the level, ``E(x, sigma) = E(x) / sigma``): no
+        chains, no negatives and no bank in training, so a fit costs a
+        fraction of an ``"ml"`` one; :meth:`sample` runs annealed Langevin
+        dynamics over the levels, ``n_steps`` steps per level with the step
+        size ``step_size * sigma`` (``"auto"``: 1.0), exact Langevin noise
+        (``noise_scale`` is not used), then one denoising step. ``init``,
+        ``buffer_size``, ``reinit_prob``, ``l2_reg`` and ``data_noise`` are
+        not used with ``"dsm"``; chains start from the source.
+    sigma_max : float or "auto", default="auto"
+        Largest noise level of ``objective="dsm"`` (in the rescaled units).
+        ``"auto"``: the largest distance between two training rows (of a
+        seeded subsample of 2,000), as NCSN v2 advises; at least
+        ``sigma_min``.
+    sigma_min : float, default=0.05
+        Smallest noise level of ``objective="dsm"``: :meth:`score_samples`
+        and :meth:`inpaint`'s last step use the energy at this level.
+    n_noise_levels : int or "auto", default=10
+        Number of noise levels of ``objective="dsm"``, in geometric
+        progression from ``sigma_max`` to ``sigma_min``; the fitted levels
+        are ``noise_levels_``. ``"auto"``: as many as make consecutive
+        levels overlap in the data's dimension ``D`` (NCSN v2's technique
+        2: the ratio of two levels about 1.36 for ``D = 64``, 1.08 for
+        784, so more levels in more dimensions); with the default step and
+        800 updates it samples worse on MNIST than 10 levels.
     {device}
     {precision}
     {callbacks}
@@ -118,7 +159,10 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
     ----------
     {fitted}
     step_size_ : float
-        Langevin step size of the training chains (``step_size`` resolved).
+        Langevin step size of the training chains (``step_size`` resolved);
+        with ``objective="dsm"`` that of the smallest noise level.
+    noise_levels_ : ndarray of shape (n_noise_levels,)
+        The decreasing noise levels (``objective="dsm"`` only).
     classes_ : ndarray
         Class labels (only when ``conditional=True``).
 
@@ -151,8 +195,13 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
         **BaseEBM._shared_constraints,
         "step_size": [*BaseEBM._shared_constraints["step_size"], StrOptions({"auto"})],
         "conditional": ["boolean"],
+        "objective": [StrOptions(set(_OBJECTIVES))],
+        "sigma_max": [SCALE, StrOptions({"auto"})],
+        "sigma_min": [SCALE],
+        "n_noise_levels": [POSITIVE_INT, StrOptions({"auto"})],
     }
     _fitted_attributes = (*BaseEBM._fitted_attributes, "net_", "classes_")
+    _warm_fixed = (*BaseEBM._warm_fixed, "objective", "sigma_max", "sigma_min", "n_noise_levels")
 
     def __init__(
         self,
@@ -174,6 +223,10 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
         reinit_prob=0.05,
         l2_reg=0.1,
         data_noise=0.01,
+        objective="ml",
+        sigma_max="auto",
+        sigma_min=0.05,
+        n_noise_levels=10,
         device="auto",
         precision="fp32",
         callbacks=None,
@@ -201,6 +254,10 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
         self.reinit_prob = reinit_prob
         self.l2_reg = l2_reg
         self.data_noise = data_noise
+        self.objective = objective
+        self.sigma_max = sigma_max
+        self.sigma_min = sigma_min
+        self.n_noise_levels = n_noise_levels
         self.device = device
         self.precision = precision
         self.callbacks = callbacks
@@ -210,6 +267,92 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
         self.n_threads = n_threads
         self.accelerator = accelerator
         self.random_state = random_state
+
+    # ------------------------------------------------------- the objective
+    def _check_params(self):
+        super()._check_params()
+        if self.sigma_max != "auto" and self.sigma_max < self.sigma_min:
+            raise ValueError(f"sigma_max ({self.sigma_max}) must be at least sigma_min ({self.sigma_min}).")
+
+    @property
+    def _dsm(self):
+        return self.objective == "dsm"
+
+    def _noise_levels(self, Z):
+        """The noise levels of a DSM fit on the model-range data ``Z`` (None: loading, the file sets them)."""
+        if Z is None:  # "auto": one level here, the file's count replaces it
+            return [1.0] * (1 if isinstance(self.n_noise_levels, str) else self.n_noise_levels)
+        sigma_max = self.sigma_max
+        if isinstance(sigma_max, str):  # "auto": the largest distance between two rows (NCSN v2, technique 1)
+            from sklearn.metrics import pairwise_distances
+
+            flat = Z.reshape(len(Z), -1)
+            if len(flat) > _SIGMA_MAX_ROWS:
+                rows = np.random.RandomState(seed_from(self.random_state) % 2**32).choice(
+                    len(flat), _SIGMA_MAX_ROWS, replace=False
+                )
+                flat = flat[np.sort(rows)]
+            sigma_max = float(pairwise_distances(flat.astype(np.float64)).max()) if len(flat) > 1 else 0.0
+        sigma_max = max(float(sigma_max), self.sigma_min)
+        n_levels = self.n_noise_levels
+        if isinstance(n_levels, str):  # "auto": consecutive levels overlap in this dimension (NCSN v2, technique 2)
+            n_levels = overlapping_n_levels(sigma_max, self.sigma_min, int(np.prod(Z.shape[1:])))
+        return geometric_noise_levels(sigma_max, self.sigma_min, n_levels)
+
+    def _engine_params(self, Z=None):
+        if not self._dsm:
+            return super()._engine_params(Z)
+        return DSMNet, {"noise_levels": self._noise_levels(Z)}
+
+    def _step_size(self, value=None):
+        value = self.step_size if value is None else value
+        if self._dsm:  # the step of the smallest level: step_size is in units of the level
+            relative = _DSM_AUTO_STEP if isinstance(value, str) else float(value)
+            return relative * self.sigma_min
+        return super()._step_size(value)
+
+    def _sampler(self):
+        if not self._dsm:
+            return super()._sampler()
+        return LangevinSampler(n_steps=self.n_steps, step_size=self._step_size(), noise_scale=None)
+
+    def _build_chain_init(self):
+        if not self._dsm:
+            return super()._build_chain_init()
+        return make_chain_init("noise")  # no bank: fresh starts from the source only
+
+    def _optimizer(self):
+        if self._dsm and self.optimizer == "adam":
+            return torch.optim.Adam, {}  # Adam's own betas: DSM is a regression, not the ML game of IGEBM
+        return super()._optimizer()
+
+    def _chain_steps_per_update(self):
+        return 1 if self._dsm else super()._chain_steps_per_update()  # dsm: the double backprop, about one step
+
+    def _warm_setters(self):
+        setters = super()._warm_setters()
+        if self._dsm:  # what a DSM engine does not use stays as built (its sampler is exact Langevin)
+            for name in ("noise_scale", "reinit_prob", "l2_reg", "data_noise"):
+                setters.pop(name)
+        return setters
+
+    def _energies(self, Z, y=None):
+        if not self._dsm:
+            return super()._energies(Z, y)
+        # E / sigma_min magnifies float32 rounding a hundredfold: chunks of one size make a row's energy independent
+        # of the rows scored with it (as NGEBMNet.predict_logits does)
+        idx = torch.arange(len(Z), device=Z.device)
+        energy = (lambda i: self.net_.energy(Z[i])) if y is None else (lambda i: self.net_.energy(Z[i], y[i]))
+        return batched(energy, idx, _SCORE_CHUNK, pad=True).double().cpu().numpy()
+
+    @property
+    def noise_levels_(self):
+        """The decreasing noise levels of a DSM fit (``objective="dsm"`` only)."""
+        check_is_fitted(self, "net_")
+        levels = getattr(self.net_, "noise_levels_", None)
+        if levels is None:
+            raise AttributeError("noise_levels_ exists only for objective='dsm'.")
+        return levels.sigmas.detach().cpu().numpy().astype(np.float64)
 
     # ------------------------------------------------------------------ fit
     @transactional_fit
@@ -337,6 +480,8 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
         The value is a log-density only up to the unknown constant
         ``log Z``; compare samples under one model, not models with each
         other. For a normalised density use :class:`~skebm.EBMDensity`.
+        With ``objective="dsm"`` it is the energy at the smallest noise
+        level, ``-E(x) / (sigma_min * T)``.
 
         Parameters
         ----------

@@ -4,7 +4,7 @@ import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks as sklearn_checks
 
 from skebm import EBMDensity, EBMGenerator, EBMPurifier, NGEBMClassifier, PurifiedClassifier
-from skebm.density import LongrunML
+from skebm.density import LongrunML, ScoreMatching
 from skebm.utils.estimator_checks import parametrize_with_checks as skebm_checks
 
 SMALL_MLP = {"hidden_units": (16,)}
@@ -15,6 +15,9 @@ def flat_estimators():
     """Small, fast instances of every estimator on flat features."""
     return [
         EBMGenerator(max_iter=4, batch_size=16, n_steps=3, buffer_size=64, energy_params=SMALL_MLP, random_state=0),
+        # denoising score matching: no chains in training, annealed Langevin over 3 noise levels in sample
+        EBMGenerator(objective="dsm", n_noise_levels=3, max_iter=4, batch_size=16, n_steps=3, energy_params=SMALL_MLP,
+                     random_state=0),
         EBMPurifier(max_iter=4, batch_size=16, n_steps=2, n_purify_steps=3, energy_params=SMALL_MLP, random_state=0),
         # method="auto": quadrature on 2 features, importance sampling on the wider data of scikit-learn's checks
         EBMDensity(
@@ -25,6 +28,9 @@ def flat_estimators():
             max_iter=4, batch_size=32, base_components=2, energy_params={"hidden_units": (16,), "fourier_features": 8},
             random_state=0,
         ),
+        # denoising score matching at one noise level, log Z once after training
+        EBMDensity(method=ScoreMatching(n_sample_steps=3), max_iter=4, batch_size=32, energy_params={"hidden_units": (16,)},
+                   random_state=0),
         # sklearn's check_classifiers_train wants accuracy > 0.83: a little more training
         NGEBMClassifier(max_iter=60, batch_size=32, lr=1e-2, energy_params=SMALL_MLP, random_state=0),
     ]
@@ -35,6 +41,7 @@ def image_estimators():
     common = dict(image_shape=(1, 8, 8), max_iter=4, batch_size=16, n_steps=2, energy_params=SMALL_CONV, random_state=0)
     return [
         EBMGenerator(buffer_size=64, **common),
+        EBMGenerator(objective="dsm", n_noise_levels=3, **common),
         EBMPurifier(n_purify_steps=3, **common),
         NGEBMClassifier(**{k: v for k, v in common.items() if k != "n_steps"}),
     ]

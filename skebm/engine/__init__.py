@@ -1,13 +1,16 @@
 """Training engines: skorch nets, losses and callbacks."""
 
 from ._callbacks import DivergenceGuard, HeldOutEarlyStopping, ProgressBar, TrainingCheckpoint, TrainingDivergedError
-from ._losses import MaxLikelihoodLoss, NGEBMLoss
+from ._dsm import DSMNet
+from ._losses import DenoisingScoreMatchingLoss, MaxLikelihoodLoss, NGEBMLoss
 from ._ml import EBMNet
 from ._monitor import SampleMonitor
 from ._ngebm import NGEBMNet
 from .._random import RandomGenerators
 
 __all__ = [
+    "DSMNet",
+    "DenoisingScoreMatchingLoss",
     "DivergenceGuard",
     "EBMNet",
     "HeldOutEarlyStopping",

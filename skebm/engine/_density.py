@@ -13,7 +13,11 @@ estimated well at every step:
   step; the gradient is the self-normalised importance-sampling estimate
   of the exact one.
 
-Both record a held-out ``valid_loss`` (negative log-likelihood) after every
+:class:`ScoreMatchingNet` trains the same tilted energy without ``log Z``,
+by denoising score matching at one noise level (:class:`~skebm.engine.DSMNet`);
+its ``valid_loss`` is the held-out score-matching loss.
+
+All three record a held-out ``valid_loss`` (negative log-likelihood) after every
 epoch for :class:`~skebm.engine.HeldOutEarlyStopping`, which keeps the best
 state in ``best_module_``.
 """
@@ -27,10 +31,11 @@ from skorch.utils import to_tensor
 from torch.utils.data import Sampler
 
 from ..mcmc import autocast_context
+from ._dsm import DSMNet
 from ._ml import EBMNet
 from .._random import seed_from
 
-__all__ = ["QuadratureNet", "ImportanceNet"]
+__all__ = ["QuadratureNet", "ImportanceNet", "ScoreMatchingNet"]
 
 
 def _logmeanexp(a, dim=-1):
@@ -237,3 +242,53 @@ class ImportanceNet(_DensityNet):
         with torch.no_grad():
             nll = self.energy(x).mean() + _logmeanexp(-self._tilt(self.validation_draws_))
         return {"loss": nll, "y_pred": None}
+
+
+class ScoreMatchingNet(_DensityNet, DSMNet):
+    """Denoising score matching of an energy at one noise level, early-stopped on the held-out loss.
+
+    :class:`~skebm.engine.DSMNet` with one level and the energy not scaled
+    by it (``noise_levels=[sigma]``, ``scale_energy=False``; Vincent's
+    DSM): each update perturbs the batch by ``sigma z`` and minimises
+    :class:`~skebm.engine.DenoisingScoreMatchingLoss`, so the score of the
+    model matches that of the data smoothed by ``N(0, sigma^2)``. No
+    ``log Z`` in training, no chains. The ``valid_loss`` is the same loss
+    on the held-out rows, each perturbed by ``n_validation_draws`` noise
+    draws fixed at initialisation (the same at every epoch, so epochs
+    compare fairly).
+
+    Parameters
+    ----------
+    module : TiltedEnergy
+        The energy (a tilted base, as in :class:`ImportanceNet`).
+    noise_levels : sequence of one float
+        The noise level ``[sigma]``.
+    n_validation_draws : int, default=8
+        Noise draws per held-out row.
+    **kwargs
+        The arguments of :class:`~skebm.engine.DSMNet`.
+    """
+
+    def __init__(self, module, *, noise_levels, n_validation_draws=8, scale_energy=False, **kwargs):
+        if len(noise_levels) != 1:
+            raise ValueError(f"ScoreMatchingNet trains at one noise level, got {len(noise_levels)}.")
+        self.n_validation_draws = n_validation_draws
+        # the estimators build engines with the maximum-likelihood loss and its arguments: the loss here is DSM's
+        kwargs = {k: v for k, v in kwargs.items() if not k.startswith("criterion")}
+        super().__init__(module, noise_levels=noise_levels, scale_energy=scale_energy, **kwargs)
+
+    def validation_step(self, batch, **fit_params):
+        """Held-out denoising score-matching loss with fixed noise draws (a gradient, not a graph)."""
+        self._set_training(False)
+        x, _ = unpack_data(batch)
+        x = to_tensor(x, device=self.device).float()
+        x = x.repeat(self.n_validation_draws, *([1] * (x.dim() - 1)))
+        draws = torch.Generator(device=x.device).manual_seed(seed_from(self.seed, "validation"))  # same every epoch
+        z = torch.randn(x.shape, generator=draws, device=x.device)
+        sigma = self.noise_levels_.sigmas.expand(len(x))
+        with torch.enable_grad():
+            x_noisy = (x + self.sigma_min * z).requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.energy(x_noisy).sum(), x_noisy)
+        with torch.no_grad():
+            loss = self.get_loss((grad, sigma), z, X=x, training=False)
+        return {"loss": loss, "y_pred": None}
