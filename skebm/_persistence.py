@@ -616,7 +616,7 @@ def _check_fitted_values(cls, estimator, attrs, fitted):
         if attrs:
             raise ValueError("an unfitted estimator with fitted attributes")
         return
-    optional = {"feature_names_in_", "classes_"}
+    optional = {"feature_names_in_", "classes_", "_base_kind_"}  # _base_kind_: files of skebm 0.4 and earlier
     missing = sorted(declared - optional - set(attrs))
     if missing:
         raise ValueError(f"fitted attributes {missing} are missing")
@@ -750,6 +750,7 @@ _CLASS_CHECKS = {
             "diagnostics_ must map names to lists of numbers",
         ),
         "_folds_": _check_folds,
+        "_base_kind_": _expect(lambda v: v in ("gmm", "flow", None), "_base_kind_ must be 'gmm', 'flow' or None"),
     },
 }
 

@@ -5,6 +5,7 @@ energy per sample) and tensors, so research code can use it directly; every
 random draw takes an optional :class:`torch.Generator`.
 """
 
+from ._flows import FlowSource, fit_flow_source
 from ._ais import ais_log_partition, grid_log_partition, sigmoid_schedule
 from ._diagnostics import chain_diagnostics
 from ._init import (
@@ -32,6 +33,7 @@ __all__ = [
     "ChainDraw",
     "ChainInit",
     "DataInit",
+    "FlowSource",
     "GaussianMixtureSource",
     "GeneratorNoise",
     "LangevinSampler",
@@ -48,6 +50,7 @@ __all__ = [
     "chain_diagnostics",
     "estimate_log_partition",
     "expected_stationary_std",
+    "fit_flow_source",
     "grid_box",
     "grid_log_partition",
     "importance_log_partition",
