@@ -394,7 +394,7 @@ class QuadratureML(_HeldOutML):
 
     Parameters
     ----------
-    grid_resolution : int, default=128
+    grid_resolution : int, default=64
         Equal cells per axis over the data (plus 8 growing ones per side out
         to six standard units).
     n_members : int, default=3
@@ -438,7 +438,7 @@ class QuadratureML(_HeldOutML):
     _parameter_constraints = {**_HELD_OUT_CONSTRAINTS, "grid_resolution": [Int(4)], "n_members": [POSITIVE_INT]}
 
     def __init__(
-        self, grid_resolution=128, n_members=3, early_stopping=True, validation_fraction=0.15, n_iter_no_change=10,
+        self, grid_resolution=64, n_members=3, early_stopping=True, validation_fraction=0.15, n_iter_no_change=10,
         tilt_bound=None, data_noise=0.03, step_size=0.1, n_sample_steps=200,
     ):
         self.grid_resolution = grid_resolution

@@ -189,8 +189,8 @@ class ImportanceNet(_DensityNet):
     n_validation_samples : int, default=16384
         Fixed draws of the held-out ``log Z``.
     pool_size : int or None, default=None
-        Where set and the base's sampling is costly (its
-        ``costly_sampling`` is true: a flow), the draws of an update are
+        Where set and the base's sampling is costly (a
+        :class:`~skebm.mcmc.FlowSource`), the draws of an update are
         taken with replacement from a pool of ``pool_size`` draws made once,
         not drawn afresh. ``None``: fresh draws at every update.
     **kwargs
@@ -213,7 +213,7 @@ class ImportanceNet(_DensityNet):
 
     def _draws(self, base):
         """The ``n_importance_samples`` draws of an update: fresh, or from the pool."""
-        if self.pool_size is None or not getattr(base, "costly_sampling", False):
+        if self.pool_size is None or not getattr(base, "_costly_sampling", False):
             return base.sample(self.n_importance_samples, self.feature_shape, generator=self.generator)
         if getattr(self, "_pool", None) is None:
             pool = torch.Generator(device=self.device).manual_seed(seed_from(self.seed, "pool"))

@@ -22,6 +22,7 @@ from torch import nn
 
 from .._random import seed_from
 from ..nn._reset import reset_parameters
+from ._sources import _device_of, _draw_shape
 
 __all__ = ["FlowSource", "fit_flow_source"]
 
@@ -69,8 +70,8 @@ class FlowSource(nn.Module):
     (torch.Size([5, 3]), torch.Size([5]))
     """
 
-    #: Drawing costs many network evaluations: importance-sampled training draws from a pool (ImportanceNet).
-    costly_sampling = True
+    # drawing costs many network evaluations: importance-sampled training draws from a pool (ImportanceNet)
+    _costly_sampling = True
 
     def __init__(self, n_features, *, transforms=4, hidden_features=(128, 128), bins=8, generator=None):
         super().__init__()
@@ -97,48 +98,24 @@ class FlowSource(nn.Module):
 
     @property
     def n_features(self):
+        """Features of a sample."""
         return self._n_features
 
     def sample(self, n, shape=None, *, generator=None, device=None):
-        """``n`` exact draws, shape ``(n, *shape)`` (default ``(n, n_features)``).
+        """``n`` exact draws ``T^{-1}(z)``, ``z ~ N(0, I)`` from ``generator``, shape ``(n, *shape)``.
 
-        Parameters
-        ----------
-        n : int
-            Number of draws.
-        shape : tuple of int, default=None
-            Feature shape of one draw, with ``n_features`` entries.
-        generator : torch.Generator, default=None
-            Random generator on the source's device.
-        device : str or torch.device, default=None
-            Device of the draws; ``None`` uses the source's device.
-
-        Returns
-        -------
-        x : torch.Tensor
+        The arguments are those of :meth:`GaussianMixtureSource.sample
+        <skebm.mcmc.GaussianMixtureSource.sample>`.
         """
-        from ._sources import _device_of
-
         device = _device_of(self, device)
-        shape = (self.n_features,) if shape is None else tuple(shape)
-        if math.prod(shape) != self.n_features:
-            raise ValueError(f"shape {shape} does not hold the {self.n_features} features of the flow.")
+        shape = _draw_shape(self.n_features, shape, "flow")
         z = torch.randn(int(n), self.n_features, device=device, generator=generator)
         with torch.no_grad():
             x = self.flow().transform.inv(z)
         return x.reshape(int(n), *shape)
 
     def log_prob(self, x):
-        """Normalised log-density of a batch (flattened to ``n_features``), differentiable in ``x``.
-
-        Parameters
-        ----------
-        x : torch.Tensor of shape (n, ...)
-
-        Returns
-        -------
-        log_density : torch.Tensor of shape (n,)
-        """
+        """Normalised log-density ``(n,)`` of a batch ``x`` (flattened to ``n_features``), differentiable in ``x``."""
         return self.flow().log_prob(x.reshape(len(x), -1))
 
     def extra_repr(self):
@@ -165,7 +142,8 @@ def fit_flow_source(Z, Z_valid=None, *, random_state=None, validation_fraction=0
         Seed of the initial weights, the splits and the batches.
     validation_fraction : float, default=0.15
         Share of ``Z`` held out where ``Z_valid`` is None.
-    transforms, hidden_features : see :class:`FlowSource`
+    transforms, hidden_features : int and tuple of int
+        As in :class:`FlowSource`.
     lr : float, default=1e-3
         Adam's learning rate.
     batch_size : int, default=256
