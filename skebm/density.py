@@ -17,8 +17,9 @@ from ._density_methods import METHODS, DensityMethod, ImportanceML, LongrunML, Q
 from ._density_methods import MethodHooks, resolve_method
 from ._docs import fill_doc
 from ._validation import NONNEG_INT, POSITIVE_INT, SCALE, check_params
+from ._torch_utils import batched
 from .engine._history import training_rows
-from .mcmc import chain_diagnostics
+from .mcmc import FlowSource, chain_diagnostics
 
 __all__ = ["EBMDensity", "DensityMethod", "QuadratureML", "ImportanceML", "LongrunML", "fit_base_density"]
 
@@ -290,7 +291,12 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
         """
         self._check_fitted()
         X = self._validate_X(X, reset=False)
-        return -self._energies(self._tensor(X)) - self.log_partition_ + self.rescaler_.log_jacobian(X)
+        Z = self._tensor(X)
+        if isinstance(self.base_, FlowSource):  # a flow's float32 result depends on its batch: batches of one size
+            energies = batched(self.net_.energy, Z, pad=True).double().cpu().numpy()
+        else:
+            energies = self._energies(Z)
+        return -energies - self.log_partition_ + self.rescaler_.log_jacobian(X)
 
     @consistent_read
     def score(self, X, y=None):
