@@ -1,5 +1,6 @@
 """EBMDensity on a normalising-flow base (base="flow"), and FlowSource itself."""
 
+import io
 import os
 import pickle
 import tempfile
@@ -113,3 +114,15 @@ def test_bad_base_is_refused(base, moons):
     with pytest.raises(ValueError, match="base"):
         est.fit(moons[0][:50])
     assert not hasattr(est, "net_")
+
+
+@pytest.mark.parametrize("kind, match", [("gmm", "does not match the parameters"), ("evil", "_base_kind_ must be")])
+def test_a_tampered_base_kind_is_refused(fitted, kind, match):
+    from skebm.utils._tampering import rewrite_file, set_entry
+
+    est, _ = fitted
+    buf = io.BytesIO()
+    skebm.save(est, buf)
+    tampered = rewrite_file(buf.getvalue(), None, lambda s, t: set_entry(s["attrs"], "_base_kind_", kind))
+    with pytest.raises(ValueError, match=match):
+        skebm.load(io.BytesIO(tampered))
