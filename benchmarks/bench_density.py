@@ -295,7 +295,8 @@ def density_table(names, args, ebm_params, flow_params):
         X, X_test, true = load(name, args.n_train, n_test, args.seed)
         cells, lls = {}, {}
         for method, fit in DENSITY_METHODS.items():
-            params = ebm_params if method in ("EBMDensity", "base alone") else flow_params if method in ("NSF", "MAF") else None
+            flows = method in ("NSF", "MAF")
+            params = ebm_params if method in ("EBMDensity", "base alone") else flow_params if flows else None
             score, seconds, note = run(fit, X, args.seed, params)
             if score is None:
                 notes[method] = note

@@ -5,9 +5,9 @@ energy per sample) and tensors, so research code can use it directly; every
 random draw takes an optional :class:`torch.Generator`.
 """
 
-from ._flows import FlowSource, fit_flow_source
 from ._ais import ais_log_partition, grid_log_partition, sigmoid_schedule
 from ._diagnostics import chain_diagnostics
+from ._flows import FlowSource, fit_flow_source
 from ._init import (
     CHAIN_INITS,
     ChainDraw,
