@@ -211,6 +211,11 @@ class ImportanceNet(_DensityNet):
         self._pool = None  # drawn at the first update (a model being loaded never needs it)
         return self
 
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_pool", None)  # drawn again from its seed when needed: pickles stay small
+        return state
+
     def _draws(self, base):
         """The ``n_importance_samples`` draws of an update: fresh, or from the pool."""
         if self.pool_size is None or not getattr(base, "_costly_sampling", False):
