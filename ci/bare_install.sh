@@ -20,7 +20,7 @@ echo "bare install: $(basename "$wheel") into a fresh environment (declared depe
 "$PYTHON" -m venv "$work/env"
 "$work/env/bin/python" -m pip install --quiet -c constraints.txt "$wheel"
 "$work/env/bin/python" -m pip list --format=freeze > "$work/installed.txt"
-for extra in pytest mlxtend accelerate dask zuko torchattacks sphinx; do
+for extra in pytest mlxtend accelerate dask torchattacks sphinx; do
     if grep -qi "^$extra==" "$work/installed.txt"; then
         echo "bare install: $extra is installed, but no declared dependency should pull it" >&2
         exit 1

@@ -60,6 +60,9 @@ X2 = make_toy_2d("moons", 300, random_state=0)
 dens = EBMDensity(max_iter=10, method=QuadratureML(grid_resolution=32), random_state=0).fit(X2)
 assert np.isfinite(dens.score(X2)) and dens.sample(4, random_state=0).shape == (4, 2)
 roundtrip(dens, lambda e: e.score_samples(X2[:5]))
+flow = EBMDensity(base="flow", max_iter=5, method=QuadratureML(grid_resolution=16), random_state=0).fit(X2)
+assert np.isfinite(flow.score(X2)) and type(flow.base_).__name__ == "FlowSource"
+roundtrip(flow, lambda e: e.score_samples(X2[:5]))
 
 # NGEBMClassifier: fit, predict, predict_proba, score, save/load
 ng = NGEBMClassifier(max_iter=20, random_state=0).fit(X, y)

@@ -153,6 +153,7 @@ API_SECTIONS = [
                                           _defined_in("skebm.mcmc._init"))),
             ("Chain start sources", _any(_names("NoiseSource", "GaussianMixtureSource"),
                                         _defined_in("skebm.mcmc._sources"))),
+            ("Base densities", _any(_names("FlowSource", "fit_flow_source"), _defined_in("skebm.mcmc._flows"))),
             ("Langevin noise streams", _defined_in("skebm.mcmc._noise")),
             ("Normalising constants", _any(_defined_in("skebm.mcmc._ais"), _defined_in("skebm.mcmc._partition"))),
             ("Diagnostics", _defined_in("skebm.mcmc._diagnostics", "skebm.mcmc._convergence")),

@@ -42,6 +42,7 @@ from .engine._density import ImportanceNet, QuadratureNet, ScoreMatchingNet
 from .engine._random import seed_from
 from .mcmc import CHAIN_INITS, CellGrid, ChainInit, GaussianMixtureSource, LangevinSampler, NoiseSource
 from .mcmc import estimate_log_partition, make_chain_init
+from .mcmc._flows import FlowSource, fit_flow_source
 from .mcmc._init import _BURNIN_SIZE_RENAMED
 from .nn import MemberMean, TiltedEnergy, make_energy, zero_init_output
 
@@ -51,6 +52,8 @@ __all__ = [
 ]
 
 _BASE_COMPONENTS = (1, 2, 4, 8, 16, 32, 48, 64)
+#: Rows (training and held out) from which ``"select"`` also tries a flow base: fewer, and flows overfit.
+_FLOW_MIN_ROWS = 1000
 #: Equal cells per axis of a grid over the data (the final ``log Z`` grid of the methods that train without one).
 _GRID_CELLS = 128
 
@@ -69,12 +72,15 @@ def fit_base_density(Z, kind="gmm", components="cv", random_state=None, Z_valid=
     ----------
     Z : ndarray of shape (n_samples, n_features)
         Standardised (or transformed) training data.
-    kind : {"gaussian", "gmm", "select"} or sklearn.mixture.GaussianMixture, default="gmm"
+    kind : {"gaussian", "gmm", "flow", "select"} or sklearn.mixture.GaussianMixture, default="gmm"
         ``"gaussian"``: one full-covariance Gaussian (Ledoit-Wolf
         shrinkage); ``"gmm"``: a mixture chosen by ``components``;
-        ``"select"``: the best of 1, 2 and 4 full-covariance components by
-        the held-out log-likelihood on ``Z_valid``; or a mixture estimator
-        of the user's (cloned and fitted here).
+        ``"flow"``: a coupling spline flow (:class:`~skebm.mcmc.FlowSource`)
+        early-stopped on ``Z_valid`` (or on 15% of ``Z``);
+        ``"select"``: the best of 1, 2 and 4 full-covariance components
+        (and of a flow, from 1,000 rows and 3 features on) by the held-out
+        log-likelihood on ``Z_valid``; or a mixture estimator of the
+        user's (cloned and fitted here).
     components : int, "cv" or "bic", default="cv"
         Components of ``"gmm"``: ``"cv"`` picks the number (1 to 64, at most
         ``n_samples / 20``) and the covariance type (full or diagonal) with
@@ -88,9 +94,11 @@ def fit_base_density(Z, kind="gmm", components="cv", random_state=None, Z_valid=
 
     Returns
     -------
-    base : GaussianMixtureSource
+    base : GaussianMixtureSource or FlowSource
     """
     seed = seed_from(random_state)
+    if isinstance(kind, str) and kind == "flow":
+        return fit_flow_source(Z, Z_valid, random_state=random_state)
     # small dense problems: BLAS threads only add overhead (30x on a busy machine)
     with threadpool_limits(limits=1, user_api="blas"):
         if isinstance(kind, GaussianMixture):
@@ -105,6 +113,8 @@ def fit_base_density(Z, kind="gmm", components="cv", random_state=None, Z_valid=
                     candidates.append(GaussianMixtureSource.from_estimator(gmm))
             if Z_valid is None or len(candidates) == 1:
                 return candidates[0]
+            if len(Z) + len(Z_valid) >= _FLOW_MIN_ROWS and Z.shape[1] >= 3:
+                candidates.append(fit_flow_source(Z, Z_valid, random_state=random_state))
             held = torch.as_tensor(Z_valid, dtype=torch.float32)
             with torch.no_grad():
                 scores = [float(base.log_prob(held).mean()) for base in candidates]
@@ -228,15 +238,20 @@ class DensityMethod(BaseEstimator):
     def make_energy(self, est, generator, Z):
         """The tilted energy of a fit of ``est`` on the model-range data ``Z`` (None: loading a saved model)."""
         net, kind, base = self._networks(est, generator), _base_kind(est, self), None
-        if kind is not None and Z is None:  # loading a saved model: the state dict sets the mixture
+        if kind is not None and Z is None:  # loading a saved model: the state dict sets the mixture or the flow
             d = est.n_features_in_
             with torch.device("cpu"):  # tiny and checked on build; skebm.load plans the rest on the meta device
-                base = GaussianMixtureSource([1.0], np.zeros((1, d)), np.eye(d)[None])
+                if getattr(est, "_base_kind_", "gmm") == "flow":
+                    base = FlowSource(d)
+                else:
+                    base = GaussianMixtureSource([1.0], np.zeros((1, d)), np.eye(d)[None])
         elif kind is not None:
             flat = Z.reshape(len(Z), -1).astype(np.float64)
             held = est._folds_ == 0 if self._select_base_on_held_out else np.zeros(len(flat), bool)
             train, valid = (flat[~held], flat[held]) if held.any() else (flat, None)
             base = fit_base_density(train, kind, est.base_components, est.random_state, Z_valid=valid)
+        if Z is not None:  # what a load rebuilds before the state dict fills it in
+            est._base_kind_ = "flow" if isinstance(base, FlowSource) else None if base is None else "gmm"
         bound = None if self.tilt_bound is None else float(self.tilt_bound)
         # the prior and the output penalty: parameters of the methods that have them
         return TiltedEnergy(net, base, getattr(self, "tau", None), bound, float(getattr(self, "l2_reg", 0.0)))
@@ -379,7 +394,7 @@ class QuadratureML(_HeldOutML):
 
     Parameters
     ----------
-    grid_resolution : int, default=128
+    grid_resolution : int, default=64
         Equal cells per axis over the data (plus 8 growing ones per side out
         to six standard units).
     n_members : int, default=3
@@ -423,7 +438,7 @@ class QuadratureML(_HeldOutML):
     _parameter_constraints = {**_HELD_OUT_CONSTRAINTS, "grid_resolution": [Int(4)], "n_members": [POSITIVE_INT]}
 
     def __init__(
-        self, grid_resolution=128, n_members=3, early_stopping=True, validation_fraction=0.15, n_iter_no_change=10,
+        self, grid_resolution=64, n_members=3, early_stopping=True, validation_fraction=0.15, n_iter_no_change=10,
         tilt_bound=None, data_noise=0.03, step_size=0.1, n_sample_steps=200,
     ):
         self.grid_resolution = grid_resolution
@@ -486,7 +501,9 @@ class ImportanceML(_HeldOutML):
     the draws, whose gradient is the self-normalised importance-sampling
     estimate of the exact one; early stopping on a held-out split. The
     final ``log Z`` is importance sampling with 64 times as many draws (the
-    grid in one or two dimensions). With :class:`~skebm.EBMDensity`'s
+    grid in one or two dimensions). A flow base draws slowly: the updates
+    then take their draws from a pool of 16 times ``n_importance_samples``
+    made once, and the final ``log Z`` uses 16 times as many fresh ones. With :class:`~skebm.EBMDensity`'s
     ``"auto"`` settings: the Yeo-Johnson transform, the best of 1, 2 and 4
     Gaussian components on the held-out split as the base, an MLP of two
     layers of 128, 3,000 updates at most (25 per epoch), lr 1e-3.
@@ -541,7 +558,8 @@ class ImportanceML(_HeldOutML):
         self.n_sample_steps = n_sample_steps
 
     def engine_params(self, est, Z):
-        extra = {"updates_per_epoch": self.updates_per_epoch, "n_importance_samples": self.n_importance_samples}
+        extra = {"updates_per_epoch": self.updates_per_epoch, "n_importance_samples": self.n_importance_samples,
+                 "pool_size": 16 * self.n_importance_samples}  # used with a flow base only: its draws are costly
         if Z is not None:
             held_out = predefined_split(Dataset(Z[est._folds_ == 0], None))
             extra.update(train_split=held_out, iterator_valid__batch_size=-1)
@@ -551,7 +569,8 @@ class ImportanceML(_HeldOutML):
         return Z[folds != 0], None
 
     def log_partition(self, est, Z, generator, **kwargs):
-        return super().log_partition(est, Z, generator, n_importance_samples=64 * self.n_importance_samples)
+        draws = (16 if getattr(est, "_base_kind_", None) == "flow" else 64) * self.n_importance_samples
+        return super().log_partition(est, Z, generator, n_importance_samples=draws)
 
 
 class LongrunML(DensityMethod):

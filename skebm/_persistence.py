@@ -616,7 +616,8 @@ def _check_fitted_values(cls, estimator, attrs, fitted):
         if attrs:
             raise ValueError("an unfitted estimator with fitted attributes")
         return
-    optional = {"feature_names_in_", "classes_", "log_partition_bracket_"}  # the last: set after fit, on request
+    # log_partition_bracket_: set after fit, on request; _base_kind_: absent from files of skebm 0.4 and earlier
+    optional = {"feature_names_in_", "classes_", "log_partition_bracket_", "_base_kind_"}
     missing = sorted(declared - optional - set(attrs))
     if missing:
         raise ValueError(f"fitted attributes {missing} are missing")
@@ -754,6 +755,7 @@ _CLASS_CHECKS = {
             lambda v: isinstance(v, tuple) and len(v) == 2 and all(_is_number(b) and math.isfinite(b) for b in v),
             "log_partition_bracket_ must be a (lower, upper) tuple of finite numbers",
         ),
+        "_base_kind_": _expect(lambda v: v in ("gmm", "flow", None), "_base_kind_ must be 'gmm', 'flow' or None"),
     },
 }
 

@@ -18,8 +18,9 @@ from ._density_methods import METHODS, DensityMethod, ImportanceML, LongrunML, Q
 from ._density_methods import MethodHooks, fit_base_density, resolve_method
 from ._docs import fill_doc
 from ._validation import NONNEG_INT, POSITIVE_INT, SCALE, Int, check_params
+from ._torch_utils import batched
 from .engine._history import training_rows
-from .mcmc import chain_diagnostics, log_partition_bracket
+from .mcmc import FlowSource, chain_diagnostics, log_partition_bracket
 from .mcmc._partition import _annealing_base
 from .mcmc._protocol import check_sampler, run_sampler
 
@@ -89,13 +90,12 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
         Yeo-Johnson power transform then standardisation (its exact
         log-Jacobian enters the density). ``"auto"``: the method's
         (Yeo-Johnson for ``"importance"``).
-    base : {"auto", "gaussian", "gmm"}, GaussianMixture or None, default="auto"
-        Base density :math:`q` (see ``skebm.density.fit_base_density``). ``"auto"``:
-        the method's (one Gaussian for ``"quadrature"`` and
-        ``"score_matching"``, the best of 1, 2 and 4 components on the
-        held-out split for ``"importance"``,
-        ``"gmm"`` for ``"longrun"``). ``None``: no base
-        (``LongrunML(tau=...)`` then bounds the density).
+from ._validation import NONNEG_INT, POSITIVE_INT, SCALE, Int, check_params
+from ._torch_utils import batched
+from .engine._history import training_rows
+from .mcmc import FlowSource, chain_diagnostics, log_partition_bracket
+from .mcmc._partition import _annealing_base
+from .mcmc._protocol import check_sampler, run_sampler
     base_components : int, "cv" or "bic", default="cv"
         Components of a ``"gmm"`` base.
     max_iter : int or None, default=None
@@ -122,7 +122,7 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
     {fitted}
     method_ : DensityMethod
         The method used (a copy of ``method``, or the one it names).
-    base_ : GaussianMixtureSource or None
+    base_ : GaussianMixtureSource, FlowSource or None
         The base density in model units.
     log_partition_, log_partition_se_ : float
         ``log Z`` in model units and its error (the change from the coarser
@@ -170,7 +170,7 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
         **BaseEBM._shared_constraints,
         "method": [StrOptions({"auto", *METHODS}), DensityMethod],
         "scaling": [StrOptions({"auto", "standard", "yeo-johnson"})],
-        "base": [StrOptions({"auto", "gmm", "gaussian"}), GaussianMixture, None],
+        "base": [StrOptions({"auto", "gmm", "gaussian", "flow"}), GaussianMixture, None],
         "base_components": [StrOptions({"cv", "bic"}), POSITIVE_INT],
         "max_iter": [NONNEG_INT, None],
         "lr": [SCALE, None],
@@ -178,7 +178,7 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
     _warm_fixed = (*BaseEBM._warm_fixed, "method", "scaling", "base", "base_components")
     _fitted_attributes = (
         *BaseEBM._fitted_attributes, "net_", "method_", "log_partition_", "log_partition_se_",
-        "log_partition_method_", "diagnostics_", "_folds_", "log_partition_bracket_",
+        "log_partition_method_", "diagnostics_", "_folds_", "log_partition_bracket_", "_base_kind_",
     )
 
     def __init__(
@@ -215,7 +215,8 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
 
     @property
     def base_(self):
-        """The base density in model units (a :class:`~skebm.mcmc.GaussianMixtureSource`, or None)."""
+        """The base density in model units (a :class:`~skebm.mcmc.GaussianMixtureSource` or
+        :class:`~skebm.mcmc.FlowSource`, or None)."""
         check_is_fitted(self, "net_")
         return self.net_.bare_module().base
 
@@ -361,7 +362,12 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
         """
         self._check_fitted()
         X = self._validate_X(X, reset=False)
-        return -self._energies(self._tensor(X)) - self.log_partition_ + self.rescaler_.log_jacobian(X)
+        Z = self._tensor(X)
+        if isinstance(self.base_, FlowSource):  # a flow's float32 result depends on its batch: batches of one size
+            energies = batched(self.net_.energy, Z, pad=True).double().cpu().numpy()
+        else:
+            energies = self._energies(Z)
+        return -energies - self.log_partition_ + self.rescaler_.log_jacobian(X)
 
     @consistent_read
     def score(self, X, y=None):

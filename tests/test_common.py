@@ -23,6 +23,11 @@ def flat_estimators():
         EBMDensity(
             max_iter=4, batch_size=32, energy_params={"hidden_units": (16,), "fourier_features": 8}, random_state=0,
         ),
+        # a flow as the base of the tilt (quadrature or importance sampling, by the data's width)
+        EBMDensity(
+            base="flow", max_iter=4, batch_size=32, energy_params={"hidden_units": (16,), "fourier_features": 8},
+            random_state=0,
+        ),
         EBMDensity(
             method=LongrunML(n_steps=3, buffer_size=64, burnin_buffer_size=32, burnin_updates=2, n_sample_steps=3),
             max_iter=4, batch_size=32, base_components=2, energy_params={"hidden_units": (16,), "fourier_features": 8},

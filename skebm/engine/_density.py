@@ -193,13 +193,19 @@ class ImportanceNet(_DensityNet):
         Draws from the base per update.
     n_validation_samples : int, default=16384
         Fixed draws of the held-out ``log Z``.
+    pool_size : int or None, default=None
+        Where set and the base's sampling is costly (a
+        :class:`~skebm.mcmc.FlowSource`), the draws of an update are
+        taken with replacement from a pool of ``pool_size`` draws made once,
+        not drawn afresh. ``None``: fresh draws at every update.
     **kwargs
         The arguments of :class:`EBMNet`.
     """
 
-    def __init__(self, module, *, n_importance_samples=4096, n_validation_samples=16384, **kwargs):
+    def __init__(self, module, *, n_importance_samples=4096, n_validation_samples=16384, pool_size=None, **kwargs):
         self.n_importance_samples = n_importance_samples
         self.n_validation_samples = n_validation_samples
+        self.pool_size = pool_size
         super().__init__(module, **kwargs)
 
     def initialize_module(self):
@@ -207,7 +213,24 @@ class ImportanceNet(_DensityNet):
         draws = torch.Generator(device=self.device).manual_seed(seed_from(self.seed, "validation"))
         base = self.bare_module().base
         self.validation_draws_ = base.sample(self.n_validation_samples, self.feature_shape, generator=draws)
+        self._pool = None  # drawn at the first update (a model being loaded never needs it)
         return self
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_pool", None)  # drawn again from its seed when needed: pickles stay small
+        return state
+
+    def _draws(self, base):
+        """The ``n_importance_samples`` draws of an update: fresh, or from the pool."""
+        if self.pool_size is None or not getattr(base, "_costly_sampling", False):
+            return base.sample(self.n_importance_samples, self.feature_shape, generator=self.generator)
+        if getattr(self, "_pool", None) is None:
+            pool = torch.Generator(device=self.device).manual_seed(seed_from(self.seed, "pool"))
+            self._pool = base.sample(int(self.pool_size), self.feature_shape, generator=pool)
+        rows = torch.randint(len(self._pool), (self.n_importance_samples,), generator=self.generator,
+                             device=self._pool.device)
+        return self._pool[rows]
 
     def _tilt(self, x, module=None):
         module = self.bare_module() if module is None else module
@@ -219,12 +242,9 @@ class ImportanceNet(_DensityNet):
         self._set_training(True)
         x, _ = unpack_data(batch)
         x = self._noisy(to_tensor(x, device=self.device).float())
-        base = self.bare_module().base
-        y = base.sample(self.n_importance_samples, self.feature_shape, generator=self.generator)
-        with self._amp():
-            f = self.module_(torch.cat([x, y]), members=False).float() / self.temperature
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            f = f + base.log_prob(torch.cat([x, y]))  # the tilt alone: E + log q
+        y = self._draws(self.bare_module().base)
+        with self._amp():  # the tilt alone, E + log q, without evaluating the base
+            f = self.module_(torch.cat([x, y]), members=False, base=False).float() / self.temperature
         f_x, f_y = f[: len(x)], f[len(x) :]
         loss = f_x.mean() + _logmeanexp(-f_y)
         penalty = getattr(self.bare_module(), "penalty", None)

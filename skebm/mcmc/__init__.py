@@ -10,6 +10,7 @@ from ._ais import log_partition_bracket, reverse_ais_log_partition
 from ._convergence import effective_sample_size, split_rhat
 from ._diagnostics import chain_diagnostics
 from ._hmc import HMCSampler
+from ._flows import FlowSource, fit_flow_source
 from ._init import (
     CHAIN_INITS,
     ChainDraw,
@@ -36,6 +37,7 @@ __all__ = [
     "ChainDraw",
     "ChainInit",
     "DataInit",
+    "FlowSource",
     "GaussianMixtureSource",
     "GeneratorNoise",
     "HMCSampler",
@@ -55,6 +57,7 @@ __all__ = [
     "effective_sample_size",
     "estimate_log_partition",
     "expected_stationary_std",
+    "fit_flow_source",
     "grid_box",
     "grid_log_partition",
     "importance_log_partition",

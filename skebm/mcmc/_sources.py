@@ -88,6 +88,14 @@ class NoiseSource(nn.Module):
         return f"'gaussian', loc={self.loc}, scale={self.scale}"
 
 
+def _draw_shape(n_features, shape, what):
+    """The feature shape of a draw: ``shape``, or ``(n_features,)``; ValueError unless it holds ``n_features``."""
+    shape = (n_features,) if shape is None else tuple(shape)
+    if math.prod(shape) != n_features:
+        raise ValueError(f"shape {shape} does not hold the {n_features} features of the {what}.")
+    return shape
+
+
 def _float64(a):
     """A float64 CPU tensor copy of an array-like or a tensor."""
     if isinstance(a, torch.Tensor):
@@ -208,9 +216,7 @@ class GaussianMixtureSource(nn.Module):
         x : torch.Tensor
         """
         device = _device_of(self, device)
-        shape = (self.n_features,) if shape is None else tuple(shape)
-        if math.prod(shape) != self.n_features:
-            raise ValueError(f"shape {shape} does not hold the {self.n_features} features of the mixture.")
+        shape = _draw_shape(self.n_features, shape, "mixture")
         n = int(n)
         comp = torch.multinomial(self.log_weights.exp().to(device), n, replacement=True, generator=generator)
         eps = torch.randn(n, self.n_features, device=device, generator=generator)

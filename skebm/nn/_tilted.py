@@ -61,10 +61,10 @@ class TiltedEnergy(nn.Module):
         raw = output_to_energy(self.net(torch.cat([x_pos, x_neg])))
         return self.l2_reg * raw.pow(2).mean()
 
-    def _rest(self, x):
-        """``-log q(x) + |x|^2 / (2 tau^2)``: the energy without the tilt."""
+    def _rest(self, x, base=True):
+        """``-log q(x) + |x|^2 / (2 tau^2)``: the energy without the tilt (``base=False``: without ``-log q``)."""
         rest = torch.zeros(len(x), device=x.device)
-        if self.base is not None:
+        if base and self.base is not None:
             with torch.autocast(device_type=x.device.type, enabled=False):
                 rest = rest - self.base.log_prob(x.float())
         if self.tau is not None:
@@ -78,11 +78,15 @@ class TiltedEnergy(nn.Module):
             tilts = self.bound * torch.tanh(tilts / self.bound)
         return tilts + self._rest(x)
 
-    def forward(self, x, members=False):
-        """The energy of ``x``; ``members=True``: each member's, ``(k, n)`` (a :class:`MemberMean` network)."""
+    def forward(self, x, members=False, base=True):
+        """The energy of ``x``; ``members=True``: each member's, ``(k, n)`` (a :class:`MemberMean` network).
+
+        ``base=False``: the energy plus ``log q(x)``, i.e. the tilt and the
+        prior only, without evaluating the base (a flow's is costly).
+        """
         if members:
             return self.member_energies(x)
-        return self.tilt(x) + self._rest(x)
+        return self.tilt(x) + self._rest(x, base)
 
 
 class _Gain(nn.Module):
