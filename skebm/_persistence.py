@@ -616,7 +616,7 @@ def _check_fitted_values(cls, estimator, attrs, fitted):
         if attrs:
             raise ValueError("an unfitted estimator with fitted attributes")
         return
-    # log_partition_bracket_: set after fit, on request; _base_kind_: absent from files of skebm 0.4 and earlier
+    # log_partition_bracket_: set after fit, on request; _base_kind_: absent from files saved before the flow base
     optional = {"feature_names_in_", "classes_", "log_partition_bracket_", "_base_kind_"}
     missing = sorted(declared - optional - set(attrs))
     if missing:
