@@ -266,7 +266,7 @@ def sanity_checks(cnn, purifier, X, y, eps, budget, seed, norm="inf"):
     """Rows of the sanity table: (check, value, passed)."""
     rows = []
     # 1. full gradient through an identity purifier == plain PGD
-    common = dict(eps=eps, n_steps=budget["attack_steps"], norm=norm, bounds=(0, 1), random_state=seed,
+    common = dict(eps=eps, pgd_steps=budget["attack_steps"], norm=norm, bounds=(0, 1), random_state=seed,
                   return_success=True)
     x_pgd, b_pgd = pgd_attack(cnn, X, y, **common)
     x_fg, b_fg = full_gradient_attack(cnn, X, y, purifier=identity, eot_samples=1, **common)
@@ -336,6 +336,19 @@ def _corruption_rows(cnn, adv_cnn, purifier, X, y, spec, n_replicates, seed):
                              defended_accuracy(cnn, purifier, Xc, y, n_replicates),
                              defended_accuracy(adv_cnn, purifier, Xc, y, n_replicates)]))
     return rows, time.perf_counter() - t0
+
+
+def _merge_radii(tables):
+    """One table of ``evaluate_robustness`` from several over disjoint radii (natural row: the first's)."""
+    import pandas as pd
+
+    merged = pd.concat([tables[0]] + [t.drop(index=0.0) for t in tables[1:]])
+    seconds = {}
+    for t in tables:
+        for key, value in t.attrs["seconds"].items():
+            seconds[key] = seconds.get(key, 0.0) + value
+    merged.attrs = {**tables[0].attrs, "seconds": seconds}
+    return merged
 
 
 def _tune(cnn, purifier, setting, X_att, y_att, X_test, y_test, eps, attack_kw):
@@ -436,7 +449,7 @@ def run_dataset(name, args, budget):
         )
 
     attack_kw = dict(
-        epsilons=epsilons, n_steps=budget["attack_steps"], n_replicates=budget["replicates"],
+        epsilons=epsilons, pgd_steps=budget["attack_steps"], n_replicates=budget["replicates"],
         eot_samples=budget["eot"], n_restarts=budget["restarts"], n_evaluations=budget["n_evaluations"],
         norm=norm, bounds=(0, 1), random_state=args.seed,
     )
@@ -445,11 +458,13 @@ def run_dataset(name, args, budget):
     n_s = min(budget["n_sanity"], n_attack)
     tasks = {}
     if attacked:
-        tasks.update({
-            "purified": (_evaluate, (cnn, X_att, y_att, purifier, attack_kw)),
-            "purified_adv": (_evaluate, (adv_cnn, X_att, y_att, purifier, attack_kw)),
-            "adv": (_evaluate, (adv_cnn, X_att, y_att, None, {**attack_kw, "attacks": ("bpda", "apgd")})),
-        })
+        # --split-radii: one task per radius (more processes can share the work; other seeds than one task)
+        groups = [[eps] for eps in epsilons] if args.split_radii else [list(epsilons)]
+        for key, net, defence, extra in (("purified", cnn, purifier, {}), ("purified_adv", adv_cnn, purifier, {}),
+                                         ("adv", adv_cnn, None, {"attacks": ("bpda", "apgd")})):
+            for i, group in enumerate(groups):
+                tasks[f"{key} {i}"] = (_evaluate, (net, X_att, y_att, defence, {**attack_kw, **extra,
+                                                                                "epsilons": group}))
         if not args.no_sanity:
             tasks["sanity"] = (_sanity, (cnn, purifier, X_att[:n_s], y_att[:n_s], sanity_eps, budget, args.seed,
                                          norm))
@@ -461,6 +476,9 @@ def run_dataset(name, args, budget):
         tasks["corruptions"] = (_corruption_rows, (cnn, adv_cnn, purifier, X_test[:n_corrupt], y_test[:n_corrupt],
                                                    spec, budget["replicates"], args.seed))
     results = _run_tasks(tasks, args.jobs, name)
+    if attacked:
+        for key in ("purified", "purified_adv", "adv"):
+            results[key] = _merge_radii([results.pop(f"{key} {i}") for i in range(len(groups))])
     p = purifier.get_params()
     out.append(
         f"train {len(X_train)}, test {len(X_test)}, attacked: the first {n_attack} test images. "
@@ -603,6 +621,8 @@ def main():
     parser.add_argument("--tune", default=None, help="JSON list of purifier settings to attack at the sanity "
                         "radius, each next to the fitted settings")
     parser.add_argument("--cache", default=None, help="directory keeping trained models between runs")
+    parser.add_argument("--split-radii", action="store_true", help="attack each radius in its own task (for "
+                        "--jobs; other seeds than one task for all radii)")
     parser.add_argument("--jobs", type=int, default=1, help="processes for the attack evaluations (results "
                         "do not depend on it)")
     parser.add_argument("--seed", type=int, default=0)
