@@ -70,6 +70,8 @@ import argparse
 import hashlib
 import json
 import os
+import shlex
+import sys
 import time
 
 import numpy as np
@@ -639,7 +641,9 @@ def main():
             budget[key] = args.budget_overrides[key] = getattr(args, key)
 
     report = ["# EBMPurifier: robust accuracy under adaptive attacks"
-              + ("" if args.norm == "inf" else " (L2)") + (" and common corruptions" if args.corruptions else "")]
+              + ("" if args.norm == "inf" else " (L2)") + (" and common corruptions" if args.corruptions else ""),
+              f"\nRerun: `python benchmarks/bench_purifier.py {shlex.join(sys.argv[1:])}` (``--cache`` keeps the "
+              "trained models; neither it nor ``--jobs`` changes the numbers)."]
     for name in args.datasets:
         t0 = time.perf_counter()
         try:
