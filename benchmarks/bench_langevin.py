@@ -17,8 +17,8 @@ reported in microseconds:
   holds it (on the CPU its conv weights channels-last, as
   ``EBMNet.initialize_module`` stores them), the default path (float32);
 - ``skebm bf16``: the same under bfloat16 autocast, skebm's other path. On
-  CPUs without AMX it is usually *slower* than float32; it is timed here so
-  that this shows.
+  CPUs without fast bfloat16 kernels it is *slower* than float32, on others
+  faster; it is timed here so that this shows.
 
 The dynamics are ``x <- x - (eps^2 / 2) grad E(x) + sigma xi`` with
 ``eps = 0.1`` and ``sigma = 0.01``; the peers' parametrisations are

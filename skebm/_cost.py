@@ -24,7 +24,9 @@ import torch
 
 from ._threads import _forward_flops
 
-__all__ = ["CPU_FLOPS", "SLOW_FIT_SECONDS", "estimate_fit_seconds", "warn_bf16_on_cpu", "warn_if_slow"]
+__all__ = [
+    "CPU_FLOPS", "SLOW_FIT_SECONDS", "bf16_speedup", "estimate_fit_seconds", "warn_bf16_on_cpu", "warn_if_slow",
+]
 
 #: Forward-pass FLOPs per second and thread that a CPU fit achieves (measured, see the module docstring).
 CPU_FLOPS = 2e10
@@ -102,25 +104,77 @@ def warn_if_slow(estimator, net, n_updates):
     )
 
 
-def _has_amx():
-    """Whether the CPU has AMX tiles (oneDNN's fast bfloat16 matrix units), as torch sees them."""
-    probe = getattr(getattr(torch, "cpu", None), "_is_amx_tile_supported", None)
-    if probe is not None:
-        try:
-            return bool(probe())
-        except Exception:  # a private torch function: any failure reads as "unknown"  # noqa: BLE001
-            return False
-    return "AMX" in str(torch.backends.cpu.get_cpu_capability()).upper()
+#: fp32 time over bf16 time of one chain step per (network class, feature shape, weights, threads): measured once
+#: per process by :func:`bf16_speedup`.
+_BF16_SPEEDUP = {}
 
 
-def warn_bf16_on_cpu(estimator, device):
-    """Warn when ``precision="bf16"`` is asked on a CPU without AMX, where bfloat16 is usually slower."""
-    if getattr(estimator, "precision", "fp32") != "bf16" or torch.device(device).type != "cpu" or _has_amx():
+def bf16_speedup(module, feature_shape, *, threads=1, batch_size=16, repeats=3):
+    """How much faster a chain step of ``module`` runs under bfloat16 autocast than in float32, on this CPU.
+
+    Measured, not guessed from the CPU's flags: whether bfloat16 pays on a
+    CPU depends on its instructions (AMX, AVX-512 BF16), on the oneDNN
+    kernels of the installed torch and on the network, and measurements on
+    two machines without AMX disagreed (3 to 14 times slower on one, 1.4
+    to 2 times faster on another, ``benchmarks/reports/generator_images.md``
+    table 6). One step is an energy evaluation of ``batch_size`` random
+    inputs and its input gradient, on a copy of the network (the caller's
+    is untouched), timed ``repeats`` times per precision after a warm-up,
+    interleaved; the ratio of the medians is cached per network class,
+    feature shape, weight count, thread count and batch size for the rest
+    of the process (a few tenths of a second, once).
+
+    Returns
+    -------
+    speedup : float
+        fp32 time / bf16 time: above 1 bfloat16 is faster.
+    """
+    import copy
+    import statistics
+    import time
+
+    from ._threads import thread_limit
+
+    n_weights = sum(p.numel() for p in module.parameters())
+    key = (type(module).__qualname__, tuple(feature_shape), n_weights, threads, batch_size)
+    if key not in _BF16_SPEEDUP:
+        probe = copy.deepcopy(module).cpu()
+        x = torch.rand(batch_size, *feature_shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+        def step(precision):
+            xx = x.clone().requires_grad_(True)
+            start = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                energy = probe(xx)
+            torch.autograd.grad(energy.float().sum(), [xx])
+            return time.perf_counter() - start
+
+        times = {"fp32": [], "bf16": []}
+        with thread_limit(threads):
+            step("fp32"), step("bf16")  # warm-up: oneDNN builds its kernels on the first call
+            for _ in range(repeats):
+                for precision in times:
+                    times[precision].append(step(precision))
+        _BF16_SPEEDUP[key] = statistics.median(times["fp32"]) / max(statistics.median(times["bf16"]), 1e-12)
+    return _BF16_SPEEDUP[key]
+
+
+def warn_bf16_on_cpu(estimator, net):
+    """Warn when ``precision="bf16"`` runs the CPU chains slower than float32 would (measured: :func:`bf16_speedup`)."""
+    if getattr(estimator, "precision", "fp32") != "bf16" or torch.device(net.device).type != "cpu":
+        return
+    module = net.bare_module() if getattr(net, "initialized_", False) else net.module
+    if not isinstance(module, torch.nn.Module):
+        return
+    threads = getattr(net, "threads_", None) or torch.get_num_threads()
+    batch_size = min(int(getattr(estimator, "batch_size", 16)), 256)  # the chains of an update, as the fit runs them
+    speedup = bf16_speedup(module, tuple(estimator._feature_shape), threads=threads, batch_size=batch_size)
+    if speedup >= 0.9:  # within the timing noise of a few short steps, or faster: no warning
         return
     warnings.warn(
-        f"{type(estimator).__name__}(precision='bf16') on a CPU without AMX: bfloat16 autocast is usually "
-        "slower than float32 there (its convolutions are emulated), not faster; keep the default "
-        "precision='fp32' on this machine, or measure with benchmarks/bench_langevin.py.",
+        f"{type(estimator).__name__}(precision='bf16') on this CPU: a chain step of this network under bfloat16 "
+        f"autocast measured {1 / speedup:.1f} times slower than in float32 (no fast bfloat16 kernels here); "
+        "keep the default precision='fp32' on this machine.",
         UserWarning,
         stacklevel=4,
     )

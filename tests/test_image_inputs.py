@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from skorch.callbacks import Callback
 
 import skebm._cost as cost
@@ -112,16 +113,25 @@ def test_cost_of_ngebm_counts_no_chain():
     assert EBMGenerator(n_steps=7)._chain_steps_per_update() == 7
 
 
-@pytest.mark.parametrize("amx", [False, True])
-def test_bf16_on_a_cpu_without_amx_warns(monkeypatch, amx):
-    monkeypatch.setattr(cost, "_has_amx", lambda: amx)
+@pytest.mark.parametrize("speedup", [0.3, 1.5])
+def test_bf16_warns_only_where_it_measured_slower(monkeypatch, speedup):
+    calls = []
+    monkeypatch.setattr(cost, "bf16_speedup", lambda module, shape, threads=1, batch_size=16: calls.append(shape) or speedup)
     X = np.random.RandomState(0).rand(20, 64)
     messages, _ = _fit_recording(EBMGenerator(image_shape=(1, 8, 8), precision="bf16", **FAST), X)
-    bf16 = [m for m in messages if "bfloat16 autocast is usually slower" in m]
-    assert len(bf16) == (0 if amx else 1)
-    messages, _ = _fit_recording(EBMGenerator(image_shape=(1, 8, 8), **FAST), X)  # fp32: never
-    assert not [m for m in messages if "bfloat16" in m]
+    bf16 = [m for m in messages if "measured 3.3 times slower than in float32" in m]
+    assert len(bf16) == (1 if speedup < 1 else 0) and calls == [(1, 8, 8)]
+    messages, _ = _fit_recording(EBMGenerator(image_shape=(1, 8, 8), **FAST), X)  # fp32: never measured, never warned
+    assert not [m for m in messages if "bfloat16" in m] and len(calls) == 1
 
 
-def test_amx_probe_answers_a_bool():
-    assert isinstance(cost._has_amx(), bool)
+def test_bf16_speedup_is_measured_once_per_network_and_leaves_it_untouched(monkeypatch):
+    monkeypatch.setattr(cost, "_BF16_SPEEDUP", {})
+    net = ConvEnergy((1, 8, 8))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    speedup = cost.bf16_speedup(net, (1, 8, 8))
+    assert np.isfinite(speedup) and speedup > 0
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    assert all(p.grad is None for p in net.parameters())
+    monkeypatch.setattr(torch, "autocast", None)  # a second measurement would fail: the cached ratio is returned
+    assert cost.bf16_speedup(net, (1, 8, 8)) == speedup
