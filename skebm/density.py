@@ -219,8 +219,11 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
 
     @property
     def base_(self):
-        """The base density in model units (a :class:`~skebm.mcmc.GaussianMixtureSource` or
-        :class:`~skebm.mcmc.FlowSource`, or None)."""
+        """The base density in model units, or None.
+
+        A :class:`~skebm.mcmc.GaussianMixtureSource` or a
+        :class:`~skebm.mcmc.FlowSource`.
+        """
         check_is_fitted(self, "net_")
         return self.net_.bare_module().base
 
