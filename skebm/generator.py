@@ -14,11 +14,14 @@ from ._base import (
 )
 from ._docs import fill_doc
 from ._torch_utils import batched, check_rows_fit
-from ._validation import FINITE, NONNEG_INT, POSITIVE, POSITIVE_INT, SCALE, check_params
+from ._validation import FINITE, NONNEG_INT, POSITIVE, POSITIVE_INT, SCALE, Int, check_params
 from .engine._dsm import DSMNet, geometric_noise_levels, overlapping_n_levels
 from .mcmc import LangevinSampler, make_chain_init
 
 __all__ = ["EBMGenerator", "compose"]
+
+#: Most noise levels of ``objective="dsm"`` (NCSN's ladders have up to about 2,300).
+MAX_NOISE_LEVELS = 10_000
 
 _START = {"source", "bank"}
 #: The training objectives of ``objective``.
@@ -144,7 +147,8 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
         levels overlap in the data's dimension ``D`` (NCSN v2's technique
         2: the ratio of two levels about 1.36 for ``D = 64``, 1.08 for
         784, so more levels in more dimensions); with the default step and
-        800 updates it samples worse on MNIST than 10 levels.
+        800 updates it samples worse on MNIST than 10 levels. At most
+        10,000.
     {device}
     {precision}
     {callbacks}
@@ -198,7 +202,7 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
         "objective": [StrOptions(set(_OBJECTIVES))],
         "sigma_max": [SCALE, StrOptions({"auto"})],
         "sigma_min": [SCALE],
-        "n_noise_levels": [POSITIVE_INT, StrOptions({"auto"})],
+        "n_noise_levels": [Int(1, MAX_NOISE_LEVELS, closed="both"), StrOptions({"auto"})],
     }
     _fitted_attributes = (*BaseEBM._fitted_attributes, "net_", "classes_")
     _warm_fixed = (*BaseEBM._warm_fixed, "objective", "sigma_max", "sigma_min", "n_noise_levels")
@@ -296,7 +300,7 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
         sigma_max = max(float(sigma_max), self.sigma_min)
         n_levels = self.n_noise_levels
         if isinstance(n_levels, str):  # "auto": consecutive levels overlap in this dimension (NCSN v2, technique 2)
-            n_levels = overlapping_n_levels(sigma_max, self.sigma_min, int(np.prod(Z.shape[1:])))
+            n_levels = min(overlapping_n_levels(sigma_max, self.sigma_min, int(np.prod(Z.shape[1:]))), MAX_NOISE_LEVELS)
         return geometric_noise_levels(sigma_max, self.sigma_min, n_levels)
 
     def _engine_params(self, Z=None):

@@ -40,6 +40,15 @@ def test_bad_objective_names_the_choices():
         gen.sample(2)
 
 
+@pytest.mark.parametrize("n_levels", [10**9, 10_001, 0])
+def test_n_noise_levels_is_bounded_before_anything_is_allocated(n_levels):
+    gen = EBMGenerator(objective="dsm", n_noise_levels=n_levels)
+    with pytest.raises(ValueError, match="n_noise_levels"):
+        gen.fit(_gaussian(50))
+    with pytest.raises(NotFittedError):
+        gen.sample(2)
+
+
 def test_sigma_max_below_sigma_min_is_refused():
     with pytest.raises(ValueError, match="sigma_max"):
         EBMGenerator(objective="dsm", sigma_max=0.01, sigma_min=0.1).fit(_gaussian(50))
