@@ -18,7 +18,7 @@ from ._density_methods import METHODS, DensityMethod, ImportanceML, LongrunML, Q
 from ._density_methods import MethodHooks, fit_base_density, resolve_method
 from ._docs import fill_doc
 from ._validation import NONNEG_INT, POSITIVE_INT, SCALE, Int, check_params
-from ._torch_utils import batched
+from ._torch_utils import batched, check_rows_fit
 from .engine._history import training_rows
 from .mcmc import FlowSource, chain_diagnostics, log_partition_bracket
 from .mcmc._partition import _annealing_base
@@ -305,6 +305,7 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
         limits = {"n_chains": [Int(2)], "n_temperatures": [Int(2)], "n_steps": [NONNEG_INT, None]}
         check_params(limits, {"n_chains": n_chains, "n_temperatures": n_temperatures, "n_steps": n_steps},
                      "log_partition_bracket")
+        check_rows_fit(f"n_chains={n_chains}", n_chains, self._feature_shape, self.net_.device)
         n_steps = self.method_.n_sample_steps if n_steps is None else n_steps
         g, energy = self._generator(random_state), self.net_.energy
         with self.net_.thread_scope():
@@ -436,6 +437,7 @@ class EBMDensity(DensityMixin, MethodHooks, BaseEBM):
         self._check_fitted()
         limits = {"n_samples": [POSITIVE_INT], "n_steps": [NONNEG_INT, None]}
         check_params(limits, {"n_samples": n_samples, "n_steps": n_steps}, "sample")
+        check_rows_fit(f"n_samples={n_samples}", n_samples, self._feature_shape, self.net_.device)
         if sampler is not None:
             check_sampler(sampler)
         g = self._generator(random_state)

@@ -264,7 +264,7 @@ def test_parallel_tempering_is_reproducible_and_returns_chains():
 
 BAD_PT = [
     {"temperatures": [1.0]}, {"temperatures": [1.0, 1.0]}, {"temperatures": [2.0, 1.0]}, {"temperatures": [0.0, 1.0]},
-    {"temperatures": [1.0, float("inf")]}, {"temperatures": "hot"}, {"n_temperatures": 1}, {"max_temperature": 1.0},
+    {"temperatures": [1.0, float("inf")]}, {"temperatures": "hot"}, {"n_temperatures": 1}, {"n_temperatures": 10**9}, {"max_temperature": 1.0},
     {"max_temperature": float("nan")}, {"swap_every": 0}, {"n_steps": -1},
 ]
 

@@ -370,3 +370,16 @@ def test_data_at_the_float64_limit_fit_and_sample_finite_values(X):
     est = quiet_fit(small(), X_big)
     assert np.isfinite(est.rescaler_.transform(X_big)).all()
     assert np.isfinite(est.sample(8, random_state=0)).all()
+
+
+def test_density_sampling_and_bracket_beyond_the_machine_are_refused(X):
+    from skebm import EBMDensity
+
+    est = EBMDensity(max_iter=2, random_state=0).fit(X[:, :2])
+    for call, what in ((lambda: est.sample(10**12), "n_samples"), (lambda: est.log_partition_bracket(n_chains=10**12),
+                                                                    "n_chains")):
+        begin = time.perf_counter()
+        with pytest.raises(ValueError, match=f"{what}=.*GiB"):
+            call()
+        assert time.perf_counter() - begin < 5
+    assert not hasattr(est, "log_partition_bracket_")

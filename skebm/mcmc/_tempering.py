@@ -69,7 +69,8 @@ class ParallelTempering(SamplerSettings):
         1) are returned. ``None``: ``n_temperatures`` temperatures spaced
         geometrically from 1 to ``max_temperature``.
     n_temperatures : int, default=8
-        Length of the geometric ladder (``temperatures=None``).
+        Length of the geometric ladder (``temperatures=None``), 2 to
+        1,000 (each temperature holds a copy of every chain).
     max_temperature : float, default=10.0
         Top of the geometric ladder (``temperatures=None``), above 1.
     n_steps : int, default=None
@@ -117,7 +118,7 @@ class ParallelTempering(SamplerSettings):
     """
 
     _parameter_constraints = {
-        "n_temperatures": [Int(2)],
+        "n_temperatures": [Int(2, 1000, closed="both")],  # each temperature holds a copy of every chain
         "max_temperature": [Float(1, MAX_SCALE, closed="right")],
         "n_steps": [NONNEG_INT, None],
         "swap_every": [POSITIVE_INT],
