@@ -181,3 +181,12 @@ def test_auto_levels_overlap_by_dimension_and_survive_save(tmp_path):
     np.testing.assert_allclose(load(tmp_path / "gen.skebm").noise_levels_, levels)
     with pytest.raises(ValueError, match="n_noise_levels"):
         EBMGenerator(objective="dsm", n_noise_levels="many").fit(X)
+
+
+def test_annealed_trace_is_one_run_of_the_chains():
+    gen = EBMGenerator(objective="dsm", n_noise_levels=3, max_iter=3, energy_params=SMALL, random_state=0)
+    gen.fit(_gaussian(50))
+    x0 = torch.zeros(4, 2)
+    _, trace = gen.net_.run_chains(x0, n_steps=2, return_trace=True)
+    assert trace["chain_energy"].shape == (4, 3 * 2)  # each chain's energy over every level's steps
+    assert len(trace["energy"]) == len(trace["grad_norm"]) == 3 * 2

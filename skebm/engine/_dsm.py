@@ -16,6 +16,7 @@ import torch
 from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
 
+from ..mcmc._protocol import extend_trace
 from ._losses import DenoisingScoreMatchingLoss
 from ._ml import EBMNet
 
@@ -263,8 +264,7 @@ class DSMNet(EBMNet):
                 if return_chains:
                     chains.append(out[1][1:])
                 if return_trace:
-                    for key, values in out[-1].items():
-                        trace.setdefault(key, []).extend(values)
+                    extend_trace(trace, out[-1])
             x = self._score_step(x, y, sigmas[-1], mask)
         result = [x]
         if return_chains:

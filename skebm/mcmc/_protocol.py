@@ -15,7 +15,9 @@ lists ``"energy"``, ``"grad_norm"`` and, for Metropolis samplers,
 
 import inspect
 
-__all__ = ["SamplerSettings", "check_sampler", "run_sampler"]
+import torch
+
+__all__ = ["SamplerSettings", "check_sampler", "extend_trace", "run_sampler"]
 
 
 def check_sampler(sampler, name="sampler"):
@@ -53,6 +55,22 @@ def run_sampler(sampler, energy_fn, x0, *, generator=None, **overrides):
     flags = ("return_chains", "return_trace")
     kwargs = {k: v for k, v in overrides.items() if v is not None and not (k in flags and v is False)}
     return sampler(energy_fn, x0, generator=generator, **kwargs)
+
+
+def extend_trace(trace, part):
+    """Append the trace ``part`` of a later segment of the same chains to ``trace`` (in place); return it.
+
+    Per-step lists are concatenated; per-chain tensors ``(n_chains,
+    n_steps)`` (``"chain_energy"``) are joined along the steps, so a chain
+    run in segments (the temperatures' rounds of parallel tempering, the
+    levels of annealed Langevin) has the trace of one run.
+    """
+    for key, values in part.items():
+        if torch.is_tensor(values):
+            trace[key] = values if key not in trace else torch.cat([trace[key], values], 1)
+        else:
+            trace.setdefault(key, []).extend(values)
+    return trace
 
 
 class SamplerSettings:

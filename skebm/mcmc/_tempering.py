@@ -7,7 +7,7 @@ import torch
 
 from .._validation import NONNEG_INT, POSITIVE_INT, Float, Int, MAX_SCALE, check_params
 from ._noise import as_noise
-from ._protocol import SamplerSettings, check_sampler
+from ._protocol import SamplerSettings, check_sampler, extend_trace
 
 __all__ = ["ParallelTempering"]
 
@@ -228,11 +228,7 @@ class ParallelTempering(SamplerSettings):
                 if "return_chains" in flags:
                     chains.extend(rest.pop(0)[1:])
                 if "return_trace" in flags:
-                    for key, values in rest.pop(0).items():
-                        if torch.is_tensor(values):  # per-chain values, (n_chains, n_steps): join the segments
-                            trace[key] = values if key not in trace else torch.cat([trace[key], values], 1)
-                        else:
-                            trace.setdefault(key, []).extend(values)
+                    extend_trace(trace, rest.pop(0))
                 if r == 0 and warmup and hasattr(samplers[k], "step_size_"):
                     extra[k].update(step_size=samplers[k].step_size_, n_warmup=0)
             self._swap(energy_fn, xs, ladder, r % 2, draws, tried, accepted)
