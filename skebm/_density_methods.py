@@ -358,6 +358,15 @@ class _HeldOutML(DensityMethod):
         folds[perm[: max(1, int(round(self.validation_fraction * n)))]] = 0
         return folds
 
+    @staticmethod
+    def held_out_split(est, Z):
+        """The engine's validation set: the held-out rows (fold 0) of ``Z``, scored in one batch."""
+        return {"train_split": predefined_split(Dataset(Z[est._folds_ == 0], None)), "iterator_valid__batch_size": -1}
+
+    def engine_data(self, Z, folds):
+        """The training rows (the held-out fold left out)."""
+        return Z[folds != 0], None
+
     def callbacks(self, est, total, done=0, n_samples=None):
         callbacks = super().callbacks(est, total, done, n_samples)
         if n_samples is not None and self.early_stopping:
@@ -561,12 +570,8 @@ class ImportanceML(_HeldOutML):
         extra = {"updates_per_epoch": self.updates_per_epoch, "n_importance_samples": self.n_importance_samples,
                  "pool_size": 16 * self.n_importance_samples}  # used with a flow base only: its draws are costly
         if Z is not None:
-            held_out = predefined_split(Dataset(Z[est._folds_ == 0], None))
-            extra.update(train_split=held_out, iterator_valid__batch_size=-1)
+            extra.update(self.held_out_split(est, Z))
         return ImportanceNet, extra
-
-    def engine_data(self, Z, folds):
-        return Z[folds != 0], None
 
     def log_partition(self, est, Z, generator, **kwargs):
         draws = (16 if getattr(est, "_base_kind_", None) == "flow" else 64) * self.n_importance_samples
@@ -847,11 +852,8 @@ class ScoreMatching(_HeldOutML):
     def engine_params(self, est, Z):
         extra = {"updates_per_epoch": self.updates_per_epoch, "noise_levels": [float(self.noise_level)]}
         if Z is not None:
-            held_out = predefined_split(Dataset(Z[est._folds_ == 0], None))
-            extra.update(train_split=held_out, iterator_valid__batch_size=-1)
+            extra.update(self.held_out_split(est, Z))
         return ScoreMatchingNet, extra
-
-    engine_data = ImportanceML.engine_data
 
 
 class MethodHooks:
