@@ -134,6 +134,7 @@ def bf16_speedup(module, feature_shape, *, threads=1, batch_size=16, repeats=3):
     import time
 
     from ._threads import thread_limit
+    from ._torch_utils import autocast_context
 
     n_weights = sum(p.numel() for p in module.parameters())
     key = (type(module).__qualname__, tuple(feature_shape), n_weights, threads, batch_size)
@@ -144,7 +145,7 @@ def bf16_speedup(module, feature_shape, *, threads=1, batch_size=16, repeats=3):
         def step(precision):
             xx = x.clone().requires_grad_(True)
             start = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            with autocast_context("cpu", precision):
                 energy = probe(xx)
             torch.autograd.grad(energy.float().sum(), [xx])
             return time.perf_counter() - start

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import torch
 
-__all__ = ["batched", "check_rows_fit"]
+__all__ = ["autocast_context", "batched", "check_rows_fit"]
 
 
 def _concat(parts, dim):
@@ -116,3 +116,26 @@ def check_rows_fit(what, n_rows, feature_shape, device, *, bytes_per_value=16, b
             f"{what} needs about {need / 2**30:.3g} GiB for rows of shape {tuple(feature_shape)}, more than the "
             f"{total / 2**30:.3g} GiB of memory of device {str(device)!r}; lower it."
         )
+
+
+def autocast_context(device, precision):
+    """Return the autocast context for ``precision`` on ``device``.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        Device the computation runs on.
+    precision : {"fp32", "bf16"}
+        ``"bf16"`` runs the wrapped code under bfloat16 autocast; ``"fp32"``
+        returns a null context.
+
+    Returns
+    -------
+    context : context manager
+    """
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision != "bf16":
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}.")
+    device_type = torch.device(device).type
+    return torch.autocast(device_type=device_type, dtype=torch.bfloat16)

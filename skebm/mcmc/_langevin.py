@@ -5,39 +5,16 @@ function (a callable mapping a batch tensor to one energy per sample) and a
 tensor of chain starts, so research code can call it directly.
 """
 
-import contextlib
 import math
 
 import torch
 
 from .._validation import NONNEG_INT, NONNEG_SCALE, POSITIVE, SCALE, TEMPERATURE, check_params
+from .._torch_utils import autocast_context
 from ._noise import GLOBAL_NOISE, as_noise
 from ._protocol import SamplerSettings
 
 __all__ = ["LangevinSampler", "langevin", "independence_mh", "autocast_context"]
-
-
-def autocast_context(device, precision):
-    """Return the autocast context for ``precision`` on ``device``.
-
-    Parameters
-    ----------
-    device : str or torch.device
-        Device the computation runs on.
-    precision : {"fp32", "bf16"}
-        ``"bf16"`` runs the wrapped code under bfloat16 autocast; ``"fp32"``
-        returns a null context.
-
-    Returns
-    -------
-    context : context manager
-    """
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision != "bf16":
-        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}.")
-    device_type = torch.device(device).type
-    return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
 
 
 def langevin(
