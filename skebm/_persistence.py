@@ -34,6 +34,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel
 
 __all__ = ["save", "load"]
 
@@ -844,9 +845,12 @@ def _planned_states(estimator):
         chain_init = estimator._build_chain_init()  # None: an engine that trains without chains
         if chain_init is not None:
             chain_init = chain_init.setup(source, estimator._feature_shape, "meta")
+        average = None if extra.get("average") is None else AveragedModel(energy)
     modules = {"module": energy, "best_module": energy}
     if chain_init is not None:
         modules["chain_init"] = chain_init
+    if average is not None:
+        modules["average"] = average
     modules.update({name: v for name, v in extra.items() if isinstance(v, torch.nn.Module)})
     return {name: (m.state_dict(), _sized_by_file(m)) for name, m in modules.items()}
 
@@ -912,6 +916,10 @@ def _check_optimizer_state(optimizer):
                                      f"{tuple(param.shape)}")
 
 
+#: Parameters added after the file format, with the value that reproduces what a file without them was fitted with.
+_LATER_PARAMS = {"ema_decay": None}
+
+
 def _build(state, tensors, device, where):
     import skebm
     from skebm._base import resolve_device
@@ -924,6 +932,9 @@ def _build(state, tensors, device, where):
     reader = _Reader(tensors)
     params = reader.params(state["params"])
     known = set(cls._get_param_names())
+    for name, before in _LATER_PARAMS.items():  # a file of an earlier skebm ran without them
+        if name in known and name not in params:
+            params[name] = before
     unknown = sorted(map(str, set(params) - known))
     if unknown:
         raise ValueError(

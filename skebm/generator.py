@@ -14,7 +14,7 @@ from ._base import (
 )
 from ._docs import fill_doc
 from ._torch_utils import batched, check_rows_fit
-from ._validation import FINITE, NONNEG_INT, POSITIVE, POSITIVE_INT, SCALE, Int, check_params
+from ._validation import FINITE, NONNEG_INT, POSITIVE, POSITIVE_INT, SCALE, Float, Int, check_params
 from .engine._dsm import DSMNet, geometric_noise_levels, overlapping_n_levels
 from .mcmc import LangevinSampler, make_chain_init
 
@@ -149,6 +149,16 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
         784, so more levels in more dimensions); with the default step and
         800 updates it samples worse on MNIST than 10 levels. At most
         10,000.
+    ema_decay : float or None, default=0.995
+        Decay (per update) of the exponential moving average of the
+        network's weights kept during training (the engine's ``average_``,
+        :class:`torch.optim.swa_utils.AveragedModel`). The training chains
+        and the loss use the weights being trained; :meth:`sample`,
+        :meth:`score_samples`, :meth:`inpaint` and :func:`compose` use the
+        average, whose energy is smoother: on MNIST-5k its samples score a
+        Frechet distance of 52 against 62 for the final weights (the
+        sweep in the :ref:`User Guide <images>`). ``None`` keeps no average
+        (the final weights). Fixed for a warm start.
     {device}
     {precision}
     {callbacks}
@@ -203,9 +213,10 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
         "sigma_max": [SCALE, StrOptions({"auto"})],
         "sigma_min": [SCALE],
         "n_noise_levels": [Int(1, MAX_NOISE_LEVELS, closed="both"), StrOptions({"auto"})],
+        "ema_decay": [Float(0, 1, closed="neither"), None],
     }
     _fitted_attributes = (*BaseEBM._fitted_attributes, "net_", "classes_")
-    _warm_fixed = (*BaseEBM._warm_fixed, "objective", "sigma_max", "sigma_min", "n_noise_levels")
+    _warm_fixed = (*BaseEBM._warm_fixed, "objective", "sigma_max", "sigma_min", "n_noise_levels", "ema_decay")
 
     def __init__(
         self,
@@ -231,6 +242,7 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
         sigma_max="auto",
         sigma_min=0.05,
         n_noise_levels=10,
+        ema_decay=0.995,
         device="auto",
         precision="fp32",
         callbacks=None,
@@ -262,6 +274,7 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
         self.sigma_max = sigma_max
         self.sigma_min = sigma_min
         self.n_noise_levels = n_noise_levels
+        self.ema_decay = ema_decay
         self.device = device
         self.precision = precision
         self.callbacks = callbacks
@@ -304,9 +317,8 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
         return geometric_noise_levels(sigma_max, self.sigma_min, n_levels)
 
     def _engine_params(self, Z=None):
-        if not self._dsm:
-            return super()._engine_params(Z)
-        return DSMNet, {"noise_levels": self._noise_levels(Z)}
+        net_cls, extra = (DSMNet, {"noise_levels": self._noise_levels(Z)}) if self._dsm else super()._engine_params(Z)
+        return net_cls, {**extra, "average": self.ema_decay}
 
     def _step_size(self, value=None):
         value = self.step_size if value is None else value

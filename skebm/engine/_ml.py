@@ -7,6 +7,7 @@ import torch
 from skorch import NeuralNet
 from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import RandomSampler
 
 from .._threads import thread_limit
@@ -32,11 +33,17 @@ class EBMNet(NeuralNet):
     - ``chain_init_``: the chain-initialisation strategy with its banks
       (a copy of ``chain_init``, set up on ``source``);
     - ``rng_``: the random generators of every draw (:class:`RandomGenerators`);
-    - ``sampler_``: a copy of ``sampler`` (the step size may adapt).
+    - ``sampler_``: a copy of ``sampler`` (the step size may adapt);
+    - ``average_`` (when ``average`` is given): an exponential moving
+      average of the network's weights (:class:`torch.optim.swa_utils.AveragedModel`),
+      updated after every parameter step.
 
     Its ``energy``, ``run_chains`` and ``draw_negatives`` methods are the
     one path from a batch to energies and chains, with one temperature and
-    one precision. One training step (:meth:`train_step_single`) asks the
+    one precision. The training chains and the loss use the network being
+    trained; every other call (sampling, scores, purification after or
+    during the fit) uses :meth:`evaluation_module`: the weight average
+    when there is one. One training step (:meth:`train_step_single`) asks the
     chain initialisation for starts, runs the sampler on the current
     energy, writes the chains back to the bank and back-propagates the
     maximum-likelihood loss of ``E(x+) / T`` and ``E(x-) / T`` (see
@@ -74,6 +81,9 @@ class EBMNet(NeuralNet):
         negatives.
     precision : {"fp32", "bf16"}, default="fp32"
         Autocast precision of energy evaluations.
+    average : float or None, default=None
+        Decay of the exponential moving average of the weights kept in
+        ``average_`` (per parameter update); ``None`` keeps none.
     seed : int, default=None
         Seed of ``rng_``; ``None`` draws one.
     max_updates : int, default=None
@@ -93,6 +103,8 @@ class EBMNet(NeuralNet):
         The generators of every random draw.
     sampler_ : LangevinSampler
         The sampler (its ``step_size`` after any adaptation).
+    average_ : torch.optim.swa_utils.AveragedModel or None
+        The weight average (``None`` without ``average``).
     interrupted_ : bool
         Whether the last fit was stopped by Ctrl-C (``KeyboardInterrupt``).
     """
@@ -113,6 +125,7 @@ class EBMNet(NeuralNet):
         data_noise=0.0,
         conditional=False,
         precision="fp32",
+        average=None,
         seed=None,
         max_updates=None,
         updates_per_epoch=None,
@@ -128,6 +141,7 @@ class EBMNet(NeuralNet):
         self.data_noise = data_noise
         self.conditional = conditional
         self.precision = precision
+        self.average = average
         self.seed = seed
         self.max_updates = max_updates
         self.updates_per_epoch = updates_per_epoch
@@ -158,6 +172,10 @@ class EBMNet(NeuralNet):
             self.sampler_ = copy.deepcopy(self.sampler)
             if isinstance(getattr(self.sampler_, "proposal", None), str):  # e.g. "base": the module's base density
                 self.sampler_.proposal = getattr(self.module_, self.sampler_.proposal)
+        # a weight average (common in modern EBM training: smoother energies for sampling); torch keeps it
+        self.average_ = None if self.average is None else AveragedModel(
+            self.bare_module(), multi_avg_fn=ExponentialAverage(self.average), use_buffers=True
+        )
         self.interrupted_ = False
         return self
 
@@ -183,6 +201,11 @@ class EBMNet(NeuralNet):
         if isinstance(module, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):
             return module.module
         return module
+
+    def evaluation_module(self):
+        """The network of every call but the training chains and loss: the weight average, else :meth:`bare_module`."""
+        average = getattr(self, "average_", None)
+        return self.bare_module() if average is None else average.module
 
     # threads: the engine's thread count (n_threads of the estimator) around every compute call
     def thread_scope(self):
@@ -217,20 +240,20 @@ class EBMNet(NeuralNet):
         y : torch.Tensor of int, default=None
             Class indices of a conditional energy.
         module : torch.nn.Module, default=None
-            The network to call; ``None`` is :meth:`bare_module` (the
+            The network to call; ``None`` is :meth:`evaluation_module` (the
             training loss passes ``module_``, a DDP wrapper in a
-            distributed fit).
+            distributed fit; the training chains :meth:`bare_module`).
 
         Returns
         -------
         energy : torch.Tensor of shape (n,)
         """
-        module = self.bare_module() if module is None else module  # distributed: chains call the bare network
+        module = self.evaluation_module() if module is None else module  # distributed: chains call the bare network
         with self.thread_scope(), autocast_context(x.device, self.precision):  # threads: n_threads
             out = module(x)
         return output_to_energy(out, y).float() / self.temperature
 
-    def run_chains(self, x0, y=None, *, generator=None, noise=None, **overrides):
+    def run_chains(self, x0, y=None, *, generator=None, noise=None, module=None, **overrides):
         """Run ``sampler_`` on the current energy from ``x0``.
 
         Parameters
@@ -243,6 +266,8 @@ class EBMNet(NeuralNet):
             Generator of the noise; ``None`` uses ``rng_.generator``.
         noise : object, default=None
             An explicit noise stream (e.g. :class:`~skebm.mcmc.RowNoise`).
+        module : torch.nn.Module, default=None
+            The network (see :meth:`energy`).
         **overrides
             Sampler settings for this call (``n_steps``, ``step_size``,
             ``mask``, ``return_chains``...).
@@ -254,7 +279,8 @@ class EBMNet(NeuralNet):
         """
         generator = self.generator if generator is None else generator
         with self.thread_scope():  # threads: n_threads for the whole chain
-            return self.sampler_(lambda x: self.energy(x, y), x0, generator=generator, noise=noise, **overrides)
+            return self.sampler_(lambda x: self.energy(x, y, module=module), x0, generator=generator, noise=noise,
+                                 **overrides)
 
     def draw_negatives(self, x_pos, y=None):
         """One round of MCMC negatives for the data batch ``x_pos``.
@@ -276,7 +302,7 @@ class EBMNet(NeuralNet):
         """
         g = self.generator
         draw = self.chain_init_.draw(x_pos, y, generator=g)
-        x_neg = self.run_chains(draw.x0, y)
+        x_neg = self.run_chains(draw.x0, y, module=self.bare_module())  # the network being trained, not its average
         self.chain_init_.update(draw, x_neg, y, generator=g)
         self.history.record_batch("step_size", float(self.sampler_.step_size))
         if getattr(self.sampler_, "metropolis", False):
@@ -308,6 +334,13 @@ class EBMNet(NeuralNet):
         self.history.record_batch("energy_data", e_pos.mean().item())
         self.history.record_batch("energy_samples", e_neg.mean().item())
         return {"loss": loss, "y_pred": e_pos.detach()}
+
+    def train_step(self, batch, **fit_params):
+        """skorch's step (loss, backward, optimiser), then the weight average."""
+        step = super().train_step(batch, **fit_params)
+        if self.average_ is not None:
+            self.average_.update_parameters(self.bare_module())
+        return step
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         """The criterion on ``y_pred = (e_pos, e_neg)``."""
@@ -353,6 +386,33 @@ class EBMNet(NeuralNet):
         except KeyboardInterrupt:
             self.interrupted_ = not getattr(self, "stopped_early_", False)  # early stopping ends fits this way too
             raise
+
+
+class ExponentialAverage:
+    """The weight-average update of :class:`~torch.optim.swa_utils.AveragedModel` (its ``multi_avg_fn``).
+
+    The running mean of the weights over the first ``1 / (1 - decay)``
+    updates, then their exponential moving average with ``decay``: the
+    decay of an update is ``min(decay, n / (n + 1))`` after ``n``
+    averaged, so a short fit does not keep most of its first weights (with
+    a fixed 0.995, 60% of a 100-update average would be the first update's
+    weights). torch's ``get_ema_multi_avg_fn`` has no such start and
+    returns a closure, which pickle (so skorch's ``__getstate__`` and
+    joblib) refuses. Integer buffers are copied.
+    """
+
+    def __init__(self, decay):
+        self.decay = decay
+
+    def __call__(self, averaged, current, n_averaged):
+        n = int(n_averaged)
+        weight = 1.0 - min(self.decay, n / (n + 1))
+        with torch.no_grad():
+            for avg, cur in zip(averaged, current):
+                if avg.is_floating_point():
+                    avg.lerp_(cur, weight)
+                else:
+                    avg.copy_(cur)
 
 
 class _BudgetSampler(RandomSampler):
