@@ -10,6 +10,7 @@ has to follow it.
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm as _sn
 
 __all__ = ["MLPEnergy", "ConvEnergy", "ResNetEnergy", "check_energy_module", "output_to_energy"]
@@ -28,6 +29,35 @@ def _activation(name):
     if name not in _ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {name!r}.")
     return _ACTIVATIONS[name]()
+
+
+def _rebuild(cls, args, kwargs, state, training):
+    module = cls(*args, **kwargs)
+    module.load_state_dict(state)
+    return module.train(training)
+
+
+class _PicklableNet(nn.Module):
+    """A network that pickles even with spectral-norm layers.
+
+    torch refuses to pickle a parametrized layer ("only supported through
+    state_dict()"), so a fitted estimator whose network has
+    ``spectral_norm=True`` (the IGEBM preset) could not be pickled, given to
+    joblib or copied by skorch. Such a network pickles as its class, its
+    constructor arguments and its ``state_dict``, and is rebuilt from them;
+    one without parametrized layers pickles as any module.
+    """
+
+    def __new__(cls, *args, **kwargs):
+        self = super().__new__(cls)
+        self.__dict__["_init_args"] = (args, kwargs)  # before nn.Module.__init__: it does not clear __dict__
+        return self
+
+    def __reduce_ex__(self, protocol):
+        if not any(parametrize.is_parametrized(m) for m in self.modules()):
+            return super().__reduce_ex__(protocol)
+        args, kwargs = self._init_args
+        return _rebuild, (type(self), args, kwargs, self.state_dict(), self.training)
 
 
 def _maybe_sn(layer, spectral_norm):
@@ -139,7 +169,7 @@ def _head(features, n_outputs):
     return features[:, 0] if n_outputs == 1 else features
 
 
-class MLPEnergy(nn.Module):
+class MLPEnergy(_PicklableNet):
     """Fully connected energy network for flat features.
 
     Parameters
@@ -205,7 +235,7 @@ class MLPEnergy(nn.Module):
         return _head(self.net(x), self.n_outputs)
 
 
-class ConvEnergy(nn.Module):
+class ConvEnergy(_PicklableNet):
     """Small convolutional energy for small images (8x8 to 32x32).
 
     Stride-2 3x3 convolutions halve the resolution down to about 4x4; the
@@ -311,7 +341,7 @@ class _ResBlock(nn.Module):
         return h + skip
 
 
-class ResNetEnergy(nn.Module):
+class ResNetEnergy(_PicklableNet):
     """SNGAN-discriminator-style residual energy for 32x32 images and up.
 
     Two downsampling residual blocks followed by plain ones, a final
