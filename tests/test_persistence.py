@@ -19,6 +19,7 @@ from sklearn.datasets import load_digits
 import skebm
 from skebm import EBMGenerator
 
+
 def _fitted_generators():
     rng = np.random.RandomState(0)
     X = rng.randn(60, 4)
@@ -28,6 +29,7 @@ def _fitted_generators():
     X4 = rng.rand(20, 1, 8, 8).astype(np.float32)
     gen = EBMGenerator(init="persistent", max_iter=2, n_steps=2, buffer_size=30, random_state=0).fit(X4)
     yield "4d", gen, X4
+
 
 @pytest.mark.parametrize("name, est, X", list(_fitted_generators()), ids=lambda v: v if isinstance(v, str) else "")
 def test_safe_round_trip(name, est, X, tmp_path):
@@ -49,6 +51,7 @@ def test_safe_round_trip(name, est, X, tmp_path):
                 assert torch.equal(value, saved[key]), key
     assert torch.equal(loaded.net_.rng_.generator.get_state(), est.net_.rng_.generator.get_state())
 
+
 def test_loaded_model_warm_starts_like_the_original(tmp_path):
     X = np.random.RandomState(0).randn(40, 2)
     est = EBMGenerator(max_iter=2, n_steps=2, warm_start=True, random_state=0).fit(X)
@@ -58,12 +61,14 @@ def test_loaded_model_warm_starts_like_the_original(tmp_path):
     assert loaded.n_iter_ == est.n_iter_ == 4
     np.testing.assert_allclose(loaded.score_samples(X), est.score_samples(X), rtol=1e-5)
 
+
 def test_unfitted_round_trip_and_file_object():
     buf = io.BytesIO()
     skebm.save(EBMGenerator(lr=0.5), buf)
     buf.seek(0)
     loaded = skebm.load(buf)
     assert loaded.lr == 0.5 and not hasattr(loaded, "net_")
+
 
 def test_save_refuses_what_it_cannot_store(tmp_path):
     net = torch.nn.Sequential(torch.nn.Linear(2, 1))
@@ -73,6 +78,7 @@ def test_save_refuses_what_it_cannot_store(tmp_path):
     with pytest.raises(TypeError, match="skebm estimator"):
         skebm.save(object(), tmp_path / "x")
 
+
 def test_callbacks_are_dropped_with_a_warning(tmp_path):
     from skorch.callbacks import EpochTimer
 
@@ -80,6 +86,7 @@ def test_callbacks_are_dropped_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="callbacks are not saved"):
         skebm.save(est, tmp_path / "m")
     assert skebm.load(tmp_path / "m").callbacks is None
+
 
 # ------------------------------------------------------------------ tampered files
 @pytest.fixture(scope="module")
@@ -89,10 +96,12 @@ def saved():
     skebm.save(est, buf)
     return buf.getvalue()
 
+
 def _parts(data):
     (n,) = struct.unpack("<Q", data[:8])
     state = json.loads(json.loads(data[8 : 8 + n])["__metadata__"]["skebm"])
     return state, st_load(data)
+
 
 def _rewrite(data, edit_state=None, edit_tensors=None):
     """The file with its JSON state and/or tensors edited, written back as a valid safetensors file."""
@@ -103,11 +112,13 @@ def _rewrite(data, edit_state=None, edit_tensors=None):
         edit_tensors(tensors)
     return io.BytesIO(st_save(tensors, metadata={"skebm": json.dumps(state)}))
 
+
 def _attrs_add(name, value):
     def edit(state):
         state["attrs"]["__dict__"].append([name, value])
 
     return edit
+
 
 def _set_param(name, value):
     def edit(state):
@@ -117,9 +128,11 @@ def _set_param(name, value):
 
     return edit
 
+
 def _poison_weights(tensors):
     key = next(k for k, v in tensors.items() if v.is_floating_point() and v.ndim == 2)
     tensors[key] = torch.full_like(tensors[key], float("nan"))
+
 
 @pytest.mark.parametrize(
     "tamper, match",
@@ -147,6 +160,7 @@ def test_tampered_or_malformed_files_raise_one_clear_error(saved, tamper, match)
     with pytest.raises(ValueError, match=match):
         skebm.load(tamper(saved))
 
+
 def test_pickles_and_torch_files_are_refused_without_running_code(tmp_path):
     marker = tmp_path / "pwned"
 
@@ -167,11 +181,11 @@ def test_pickles_and_torch_files_are_refused_without_running_code(tmp_path):
     with pytest.raises(FileNotFoundError):
         skebm.load(tmp_path / "missing")
 
+
 @pytest.mark.parametrize("energy_params", [{"spectral_norm": True, "channels": (4, 8, 8)}, {"channels": (4, 8, 8)}])
 def test_networks_with_spectral_norm_pickle_and_copy(energy_params):
     """torch refuses to pickle parametrized layers; the IGEBM preset's spectral norm must not make a fit unpicklable."""
     import copy
-    import pickle
 
     X = load_digits().data[:120]
     gen = EBMGenerator(image_shape=(1, 8, 8), max_iter=3, batch_size=16, n_steps=2, buffer_size=32,
