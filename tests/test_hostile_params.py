@@ -318,7 +318,7 @@ def test_a_sample_call_overlapping_a_commit_reads_one_fitted_state(X):
     Gate.entered, Gate.release = threading.Event(), threading.Event()
     est = quiet_fit(small(energy=Gate(), max_iter=2), X)
     old = est.sample(3, random_state=0)
-    est.net_.module_.hold = True
+    est.net_.evaluation_module().hold = True  # the network sample() runs (the weight average by default)
     result = {}
     reader = threading.Thread(target=lambda: result.setdefault("out", est.sample(3, random_state=0)))
     reader.start()

@@ -69,7 +69,7 @@ def test_fit_and_sampling_run_with_n_threads_and_restore(two_threads):
     (recorded,) = [cb for _, cb in gen.net_.callbacks_ if isinstance(cb, RecordThreads)]
     assert recorded.seen_ and set(recorded.seen_) == {1}
     assert torch.get_num_threads() == 2  # restored after fit
-    probe = gen.net_.module_
+    probe = gen.net_.evaluation_module()  # the network sampling and scores run (the weight average by default)
     probe.seen.clear()
     gen.sample(4, random_state=0)
     gen.score_samples(X[:8])
