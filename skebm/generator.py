@@ -15,6 +15,7 @@ from ._base import (
 from ._docs import fill_doc
 from ._torch_utils import batched, check_rows_fit
 from ._validation import FINITE, NONNEG_INT, POSITIVE, POSITIVE_INT, SCALE, Float, Int, check_params
+from .engine._callbacks import CosineLearningRate
 from .engine._dsm import DSMNet, geometric_noise_levels, overlapping_n_levels
 from .mcmc import LangevinSampler, make_chain_init
 
@@ -64,6 +65,12 @@ def _resolve_start(start, init):
     return start
 
 
+#: ``max_iter="auto"``: updates of a fit, and of one on data of more than ``_LARGE_DATA_VALUES`` values per sample
+_AUTO_MAX_ITER, _AUTO_MAX_ITER_LARGE, _LARGE_DATA_VALUES = 800, 3200, 1024
+#: ``lr_schedule="auto"``: the longest fit kept at a constant learning rate
+_CONSTANT_LR_MAX_UPDATES = 1600
+
+
 @fill_doc
 class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
     """Energy-based generator trained for shortrun Langevin synthesis.
@@ -85,12 +92,23 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
     conditional : bool, default=False
         Learn a class-conditional energy ``E(x, y)`` from ``fit(X, y)``;
         ``sample(y=...)`` then draws from a chosen class.
-    max_iter : int, default=800
-        {max_iter}
+    max_iter : int or "auto", default="auto"
+        {max_iter} ``"auto"``: 800, and 3,200 for data of more than
+        1,024 values per sample (32x32 colour images: 5 of the 10 classes
+        after 800 updates, 9 after 3,200 with the cosine schedule; the
+        table is in the :ref:`User Guide <images>`).
     batch_size : int, default=64
         Data samples (and chains) per update.
     lr : float, default=1e-3
         Learning rate.
+    lr_schedule : {{"auto", "constant", "cosine"}}, default="auto"
+        The learning rate over the updates: ``"constant"``, or
+        ``"cosine"``, from ``lr`` to zero at the last update
+        (:class:`~skebm.engine.CosineLearningRate`). ``"auto"``: cosine for
+        fits of more than 1,600 updates, where a constant rate was measured
+        to collapse the samples onto one class (32x32 colour, 3,200
+        updates), constant otherwise (on MNIST-5k the cosine is worse at 800
+        updates).
     {optimizer}
     n_steps : int, default=10
         Langevin steps per update, and the default for :meth:`sample`.
@@ -214,6 +232,8 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
         "sigma_min": [SCALE],
         "n_noise_levels": [Int(1, MAX_NOISE_LEVELS, closed="both"), StrOptions({"auto"})],
         "ema_decay": [Float(0, 1, closed="neither"), None],
+        "max_iter": [*BaseEBM._shared_constraints["max_iter"], StrOptions({"auto"})],
+        "lr_schedule": [StrOptions({"auto", "constant", "cosine"})],
     }
     _fitted_attributes = (*BaseEBM._fitted_attributes, "net_", "classes_")
     _warm_fixed = (*BaseEBM._warm_fixed, "objective", "sigma_max", "sigma_min", "n_noise_levels", "ema_decay")
@@ -225,9 +245,10 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
         energy_params=None,
         image_shape=None,
         conditional=False,
-        max_iter=800,
+        max_iter="auto",
         batch_size=64,
         lr=1e-3,
+        lr_schedule="auto",
         optimizer="adam",
         n_steps=10,
         step_size="auto",
@@ -260,6 +281,7 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.lr = lr
+        self.lr_schedule = lr_schedule
         self.optimizer = optimizer
         self.n_steps = n_steps
         self.step_size = step_size
@@ -284,6 +306,24 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
         self.n_threads = n_threads
         self.accelerator = accelerator
         self.random_state = random_state
+
+    # ------------------------------------------------------- the training length
+    def _updates_per_fit(self):
+        """``max_iter``; ``"auto"``: more updates for larger data (the sweep of the images guide)."""
+        if not isinstance(self.max_iter, str):
+            return self.max_iter
+        return _AUTO_MAX_ITER_LARGE if int(np.prod(self._feature_shape)) > _LARGE_DATA_VALUES else _AUTO_MAX_ITER
+
+    def _lr_schedule(self):
+        """``lr_schedule`` resolved: ``"auto"`` is the cosine for fits of more than ``_CONSTANT_LR_MAX_UPDATES``."""
+        if self.lr_schedule != "auto":
+            return self.lr_schedule
+        return "cosine" if self._updates_per_fit() > _CONSTANT_LR_MAX_UPDATES else "constant"
+
+    def _own_callbacks(self, total, done=0, n_samples=None):
+        cosine = self._lr_schedule() == "cosine"
+        schedule = [("lr_schedule", CosineLearningRate(n_updates=self._updates_per_fit()))] if cosine else []
+        return [*schedule, *super()._own_callbacks(total, done, n_samples)]
 
     # ------------------------------------------------------- the objective
     def _check_params(self):

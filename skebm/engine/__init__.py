@@ -1,6 +1,13 @@
 """Training engines: skorch nets, losses and callbacks."""
 
-from ._callbacks import DivergenceGuard, HeldOutEarlyStopping, ProgressBar, TrainingCheckpoint, TrainingDivergedError
+from ._callbacks import (
+    CosineLearningRate,
+    DivergenceGuard,
+    HeldOutEarlyStopping,
+    ProgressBar,
+    TrainingCheckpoint,
+    TrainingDivergedError,
+)
 from ._dsm import DSMNet
 from ._losses import DenoisingScoreMatchingLoss, MaxLikelihoodLoss, NGEBMLoss
 from ._ml import EBMNet
@@ -9,6 +16,7 @@ from ._ngebm import NGEBMNet
 from .._random import RandomGenerators
 
 __all__ = [
+    "CosineLearningRate",
     "DSMNet",
     "DenoisingScoreMatchingLoss",
     "DivergenceGuard",

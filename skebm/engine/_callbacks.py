@@ -15,7 +15,10 @@ from skorch.callbacks import Callback, Checkpoint, LRScheduler
 from ._history import check_history, n_updates
 from .._validation import POSITIVE, POSITIVE_INT, NONNEG_INT, StrOptions, check_params
 
-__all__ = ["TrainingDivergedError", "DivergenceGuard", "ProgressBar", "TrainingCheckpoint", "HeldOutEarlyStopping"]
+__all__ = [
+    "TrainingDivergedError", "DivergenceGuard", "ProgressBar", "CosineLearningRate", "TrainingCheckpoint",
+    "HeldOutEarlyStopping",
+]
 
 
 class TrainingDivergedError(RuntimeError):
@@ -263,6 +266,47 @@ class ProgressBar(Callback):
 
     def on_train_end(self, net, X=None, y=None, **kwargs):
         self.bar_.close()
+
+
+class CosineLearningRate(Callback):
+    """The learning rate on a cosine over the updates of a fit: ``lr * (1 + cos(pi t / n)) / 2`` at its update ``t``.
+
+    The rate falls from the optimiser's ``initial_lr`` (its ``lr`` when the
+    first update starts) to zero at the fit's last update (the engine's
+    ``max_updates``), and is set back to ``initial_lr`` when the fit ends,
+    so a warm start begins a new cosine from it. It is computed from the
+    number of updates in the history, not kept: a fit resumed from a
+    checkpoint continues it exactly (skorch's
+    :class:`~skorch.callbacks.LRScheduler` keeps the step count in the
+    scheduler object, which a checkpoint does not save).
+    :class:`DivergenceGuard` halves ``initial_lr`` with ``lr``, so a
+    recovery is kept.
+
+    Parameters
+    ----------
+    n_updates : int, default=None
+        Updates of this fit: the cosine spans the last ``n_updates`` before
+        ``max_updates`` (a warm start's); ``None``: all of them.
+    """
+
+    def __init__(self, n_updates=None):
+        self.n_updates = n_updates
+
+    def on_batch_begin(self, net, batch=None, training=False, **kwargs):
+        if not training or not net.max_updates:
+            return
+        total = net.max_updates
+        length = total if self.n_updates is None else min(self.n_updates, total)
+        t = _n_updates(net) - (total - length)  # the batch row of this update has no loss yet
+        factor = 0.5 * (1.0 + math.cos(math.pi * min(max(t, 0), length) / length))
+        for group in net.optimizer_.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+            group["lr"] = group["initial_lr"] * factor
+
+    def on_train_end(self, net, **kwargs):
+        for group in net.optimizer_.param_groups:
+            if "initial_lr" in group:
+                group["lr"] = group["initial_lr"]
 
 
 class TrainingCheckpoint(Checkpoint):
