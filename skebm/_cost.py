@@ -10,12 +10,13 @@ negatives), times the updates::
 
     seconds = max_iter * batch_size * flops * (steps + 2) / (CPU_FLOPS * threads)
 
-:data:`CPU_FLOPS` was measured on this project's 2-core machine (one thread,
-a Langevin step of 16 chains: 16 GFLOP/s for the 8x8 conv net, 20 for the
-28x28 one, 36 for the 32x32 ResNet, counting forward FLOPs); a default
-MNIST-5k fit, measured at about 550 CPU seconds, is estimated at 350, so the
-estimate is good to a factor of about two on such a machine. Faster CPUs
-finish sooner than estimated.
+:data:`CPU_FLOPS` was measured on this project's two 2-core machines with
+the default networks (one thread, counting forward FLOPs): default fits of
+800 updates on MNIST-5k (28x28) took 122 s on an AMD EPYC and 190 s on an
+Intel Xeon, estimated at 214; on the 32x32 colour set 152 and 241 s,
+estimated at 264; on the digits 28 and 46 CPU seconds, estimated at 32;
+the 32x32 ResNet ran at about 36 GFLOP/s. The estimate is good to a factor
+of about two on such machines; faster CPUs finish sooner.
 """
 
 import warnings
@@ -29,7 +30,7 @@ __all__ = [
 ]
 
 #: Forward-pass FLOPs per second and thread that a CPU fit achieves (measured, see the module docstring).
-CPU_FLOPS = 2e10
+CPU_FLOPS = 3.5e10
 #: A CPU fit estimated to take longer than this warns before it starts (30 minutes).
 SLOW_FIT_SECONDS = 1800.0
 
