@@ -45,8 +45,8 @@ _LIFE_CYCLE = (
 # The Life Cycle EBM (nets.py, EBMSNGAN32): four residual blocks of 256 channels, the first two
 # downsampling (the first without a leading activation), ReLU, no spectral normalisation.
 _LIFE_CYCLE_ENERGY = {"width": 256, "n_blocks": 4, "activation": "relu", "spectral_norm": False}
+_LIFE_CYCLE_EMA_GAP = "EMA of the weights (tfa MovingAverage, decay 0.9999; ebm_opt_decay): EBMPurifier keeps none"
 _LIFE_CYCLE_COMMON_GAPS = (
-    "EMA of the weights (tfa MovingAverage, decay 0.9999; ebm_opt_decay)",
     "global average pooling and an output layer without bias: skebm's ResNetEnergy sums over space "
     "(a factor 64 on the output layer at 8x8) and has a bias (no effect on gradients)",
 )
@@ -73,6 +73,8 @@ def _life_cycle_shortrun():
         "reinit_prob": 0.5,
         "l2_reg": 0.0,  # the plain ML loss
         "data_noise": 1e-2,  # data_epsilon
+        "lr_schedule": "constant",  # ebm_lr_info [[1e-4, 0]]: one rate throughout
+        "ema_decay": 0.9999,  # ebm_opt_decay: tfa MovingAverage of the weights, used for sampling
     }
 
 
@@ -138,6 +140,8 @@ def _igebm_cifar10():
         "l2_reg": 1.0,  # loss + mean(E+^2) + mean(E-^2)
         # dequantisation: U(0, 1/256) on [0, 1] pixels, standard deviation 2 / (256 sqrt(12)) in [-1, 1]
         "data_noise": 2.0 / (256.0 * math.sqrt(12.0)),
+        "lr_schedule": "constant",  # one --lr throughout
+        "ema_decay": None,  # the released model's own weights
     }
 
 
@@ -226,6 +230,7 @@ _PRESETS = dict(
                 "in callbacks",
                 "the bank starts from data (data_persistent); skebm's persistent bank starts from noise and "
                 "is rejuvenated from the data",
+                _LIFE_CYCLE_EMA_GAP,
                 *_LIFE_CYCLE_COMMON_GAPS,
             ),
         ),
