@@ -248,7 +248,7 @@ class EBMNet(NeuralNet):
         -------
         energy : torch.Tensor of shape (n,)
         """
-        module = self.evaluation_module() if module is None else module  # distributed: chains call the bare network
+        module = self.evaluation_module() if module is None else module  # distributed: never the DDP wrapper
         with self.thread_scope(), autocast_context(x.device, self.precision):  # threads: n_threads
             out = module(x)
         return output_to_energy(out, y).float() / self.temperature
