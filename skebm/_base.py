@@ -650,7 +650,9 @@ class BaseEBM(BaseEstimator):
             Z = Z.detach().float().cpu().numpy()
         lead = Z.shape[: Z.ndim - len(self._feature_shape)]
         X = self.rescaler_.inverse_transform(Z.reshape(-1, self.n_features_in_))
-        X = X.astype(dtype if np.issubdtype(dtype, np.floating) else np.float64)
+        out = np.dtype(dtype if np.issubdtype(dtype, np.floating) else np.float64)
+        big = np.finfo(out).max  # float32 data near its limit: a state just past it saturates there, never inf
+        X = np.clip(X, -big, big).astype(out)
         if kind == "4d":
             return X.reshape(*lead, *self.image_shape_)
         X = X.reshape(*lead, self.n_features_in_)

@@ -94,9 +94,9 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
         ``sample(y=...)`` then draws from a chosen class.
     max_iter : int or "auto", default="auto"
         {max_iter} ``"auto"``: 800, and 3,200 for data of more than
-        1,024 values per sample (32x32 colour images: 5 of the 10 classes
-        after 800 updates, 9 after 3,200 with the cosine schedule; the
-        table is in the :ref:`User Guide <images>`).
+        1,024 values per sample (32x32 colour images: with 800 updates they
+        cover about half the classes; the table is in the
+        :ref:`User Guide <images>`).
     batch_size : int, default=64
         Data samples (and chains) per update.
     lr : float, default=1e-3
@@ -173,9 +173,9 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
         :class:`torch.optim.swa_utils.AveragedModel`). The training chains
         and the loss use the weights being trained; :meth:`sample`,
         :meth:`score_samples`, :meth:`inpaint` and :func:`compose` use the
-        average, whose energy is smoother: on MNIST-5k its samples score a
-        Frechet distance of 52 against 62 for the final weights (the
-        sweep in the :ref:`User Guide <images>`). ``None`` keeps no average
+        average, whose energy is smoother (on MNIST-5k it samples better
+        than the final weights; the sweep is in the
+        :ref:`User Guide <images>`). ``None`` keeps no average
         (the final weights). Fixed for a warm start.
     {device}
     {precision}
@@ -210,7 +210,7 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
     about a minute of one CPU core on 8x8 digits with the default conv
     net; above 16x16 the net downsamples in its first layer and is twice
     as wide; on 32x32 colour images a default fit makes 3,200 updates with
-    a cosine learning rate (about 10 minutes of one core). The measured
+    a cosine learning rate. The measured
     times and sample quality on 8x8, 28x28 and 32x32
     colour images against GaussianMixture and BernoulliRBM (from
     ``benchmarks/reports/``) are in the :ref:`User Guide <images>`.

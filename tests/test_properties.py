@@ -158,3 +158,14 @@ def test_any_input_works_or_raises_a_documented_error(name, case, params, fitted
             trial.fit(X, y) if _needs_y(trial) else trial.fit(X)
         except DOCUMENTED:
             assert_same_state(before, state_fingerprint(trial))
+
+
+@pytest.mark.parametrize("name", ["generator", "purifier"])
+def test_float32_data_at_the_limit_of_its_type_gives_finite_outputs(name):
+    """The example hypothesis found: float32 rows near 3.4e38, returned in float32, saturate there, never inf."""
+    X = np.array([[1.7640524e-08], [3.0e38]], dtype=np.float32)
+    est = clone(ESTIMATORS[name]).set_params(max_iter=3, lr=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X)
+    _call_all(est, X)
