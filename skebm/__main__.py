@@ -29,6 +29,7 @@ def main(argv=None):
     import matplotlib.pyplot as plt
 
     from . import EBMGenerator
+    from .generator import auto_max_iter
     from .datasets import load_digits_images
     from .engine import SampleMonitor
     from .plotting import plot_sample_evolution, plot_sample_grid, plot_training
@@ -40,11 +41,12 @@ def main(argv=None):
     if args.max_iter is not None:
         params["max_iter"] = args.max_iter
     gen = EBMGenerator(**params)
-    every = max(1, gen.max_iter // 10)
+    n_updates = auto_max_iter(int(np.prod(digits.image_shape))) if gen.max_iter == "auto" else gen.max_iter
+    every = max(1, n_updates // 10)
     monitor = SampleMonitor(every=every, n_samples=16, start="bank", random_state=args.random_state)
     gen.set_params(callbacks=[("monitor", monitor)])
     print(
-        f"skebm demo: EBMGenerator on scikit-learn's {len(digits.data)} digits (8x8), {gen.max_iter} updates of "
+        f"skebm demo: EBMGenerator on scikit-learn's {len(digits.data)} digits (8x8), {n_updates} updates of "
         f"{gen.batch_size} Langevin chains of {gen.n_steps} steps; about a minute on 2 CPU cores "
         f"(load average now {os.getloadavg()[0]:.1f})." if hasattr(os, "getloadavg") else "",
         flush=True,

@@ -67,6 +67,12 @@ def _resolve_start(start, init):
 
 #: ``max_iter="auto"``: updates of a fit, and of one on data of more than ``_LARGE_DATA_VALUES`` values per sample
 _AUTO_MAX_ITER, _AUTO_MAX_ITER_LARGE, _LARGE_DATA_VALUES = 800, 3200, 1024
+
+
+def auto_max_iter(n_values):
+    """The updates of ``max_iter="auto"`` for data of ``n_values`` values per sample (pixels times channels)."""
+    return _AUTO_MAX_ITER_LARGE if n_values > _LARGE_DATA_VALUES else _AUTO_MAX_ITER
+
 #: ``lr_schedule="auto"``: the longest fit kept at a constant learning rate
 _CONSTANT_LR_MAX_UPDATES = 1600
 
@@ -314,7 +320,7 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
         """``max_iter``; ``"auto"``: more updates for larger data (the sweep of the images guide)."""
         if not isinstance(self.max_iter, str):
             return self.max_iter
-        return _AUTO_MAX_ITER_LARGE if int(np.prod(self._feature_shape)) > _LARGE_DATA_VALUES else _AUTO_MAX_ITER
+        return auto_max_iter(int(np.prod(self._feature_shape)))
 
     def _lr_schedule(self):
         """``lr_schedule`` resolved: ``"auto"`` is the cosine for fits of more than ``_CONSTANT_LR_MAX_UPDATES``."""
