@@ -216,9 +216,8 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
     about a minute of one CPU core on 8x8 digits with the default conv
     net; above 16x16 the net downsamples in its first layer and is twice
     as wide; on 32x32 colour images a default fit makes 3,200 updates with
-    a cosine learning rate. The measured
-    times and sample quality on 8x8, 28x28 and 32x32
-    colour images against GaussianMixture and BernoulliRBM (from
+    a cosine learning rate. The measured times and sample quality on 8x8,
+    28x28 and 32x32 colour images against GaussianMixture and BernoulliRBM (from
     ``benchmarks/reports/``) are in the :ref:`User Guide <images>`.
 
     Examples
