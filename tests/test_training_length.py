@@ -75,13 +75,14 @@ def test_a_divergence_recovery_halves_the_schedule_too():
     """The guard halves initial_lr with lr, so the cosine after a recovery starts from the halved rate."""
     from types import SimpleNamespace
 
+    from skebm.engine._callbacks import _scale_learning_rate
+
     group = {"lr": 1e-3}
-    net = SimpleNamespace(max_updates=4, optimizer_=SimpleNamespace(param_groups=[group]),
-                          history=[{"batches": [{"train_loss": 1.0}, {}]}])
+    net = SimpleNamespace(max_updates=4, optimizer_=SimpleNamespace(param_groups=[group]), _optimizers=["optimizer"],
+                          callbacks_=[], history=[{"batches": [{"train_loss": 1.0}, {}]}])
     CosineLearningRate().on_batch_begin(net, training=True)
     assert group["initial_lr"] == 1e-3 and group["lr"] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi / 4)))
-    group["lr"] *= 0.5
-    group["initial_lr"] *= 0.5  # what DivergenceGuard does on a recovery
+    _scale_learning_rate(net, 0.5)  # what DivergenceGuard does on a recovery
     CosineLearningRate().on_batch_begin(net, training=True)
     assert group["lr"] == pytest.approx(0.5e-3 * 0.5 * (1 + math.cos(math.pi / 4)))
 
