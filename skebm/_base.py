@@ -20,7 +20,7 @@ from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from ._cost import warn_bf16_on_cpu, warn_if_slow
+from ._cost import resolve_precision, warn_bf16_on_cpu, warn_if_slow
 from ._images import image_batch_shape
 from ._threads import thread_limit
 from ._torch_utils import check_rows_fit
@@ -572,7 +572,7 @@ class BaseEBM(BaseEstimator):
         "l2_reg": [NONNEG],
         "data_noise": [NONNEG_SCALE],
         "device": [str, torch.device],
-        "precision": [StrOptions({"fp32", "bf16"})],
+        "precision": [StrOptions({"fp32", "bf16", "auto"})],
         "callbacks": [list, None],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
@@ -708,6 +708,12 @@ class BaseEBM(BaseEstimator):
         return float(value)
 
     @property
+    def precision_(self):
+        """Precision of the fitted engine's energy evaluations: ``precision`` resolved (``"auto"`` measured)."""
+        check_is_fitted(self, "net_")
+        return self.net_.precision
+
+    @property
     def step_size_(self):
         """Langevin step size of the chains (``step_size`` resolved, after any adaptation)."""
         check_is_fitted(self, "net_")
@@ -787,6 +793,7 @@ class BaseEBM(BaseEstimator):
         _set_engine_threads(self, net)  # threads: n_threads of the sampling and prediction calls
         with thread_limit(net.threads_):  # threads: the probe is a compute call like any other
             check_energy_module(module, self._feature_shape, n_outputs, name=_energy_name(module, self.energy))
+            net.precision = resolve_precision(self, net)  # "auto": bfloat16 where measured faster, else float32
         return net
 
     def _warm_setters(self):
@@ -810,7 +817,7 @@ class BaseEBM(BaseEstimator):
             "noise_scale": sampler("noise_scale"),
             "temperature": lambda value: setattr(net, "temperature", float(value)),
             "data_noise": lambda value: setattr(net, "data_noise", float(value)),
-            "precision": lambda value: setattr(net, "precision", value),
+            "precision": lambda value: setattr(net, "precision", resolve_precision(self, net)),
             "reinit_prob": lambda value: setattr(net.chain_init_, "reinit_prob", value),
             "l2_reg": lambda value: setattr(net.criterion_, "l2_reg", value),
         }

@@ -26,7 +26,8 @@ import torch
 from ._threads import _forward_flops
 
 __all__ = [
-    "CPU_FLOPS", "SLOW_FIT_SECONDS", "bf16_speedup", "estimate_fit_seconds", "warn_bf16_on_cpu", "warn_if_slow",
+    "AUTO_BF16_SPEEDUP", "CPU_FLOPS", "SLOW_FIT_SECONDS", "bf16_speedup", "estimate_fit_seconds", "resolve_precision",
+    "warn_bf16_on_cpu", "warn_if_slow",
 ]
 
 #: Forward-pass FLOPs per second and thread that a CPU fit achieves (measured, see the module docstring).
@@ -105,13 +106,18 @@ def warn_if_slow(estimator, net, n_updates):
     )
 
 
-#: fp32 time over bf16 time of one chain step per (network class, feature shape, weights, threads): measured once
-#: per process by :func:`bf16_speedup`.
+#: fp32 time over bf16 time of one chain step per (device, network class, feature shape, weights, threads, batch):
+#: measured once per process by :func:`bf16_speedup`.
 _BF16_SPEEDUP = {}
+#: ``precision="auto"`` takes bfloat16 when a chain step measures at least this much faster than float32. A margin
+#: above the noise of short timings, so that the choice does not flip from one process to the next on one machine:
+#: on an AMD EPYC with AVX-512 BF16, 64 chains, the conv nets measured 1.5 or more at 28x28 and 32x32 and 1.10-1.13
+#: at 8x8 (``benchmarks/reports/generator_images.md``, table 6).
+AUTO_BF16_SPEEDUP = 1.25
 
 
-def bf16_speedup(module, feature_shape, *, threads=1, batch_size=16, repeats=3):
-    """How much faster a chain step of ``module`` runs under bfloat16 autocast than in float32, on this CPU.
+def bf16_speedup(module, feature_shape, *, threads=1, batch_size=16, repeats=3, budget=0.25, device="cpu"):
+    """How much faster a chain step of ``module`` runs under bfloat16 autocast than in float32, on ``device``.
 
     Measured, not guessed from the CPU's flags: whether bfloat16 pays on a
     CPU depends on its instructions (AMX, AVX-512 BF16), on the oneDNN
@@ -120,10 +126,15 @@ def bf16_speedup(module, feature_shape, *, threads=1, batch_size=16, repeats=3):
     to 2 times faster on another, ``benchmarks/reports/generator_images.md``
     table 6). One step is an energy evaluation of ``batch_size`` random
     inputs and its input gradient, on a copy of the network (the caller's
-    is untouched), timed ``repeats`` times per precision after a warm-up,
-    interleaved; the ratio of the medians is cached per network class,
-    feature shape, weight count, thread count and batch size for the rest
-    of the process (a few tenths of a second, once).
+    is untouched), timed after a warm-up in interleaved rounds (one step per
+    precision per round): at least ``repeats`` rounds, and more until the
+    rounds have taken ``budget`` seconds (at most 100), so that a network
+    of a few milliseconds per step is timed as many times as it takes to
+    see through the noise. The ratio of the fastest times (the least
+    disturbed by other work, as :mod:`timeit` advises) is cached per
+    device, network class, feature shape, weight count, thread count and
+    batch size for the rest of the process (a few tenths of a second,
+    once).
 
     Returns
     -------
@@ -131,52 +142,85 @@ def bf16_speedup(module, feature_shape, *, threads=1, batch_size=16, repeats=3):
         fp32 time / bf16 time: above 1 bfloat16 is faster.
     """
     import copy
-    import statistics
     import time
 
     from ._threads import thread_limit
     from ._torch_utils import autocast_context
 
+    device = torch.device(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     n_weights = sum(p.numel() for p in module.parameters())
-    key = (type(module).__qualname__, tuple(feature_shape), n_weights, threads, batch_size)
+    key = (str(device), type(module).__qualname__, tuple(feature_shape), n_weights, threads, batch_size)
     if key not in _BF16_SPEEDUP:
-        probe = copy.deepcopy(module).cpu()
-        x = torch.rand(batch_size, *feature_shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        probe = copy.deepcopy(module).to(device)
+        x = (torch.rand(batch_size, *feature_shape, generator=torch.Generator().manual_seed(0)) * 2 - 1).to(device)
 
         def step(precision):
             xx = x.clone().requires_grad_(True)
+            sync()
             start = time.perf_counter()
-            with autocast_context("cpu", precision):
+            with autocast_context(device, precision):
                 energy = probe(xx)
             torch.autograd.grad(energy.float().sum(), [xx])
+            sync()
             return time.perf_counter() - start
 
         times = {"fp32": [], "bf16": []}
         with thread_limit(threads):
             step("fp32"), step("bf16")  # warm-up: oneDNN builds its kernels on the first call
-            for _ in range(repeats):
+            start = time.perf_counter()
+            for i in range(100):
+                if i >= repeats and time.perf_counter() - start >= budget:
+                    break
                 for precision in times:
                     times[precision].append(step(precision))
-        _BF16_SPEEDUP[key] = statistics.median(times["fp32"]) / max(statistics.median(times["bf16"]), 1e-12)
+        _BF16_SPEEDUP[key] = min(times["fp32"]) / max(min(times["bf16"]), 1e-12)
     return _BF16_SPEEDUP[key]
+
+
+def _measured_speedup(estimator, net, device):
+    """:func:`bf16_speedup` of the engine's network, with the fit's threads and chains; None without a torch module."""
+    module = net.bare_module() if getattr(net, "initialized_", False) else net.module
+    if not isinstance(module, torch.nn.Module):
+        return None
+    threads = getattr(net, "threads_", None) or torch.get_num_threads()
+    batch_size = min(int(getattr(estimator, "batch_size", 16)), 256)  # the chains of an update, as the fit runs them
+    return bf16_speedup(module, tuple(estimator._feature_shape), threads=threads, batch_size=batch_size, device=device)
+
+
+def resolve_precision(estimator, net):
+    """The precision the engine runs for the estimator's ``precision``: ``"auto"`` measured on the engine's device.
+
+    ``"fp32"`` and ``"bf16"`` are kept as given. ``"auto"`` times one chain
+    step of the network in both precisions on the engine's device
+    (:func:`bf16_speedup`, once per process and network) and takes
+    ``"bf16"`` when it is at least :data:`AUTO_BF16_SPEEDUP` times faster,
+    else ``"fp32"``: never the slower one. A device without bfloat16
+    autocast (a CUDA GPU without bfloat16 units) gets ``"fp32"`` unmeasured.
+    """
+    precision = getattr(estimator, "precision", "fp32")
+    if precision != "auto":
+        return precision
+    device = torch.device(net.device)
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return "fp32"
+    if device.type not in ("cpu", "cuda"):
+        return "fp32"
+    speedup = _measured_speedup(estimator, net, device)
+    return "bf16" if speedup is not None and speedup >= AUTO_BF16_SPEEDUP else "fp32"
 
 
 def warn_bf16_on_cpu(estimator, net):
     """Warn when ``precision="bf16"`` runs the CPU chains slower than float32 would (measured: :func:`bf16_speedup`)."""
     if getattr(estimator, "precision", "fp32") != "bf16" or torch.device(net.device).type != "cpu":
         return
-    module = net.bare_module() if getattr(net, "initialized_", False) else net.module
-    if not isinstance(module, torch.nn.Module):
-        return
-    threads = getattr(net, "threads_", None) or torch.get_num_threads()
-    batch_size = min(int(getattr(estimator, "batch_size", 16)), 256)  # the chains of an update, as the fit runs them
-    speedup = bf16_speedup(module, tuple(estimator._feature_shape), threads=threads, batch_size=batch_size)
-    if speedup >= 0.9:  # within the timing noise of a few short steps, or faster: no warning
+    speedup = _measured_speedup(estimator, net, "cpu")
+    if speedup is None or speedup >= 0.9:  # within the timing noise of a few short steps, or faster: no warning
         return
     warnings.warn(
         f"{type(estimator).__name__}(precision='bf16') on this CPU: a chain step of this network under bfloat16 "
         f"autocast measured {1 / speedup:.1f} times slower than in float32 (no fast bfloat16 kernels here); "
-        "keep the default precision='fp32' on this machine.",
+        "keep the default precision='fp32' on this machine, or pass precision='auto' (bfloat16 only where it is faster).",
         UserWarning,
         stacklevel=4,
     )

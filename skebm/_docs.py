@@ -38,9 +38,14 @@ SHARED_PARAMS = {
         machine cannot use (``"cuda"`` without a GPU, ``"mps"``, ``"xla"``
         without their backends, ``"meta"``) raises a ``ValueError`` before
         anything is built.""",
-    "precision": """precision : {"fp32", "bf16"}, default="fp32"
+    "precision": """precision : {"fp32", "bf16", "auto"}, default="fp32"
         ``"bf16"`` evaluates the energy network under bfloat16 autocast; the
-        chain state stays float32.""",
+        chain state stays float32. ``"auto"`` times one chain step of the
+        network in both precisions on the fit's device before training
+        (once per process and network) and takes bfloat16 where it is
+        faster by a clear margin, float32 elsewhere: never the slower of
+        the two; ``precision_`` says which. The default float32
+        gives the same numbers on every run of one machine.""",
     "callbacks": """callbacks : list of skorch callbacks, default=None
         Passed to the skorch training engine (LR schedulers,
         :class:`~skebm.engine.TrainingCheckpoint` to checkpoint and resume
@@ -108,6 +113,9 @@ SHARED_PARAMS = {
         history.
     n_iter_ : int
         Number of parameter updates made.
+    precision_ : {"fp32", "bf16"}
+        Precision of the energy evaluations (``precision`` resolved:
+        ``"auto"`` as measured on this machine).
     interrupted_ : bool
         Whether training was stopped early by Ctrl-C (the model is usable).
         Ctrl-C ends the training loop and ``fit`` returns with a warning: a

@@ -7,7 +7,10 @@ import pytest
 import torch
 from skorch.callbacks import Callback
 
+import skebm
 import skebm._cost as cost
+import skebm.engine._ml as engine_ml
+from skebm._torch_utils import autocast_context
 from skebm import EBMGenerator, EBMPurifier, NGEBMClassifier
 from skebm.nn import ConvEnergy, ResNetEnergy
 
@@ -118,13 +121,53 @@ def test_cost_of_ngebm_counts_no_chain():
 @pytest.mark.parametrize("speedup", [0.3, 1.5])
 def test_bf16_warns_only_where_it_measured_slower(monkeypatch, speedup):
     calls = []
-    monkeypatch.setattr(cost, "bf16_speedup", lambda module, shape, threads=1, batch_size=16: calls.append(shape) or speedup)
+    monkeypatch.setattr(cost, "bf16_speedup", lambda module, shape, **kw: calls.append(shape) or speedup)
     X = np.random.RandomState(0).rand(20, 64)
     messages, _ = _fit_recording(EBMGenerator(image_shape=(1, 8, 8), precision="bf16", **FAST), X)
     bf16 = [m for m in messages if "measured 3.3 times slower than in float32" in m]
     assert len(bf16) == (1 if speedup < 1 else 0) and calls == [(1, 8, 8)]
     messages, _ = _fit_recording(EBMGenerator(image_shape=(1, 8, 8), **FAST), X)  # fp32: never measured, never warned
     assert not [m for m in messages if "bfloat16" in m] and len(calls) == 1
+
+
+@pytest.mark.parametrize(("speedup", "chosen"), [(0.3, "fp32"), (1.2, "fp32"), (cost.AUTO_BF16_SPEEDUP, "bf16"), (1.9, "bf16")])
+def test_auto_precision_takes_bf16_only_where_it_measured_clearly_faster(monkeypatch, speedup, chosen):
+    calls = []
+    monkeypatch.setattr(cost, "bf16_speedup", lambda module, shape, **kw: calls.append((shape, kw)) or speedup)
+    X = np.random.RandomState(0).rand(20, 64)
+    gen = EBMGenerator(image_shape=(1, 8, 8), precision="auto", **FAST)
+    messages, _ = _fit_recording(gen, X)
+    assert gen.precision == "auto" and gen.precision_ == chosen == gen.net_.precision  # the parameter is kept
+    assert len(calls) == 1 and calls[0][0] == (1, 8, 8) and calls[0][1]["batch_size"] == FAST["batch_size"]
+    assert str(calls[0][1]["device"]) == "cpu"
+    assert not [m for m in messages if "bfloat16" in m]  # "auto" never warns: it never takes the slower one
+    # the chains run in the precision chosen: autocast is entered exactly when bf16 was chosen
+    entered = []
+    monkeypatch.setattr(engine_ml, "autocast_context", lambda device, p: entered.append(p) or autocast_context(device, p))
+    gen.sample(2, random_state=0)
+    assert entered and set(entered) == {chosen}
+
+
+def test_explicit_precisions_are_never_measured_and_auto_is_remeasured_on_load(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(cost, "bf16_speedup", lambda module, shape, **kw: calls.append(shape) or 2.0)
+    X = np.random.RandomState(0).rand(20, 64)
+    assert EBMGenerator(image_shape=(1, 8, 8), **FAST).fit(X).precision_ == "fp32" and calls == []
+    gen = EBMGenerator(image_shape=(1, 8, 8), precision="auto", **FAST).fit(X)
+    assert gen.precision_ == "bf16" and len(calls) == 1
+    skebm.save(gen, tmp_path / "m.skebm")
+    monkeypatch.setattr(cost, "bf16_speedup", lambda module, shape, **kw: calls.append(shape) or 0.5)
+    loaded = skebm.load(tmp_path / "m.skebm")  # another machine: its own measurement decides
+    assert loaded.precision == "auto" and loaded.precision_ == "fp32" and len(calls) == 2
+
+
+def test_auto_precision_is_resolved_again_on_a_warm_start(monkeypatch):
+    monkeypatch.setattr(cost, "bf16_speedup", lambda module, shape, **kw: 2.0)
+    X = np.random.RandomState(0).rand(20, 64)
+    gen = EBMGenerator(image_shape=(1, 8, 8), warm_start=True, **FAST).fit(X)
+    assert gen.precision_ == "fp32"
+    assert gen.set_params(precision="auto").fit(X).precision_ == "bf16"
+    assert gen.set_params(precision="fp32").fit(X).precision_ == "fp32"
 
 
 def test_bf16_speedup_is_measured_once_per_network_and_leaves_it_untouched(monkeypatch):
