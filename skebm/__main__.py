@@ -29,7 +29,7 @@ def main(argv=None):
     import matplotlib.pyplot as plt
 
     from . import EBMGenerator
-    from .generator import auto_max_iter
+    from .generator import auto_max_iter, auto_n_steps
     from .datasets import load_digits_images
     from .engine import SampleMonitor
     from .plotting import plot_sample_evolution, plot_sample_grid, plot_training
@@ -41,13 +41,15 @@ def main(argv=None):
     if args.max_iter is not None:
         params["max_iter"] = args.max_iter
     gen = EBMGenerator(**params)
-    n_updates = auto_max_iter(int(np.prod(digits.image_shape))) if gen.max_iter == "auto" else gen.max_iter
+    n_values = int(np.prod(digits.image_shape))
+    n_updates = auto_max_iter(n_values) if gen.max_iter == "auto" else gen.max_iter
+    n_steps = auto_n_steps(n_values) if gen.n_steps == "auto" else gen.n_steps
     every = max(1, n_updates // 10)
     monitor = SampleMonitor(every=every, n_samples=16, start="bank", random_state=args.random_state)
     gen.set_params(callbacks=[("monitor", monitor)])
     print(
         f"skebm demo: EBMGenerator on scikit-learn's {len(digits.data)} digits (8x8), {n_updates} updates of "
-        f"{gen.batch_size} Langevin chains of {gen.n_steps} steps; about a minute on 2 CPU cores "
+        f"{gen.batch_size} Langevin chains of {n_steps} steps; about a minute on 2 CPU cores "
         f"(load average now {os.getloadavg()[0]:.1f})." if hasattr(os, "getloadavg") else "",
         flush=True,
     )
@@ -65,7 +67,7 @@ def main(argv=None):
 
     fig, ax = plt.subplots(figsize=(6, 6))
     plot_sample_grid(samples, image_shape=digits.image_shape, ax=ax, cmap="gray_r",
-                     title=f"EBMGenerator samples ({gen.n_steps} Langevin steps from the replay buffer)")
+                     title=f"EBMGenerator samples ({n_steps} Langevin steps from the replay buffer)")
     grid_path = out / "digits_samples.png"
     fig.savefig(grid_path, dpi=120, bbox_inches="tight")
     plt.close(fig)

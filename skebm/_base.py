@@ -725,7 +725,7 @@ class BaseEBM(BaseEstimator):
 
     def _sampler(self):
         """The training sampler from the estimator's Langevin parameters."""
-        return LangevinSampler(n_steps=self.n_steps, step_size=self._step_size(), noise_scale=self.noise_scale)
+        return LangevinSampler(n_steps=self._n_steps(), step_size=self._step_size(), noise_scale=self.noise_scale)
 
     def _build_chain_init(self):
         """The chain-initialisation strategy from ``init`` and the bank parameters (one table)."""
@@ -812,7 +812,7 @@ class BaseEBM(BaseEstimator):
         return {
             "lr": lr,
             "batch_size": lambda value: setattr(net, "batch_size", value),
-            "n_steps": sampler("n_steps"),
+            "n_steps": lambda value: setattr(net.sampler_, "n_steps", self._n_steps()),
             "step_size": lambda value: setattr(net.sampler_, "step_size", self._step_size(value)),
             "noise_scale": sampler("noise_scale"),
             "temperature": lambda value: setattr(net, "temperature", float(value)),
@@ -849,9 +849,13 @@ class BaseEBM(BaseEstimator):
         """The optimiser's learning rate (``lr``)."""
         return self.lr
 
+    def _n_steps(self):
+        """Langevin steps of the training chains (``n_steps``, resolved where an estimator has an ``"auto"``)."""
+        return self.n_steps
+
     def _chain_steps_per_update(self):
         """Langevin steps each chain runs per update (what a fit's cost estimate counts)."""
-        return self.n_steps
+        return self._n_steps()
 
     def _updates_per_fit(self):
         """Parameter updates of one fit (``max_iter``)."""

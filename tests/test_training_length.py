@@ -93,18 +93,30 @@ def test_auto_max_iter_grows_with_the_values_per_sample(shape, updates):
     gen = EBMGenerator(image_shape=shape)
     gen.image_shape_ = shape  # what fit sets
     assert gen._updates_per_fit() == updates
+    assert gen._n_steps() == gen._sampler().n_steps == gen._chain_steps_per_update() == (15 if updates > 800 else 10)
     assert gen._lr_schedule() == ("cosine" if updates > 1600 else "constant")
     names = [name for name, _ in gen._own_callbacks(updates)]
     assert ("lr_schedule" in names) == (updates > 1600)
 
 
 def test_explicit_values_are_kept():
-    gen = EBMGenerator(image_shape=(3, 32, 32), max_iter=100, lr_schedule="cosine")
+    gen = EBMGenerator(image_shape=(3, 32, 32), max_iter=100, lr_schedule="cosine", n_steps=7)
     gen.image_shape_ = (3, 32, 32)
-    assert gen._updates_per_fit() == 100 and gen._lr_schedule() == "cosine"
+    assert gen._updates_per_fit() == 100 and gen._lr_schedule() == "cosine" and gen._sampler().n_steps == 7
     gen = EBMGenerator(image_shape=(3, 32, 32), lr_schedule="constant")
     gen.image_shape_ = (3, 32, 32)
     assert gen._updates_per_fit() == 3200 and gen._lr_schedule() == "constant"
+
+
+def test_a_fit_with_auto_n_steps_runs_and_samples_with_the_resolved_count():
+    gen = EBMGenerator(image_shape=(3, 20, 20), max_iter=2, batch_size=4, buffer_size=8, random_state=0,
+                       energy_params={"channels": (4, 8, 8)})
+    gen.fit(np.random.RandomState(0).rand(8, 1200))  # 1,200 values per sample: the larger rule
+    assert gen.n_steps == "auto" and gen.net_.sampler_.n_steps == 15
+    _, chains = gen.sample(2, random_state=0, return_chains=True)
+    assert len(chains) == 16  # the start and 15 steps
+    gen.set_params(warm_start=True, n_steps=3).fit(np.random.RandomState(0).rand(8, 1200))
+    assert gen.net_.sampler_.n_steps == 3
 
 
 def test_a_fit_with_auto_max_iter_makes_that_many_updates():
@@ -113,7 +125,8 @@ def test_a_fit_with_auto_max_iter_makes_that_many_updates():
 
 
 @pytest.mark.parametrize("name, value", [("max_iter", "long"), ("max_iter", 0), ("max_iter", 2.5),
-                                         ("lr_schedule", "linear"), ("lr_schedule", None)])
+                                         ("lr_schedule", "linear"), ("lr_schedule", None), ("n_steps", "many"),
+                                         ("n_steps", -1), ("n_steps", 2.5)])
 def test_bad_values_are_one_value_error(name, value):
     with pytest.raises(ValueError, match=name):
         EBMGenerator(**{**SMALL, name: value}).fit(X)
