@@ -114,6 +114,19 @@ def evaluate(feat, samples, X_ref):
     }
 
 
+def evaluate_variant(feat, gen, X_ref, variant=None):
+    """:func:`evaluate` of ``N_SAMPLES`` samples of ``gen`` drawn as ``variant`` says.
+
+    ``variant`` is ``"START:N_STEPS"`` (``START`` as ``sample``'s ``start``: ``bank`` for the replay buffer,
+    ``source`` for fresh noise), or None for ``sample``'s defaults; the chains' seed is ``SEED``.
+    """
+    kwargs = {}
+    if variant is not None:
+        start, n_steps = variant.split(":")
+        kwargs = {"start": start, "n_steps": int(n_steps)}
+    return evaluate(feat, gen.sample(N_SAMPLES, random_state=SEED, **kwargs), X_ref)
+
+
 def fit_gmm(X_train, value_range, covariance_type, components):
     """GaussianMixture on [0, 1] pixels, number of components chosen by BIC."""
     low, high = value_range

@@ -28,7 +28,7 @@ import torch
 from skorch.callbacks import Callback
 
 from _common import parse_set
-from bench_generator_images import COVERED_SHARE, SEED, evaluate, judge, load_set
+from bench_generator_images import COVERED_SHARE, SEED, evaluate_variant, judge, load_set
 from skebm import EBMGenerator
 
 
@@ -81,7 +81,7 @@ def main(argv=None):
         gen.net_.module_.load_state_dict(state)
         for variant in args.variants:
             begin, n_steps = variant.split(":")
-            r = evaluate(feat, gen.sample(1000, random_state=SEED, n_steps=int(n_steps), start=begin), X_test)
+            r = evaluate_variant(feat, gen, X_test, variant)
             print(f"| {weights} | {'replay buffer' if begin == 'bank' else 'fresh noise'} | {n_steps} | {r['fd']:.2f} | "
                   f"{r['covered']}/10 | {r['min_share']:.3f} / {r['max_share']:.3f} |", flush=True)
             if args.jsonl:

@@ -812,7 +812,7 @@ class BaseEBM(BaseEstimator):
         return {
             "lr": lr,
             "batch_size": lambda value: setattr(net, "batch_size", value),
-            "n_steps": lambda value: setattr(net.sampler_, "n_steps", self._n_steps()),
+            "n_steps": lambda value: setattr(net.sampler_, "n_steps", self._n_steps() if value == "auto" else value),
             "step_size": lambda value: setattr(net.sampler_, "step_size", self._step_size(value)),
             "noise_scale": sampler("noise_scale"),
             "temperature": lambda value: setattr(net, "temperature", float(value)),
