@@ -3,8 +3,8 @@
 A class at 2-4% of 1,000 samples moves from one fit to the next, so a class-coverage claim needs several seeds. This
 script fits ``EBMGenerator(image_shape=..., random_state=SEED, **params)`` on the training images of
 ``bench_generator_images.py``'s split (the same data, the same cached judge, the same scores) once per ``--seeds``
-value, then draws ``N_SAMPLES`` (1,000) samples per ``--variants`` entry (``start:n_steps``, e.g. ``bank:10 bank:30``; ``start`` as in
-``sample``), and prints the Frechet distance, the classes with at least 3% of the samples and the class counts; with
+value, then draws ``N_SAMPLES`` (1,000) samples per ``--variants`` entry (``start:n_steps``, e.g. ``bank:10
+bank:30``; ``start`` as in ``sample``; none: ``sample``'s defaults), and prints the Frechet distance, the classes with at least 3% of the samples and the class counts; with
 ``--jsonl`` one JSON line per row.
 
 Usage (from ``benchmarks/``)::
@@ -40,7 +40,8 @@ def main(argv=None):
     X_train, X_test, _, y_test, shape, _ = load_set(args.data)
     features = judge(args.data, X_test, y_test, shape, args.cache)
     params = parse_set(args.set)
-    print("| seed | parameters | sampled | Frechet | classes (>= 3%) | counts | fit s |\n|---:|---|---|---:|---:|---|---:|")
+    print("| seed | parameters | sampled | Frechet | classes (>= 3%) | counts | fit s |")
+    print("|---:|---|---|---:|---:|---|---:|")
     for seed in args.seeds:
         gen = EBMGenerator(image_shape=shape, random_state=seed, **params)
         start = time.perf_counter()

@@ -220,7 +220,8 @@ def warn_bf16_on_cpu(estimator, net):
     warnings.warn(
         f"{type(estimator).__name__}(precision='bf16') on this CPU: a chain step of this network under bfloat16 "
         f"autocast measured {1 / speedup:.1f} times slower than in float32 (no fast bfloat16 kernels here); "
-        "keep the default precision='fp32' on this machine, or pass precision='auto' (bfloat16 only where it is faster).",
+        "keep the default precision='fp32' on this machine, or pass precision='auto' (bfloat16 only where it is "
+        "faster).",
         UserWarning,
         stacklevel=4,
     )

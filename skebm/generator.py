@@ -80,6 +80,7 @@ def auto_n_steps(n_values):
     """The Langevin steps per update of ``n_steps="auto"`` for data of ``n_values`` values per sample."""
     return _AUTO_N_STEPS_LARGE if n_values > _LARGE_DATA_VALUES else _AUTO_N_STEPS
 
+
 #: ``lr_schedule="auto"``: the longest fit kept at a constant learning rate
 _CONSTANT_LR_MAX_UPDATES = 1600
 
@@ -226,9 +227,10 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
     about a minute of one CPU core on 8x8 digits with the default conv
     net; above 16x16 the net downsamples in its first layer and is twice
     as wide; on 32x32 colour images a default fit makes 3,200 updates of
-    15 Langevin steps with a cosine learning rate. The measured times and sample quality on 8x8,
-    28x28 and 32x32 colour images against GaussianMixture and BernoulliRBM (from
-    ``benchmarks/reports/``) are in the :ref:`User Guide <images>`.
+    15 Langevin steps with a cosine learning rate. The measured times and
+    sample quality on 8x8, 28x28 and 32x32 colour images against
+    GaussianMixture and BernoulliRBM (from ``benchmarks/reports/``) are in
+    the :ref:`User Guide <images>`.
 
     Examples
     --------

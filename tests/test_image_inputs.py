@@ -130,7 +130,8 @@ def test_bf16_warns_only_where_it_measured_slower(monkeypatch, speedup):
     assert not [m for m in messages if "bfloat16" in m] and len(calls) == 1
 
 
-@pytest.mark.parametrize(("speedup", "chosen"), [(0.3, "fp32"), (1.2, "fp32"), (cost.AUTO_BF16_SPEEDUP, "bf16"), (1.9, "bf16")])
+@pytest.mark.parametrize(("speedup", "chosen"),
+                         [(0.3, "fp32"), (1.2, "fp32"), (cost.AUTO_BF16_SPEEDUP, "bf16"), (1.9, "bf16")])
 def test_auto_precision_takes_bf16_only_where_it_measured_clearly_faster(monkeypatch, speedup, chosen):
     calls = []
     monkeypatch.setattr(cost, "bf16_speedup", lambda module, shape, **kw: calls.append((shape, kw)) or speedup)
@@ -143,7 +144,8 @@ def test_auto_precision_takes_bf16_only_where_it_measured_clearly_faster(monkeyp
     assert not [m for m in messages if "bfloat16" in m]  # "auto" never warns: it never takes the slower one
     # the chains run in the precision chosen: autocast is entered exactly when bf16 was chosen
     entered = []
-    monkeypatch.setattr(engine_ml, "autocast_context", lambda device, p: entered.append(p) or autocast_context(device, p))
+    recording = lambda device, p: entered.append(p) or autocast_context(device, p)  # noqa: E731
+    monkeypatch.setattr(engine_ml, "autocast_context", recording)
     gen.sample(2, random_state=0)
     assert entered and set(entered) == {chosen}
 
