@@ -130,7 +130,8 @@ export MPLBACKEND=Agg PYTHONWARNINGS=ignore
 step "gpu-marked tests" 200 "$DEST/gpu_tests.txt" \
     "$PY" -m pytest -m gpu -q -p no:cacheprovider -rs --durations=10 --continue-on-collection-errors \
     --junitxml="$DEST/gpu_tests.xml"
-# 2. the samplers side by side: bare loop, torchebm, ebmkit, skebm fp32 and bf16; MLP, conv 8x8 and 28x28, ResNet 32x32
+# 2. the samplers side by side: bare loop, torchebm, ebmkit, skebm fp32 and bf16, and what precision="auto" picks on
+#    this device (its own timing on CUDA); MLP, conv 8x8, 28x28 and 32x32 colour, ResNet 32x32
 step "bench_langevin ($DEVICE)" 90 "$DEST/bench_langevin.md" "$PY" benchmarks/bench_langevin.py --device "$DEVICE" \
     $([ "$DEVICE" = cuda ] || echo --quick)
 # 3. one short training benchmark per estimator, fp32 and bf16
