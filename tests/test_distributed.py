@@ -26,6 +26,7 @@ from skebm.datasets import make_toy_2d  # noqa: E402
 from skebm.engine._distributed import _RankBatches, check_accelerator  # noqa: E402
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
+ABORT = "terminate called without an active exception"  # gloo's sporadic abort of a rank under CPU contention
 ESTIMATORS = ["generator", "conditional_generator", "purifier", "density", "classifier", "jem"]
 
 
@@ -73,7 +74,18 @@ def report(tmp_path_factory):
     with FileLock(str(out) + ".lock"):
         if (out / "report.json").is_file():
             return json.loads((out / "report.json").read_text())
-        return _launch(2, out)
+        try:
+            return _launch(2, out)
+        except AssertionError as exc:
+            # With other jobs on the two cores, gloo's threads have now and then aborted a rank (std::terminate,
+            # "terminate called without an active exception", exit -6) in runs whose every check then passed alone:
+            # that abort, and only it, gets one more launch; a failure of the code fails both and is reported.
+            if ABORT not in str(exc):
+                raise
+            import warnings
+
+            warnings.warn(f"torchrun: a rank aborted ({ABORT}); launched once more", RuntimeWarning, stacklevel=1)
+            return _launch(2, out)
 
 
 # ------------------------------------------------------------- two processes
