@@ -4,8 +4,8 @@ A class at 2-4% of 1,000 samples moves from one fit to the next, so a class-cove
 script fits ``EBMGenerator(image_shape=..., random_state=SEED, **params)`` on the training images of
 ``bench_generator_images.py``'s split (the same data, the same cached judge, the same scores) once per ``--seeds``
 value, then draws ``N_SAMPLES`` (1,000) samples per ``--variants`` entry (``start:n_steps``, e.g. ``bank:10
-bank:30``; ``start`` as in ``sample``; none: ``sample``'s defaults), and prints the Frechet distance, the classes with at least 3% of the samples and the class counts; with
-``--jsonl`` one JSON line per row.
+bank:30``; ``start`` as in ``sample``; none: ``sample``'s defaults), and prints the Frechet distance, the classes
+with at least 3% of the samples and the class counts; with ``--jsonl`` one JSON line per row.
 
 Usage (from ``benchmarks/``)::
 

@@ -812,7 +812,7 @@ class BaseEBM(BaseEstimator):
         return {
             "lr": lr,
             "batch_size": lambda value: setattr(net, "batch_size", value),
-            "n_steps": lambda value: setattr(net.sampler_, "n_steps", self._n_steps() if value == "auto" else value),
+            "n_steps": lambda value: setattr(net.sampler_, "n_steps", self._n_steps(value)),
             "step_size": lambda value: setattr(net.sampler_, "step_size", self._step_size(value)),
             "noise_scale": sampler("noise_scale"),
             "temperature": lambda value: setattr(net, "temperature", float(value)),
@@ -849,9 +849,9 @@ class BaseEBM(BaseEstimator):
         """The optimiser's learning rate (``lr``)."""
         return self.lr
 
-    def _n_steps(self):
-        """Langevin steps of the training chains (``n_steps``, resolved where an estimator has an ``"auto"``)."""
-        return self.n_steps
+    def _n_steps(self, value=None):
+        """The training chains' Langevin steps: ``value`` (default ``n_steps``), resolved where it can be ``"auto"``."""
+        return self.n_steps if value is None else value
 
     def _chain_steps_per_update(self):
         """Langevin steps each chain runs per update (what a fit's cost estimate counts)."""

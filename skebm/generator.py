@@ -334,10 +334,11 @@ class EBMGenerator(_ClassLabelsMixin, _PresetMixin, BaseEBM):
             return self.max_iter
         return auto_max_iter(int(np.prod(self._feature_shape)))
 
-    def _n_steps(self):
-        """``n_steps``; ``"auto"``: more steps for larger data (:func:`auto_n_steps`)."""
-        if not isinstance(self.n_steps, str):
-            return self.n_steps
+    def _n_steps(self, value=None):
+        """``value`` (default: ``n_steps``); ``"auto"``: more steps for larger data (:func:`auto_n_steps`)."""
+        value = self.n_steps if value is None else value
+        if not isinstance(value, str):
+            return value
         return auto_n_steps(int(np.prod(self._feature_shape)))
 
     def _lr_schedule(self):

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import types
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -82,8 +83,6 @@ def report(tmp_path_factory):
             # that abort, and only it, gets one more launch; a failure of the code fails both and is reported.
             if ABORT not in str(exc):
                 raise
-            import warnings
-
             warnings.warn(f"torchrun: a rank aborted ({ABORT}); launched once more", RuntimeWarning, stacklevel=1)
             return _launch(2, out)
 

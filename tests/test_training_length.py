@@ -117,6 +117,8 @@ def test_a_fit_with_auto_n_steps_runs_and_samples_with_the_resolved_count():
     assert len(chains) == 16  # the start and 15 steps
     gen.set_params(warm_start=True, n_steps=3).fit(np.random.RandomState(0).rand(8, 1200))
     assert gen.net_.sampler_.n_steps == 3
+    gen.set_params(n_steps="auto").fit(np.random.RandomState(0).rand(8, 1200))  # back to the rule on a warm start
+    assert gen.net_.sampler_.n_steps == 15
 
 
 def test_a_fit_with_auto_max_iter_makes_that_many_updates():
